@@ -1,0 +1,8 @@
+//! Everything about the 16384 hash slots: key → slot hashing, topology, placement.
+//!
+//! The pure parts (slot hashing, topology data, placement) have no I/O and are reused
+//! by the operator.
+
+pub mod placement;
+pub mod slot;
+pub mod topology;

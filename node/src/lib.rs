@@ -1,0 +1,10 @@
+//! ringcache-node: a Redis-compatible, multi-core cache engine.
+//!
+//! Layers, from the socket inwards (one layer per module):
+//! `server` (listeners, connections, shutdown) → `resp` (frames) → `cmd` (one file per
+//! command family) → `store` (per-slot tables, memory accounting, eviction, expiry).
+//! `cluster` holds slot hashing, topology and placement; `admin` the HTTP port.
+
+pub mod cluster;
+pub mod resp;
+pub mod store;

@@ -1,0 +1,497 @@
+//! The keyspace: 16384 per-slot hash tables spread over lock-striped shards, with
+//! exact memory accounting, eviction and expiry.
+//!
+//! Slot `s` lives in shard `s % SHARDS`, so consecutive slots (one slot range) spread
+//! over all shards and every core. A command locks only the shard(s) of its keys; there
+//! is no global lock on the hot path. Memory in use is one relaxed atomic counter.
+
+pub mod entry;
+pub mod eviction;
+pub mod expiry;
+pub mod object;
+mod shard;
+
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::cluster::slot::{Slot, SLOT_COUNT};
+pub use entry::{Entry, ValueRef};
+pub use eviction::Policy;
+pub use object::{Hash, Object};
+pub use shard::{Shard, SlotStats};
+
+/// Number of lock stripes. A power of two that divides `SLOT_COUNT`.
+pub const SHARDS: usize = 256;
+const SLOTS_PER_SHARD: usize = SLOT_COUNT / SHARDS;
+
+/// Current unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The eviction clock: unix ms truncated to 32 bits (compared with wrapping arithmetic).
+pub fn clock_of(now_ms: u64) -> u32 {
+    now_ms as u32
+}
+
+/// `-OOM` condition: memory is over the limit and nothing can be evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("OOM command not allowed when used memory > 'maxmemory'.")]
+pub struct OutOfMemory;
+
+/// Memory limit, policy and usage counters shared by all shards.
+#[derive(Debug)]
+pub struct Memory {
+    used: AtomicUsize,
+    small: AtomicUsize,
+    max: AtomicUsize,
+    policy: AtomicU8,
+}
+
+impl Memory {
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+    /// Bytes of entries in the S3-FIFO small queue.
+    pub fn small(&self) -> usize {
+        self.small.load(Ordering::Relaxed)
+    }
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
+    pub fn set_max(&self, bytes: usize) {
+        self.max.store(bytes, Ordering::Relaxed);
+    }
+    pub fn policy(&self) -> Policy {
+        Policy::from_u8(self.policy.load(Ordering::Relaxed))
+    }
+    pub fn set_policy(&self, p: Policy) {
+        self.policy.store(p as u8, Ordering::Relaxed);
+    }
+    fn add(&self, bytes: usize, small: bool) {
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+        if small {
+            self.small.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+    fn sub(&self, bytes: usize, small: bool) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+        if small {
+            self.small.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counters of store-initiated removals.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub evicted_keys: AtomicU64,
+    pub expired_keys: AtomicU64,
+}
+
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+/// The whole keyspace of one node.
+pub struct Store {
+    shards: Box<[Padded]>,
+    hasher: hashbrown::DefaultHashBuilder,
+    pub mem: Memory,
+    pub stats: StoreStats,
+    evict_cursor: AtomicUsize,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("mem", &self.mem).finish()
+    }
+}
+
+fn shard_of(slot: Slot) -> (usize, usize) {
+    let s = usize::from(slot);
+    (s % SHARDS, s / SHARDS)
+}
+
+impl Store {
+    pub fn new(maxmemory: usize, policy: Policy) -> Store {
+        let shards = (0..SHARDS).map(|i| Padded(Mutex::new(Shard::new(SLOTS_PER_SHARD, i as u64)))).collect();
+        Store {
+            shards,
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            mem: Memory {
+                used: AtomicUsize::new(0),
+                small: AtomicUsize::new(0),
+                max: AtomicUsize::new(maxmemory),
+                policy: AtomicU8::new(policy as u8),
+            },
+            stats: StoreStats::default(),
+            evict_cursor: AtomicUsize::new(0),
+        }
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    /// Locks the shard holding `slot`.
+    pub fn lock(&self, slot: Slot) -> Locked<'_> {
+        let (shard, idx) = shard_of(slot);
+        Locked { guard: self.shards[shard].0.lock(), idx, store: self }
+    }
+
+    /// Locks the shards of all `slots` (in ascending shard order, so concurrent
+    /// multi-key commands cannot deadlock), for commands that must be atomic.
+    pub fn lock_many(&self, slots: &[Slot]) -> LockedMany<'_> {
+        let mut ids: Vec<usize> = slots.iter().map(|&s| shard_of(s).0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let guards = ids.into_iter().map(|i| (i, self.shards[i].0.lock())).collect();
+        LockedMany { guards, store: self }
+    }
+
+    /// Runs `f` on every shard in turn (one lock at a time).
+    pub fn for_each_shard(&self, mut f: impl FnMut(&mut Shard)) {
+        for s in self.shards.iter() {
+            f(&mut s.0.lock());
+        }
+    }
+
+    /// Locks shard number `i` (for background work and slot iteration).
+    pub fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        self.shards[i % SHARDS].0.lock()
+    }
+
+    /// Number of keys (including expired keys not yet reclaimed).
+    pub fn dbsize(&self) -> usize {
+        let mut n = 0;
+        self.for_each_shard(|s| n += s.len());
+        n
+    }
+
+    /// Keys and keys with a TTL.
+    pub fn key_counts(&self) -> (usize, usize) {
+        let (mut keys, mut volatile) = (0, 0);
+        self.for_each_shard(|s| {
+            keys += s.len();
+            volatile += s.volatile();
+        });
+        (keys, volatile)
+    }
+
+    /// Sum of keyspace hits and misses over all slots.
+    pub fn hits_misses(&self) -> (u64, u64) {
+        let (mut h, mut m) = (0, 0);
+        self.for_each_shard(|s| {
+            let (a, b) = s.hits_misses();
+            h += a;
+            m += b;
+        });
+        (h, m)
+    }
+
+    /// Statistics of one slot.
+    pub fn slot_stats(&self, slot: Slot) -> SlotStats {
+        let (shard, idx) = shard_of(slot);
+        self.shards[shard].0.lock().slot_stats(idx)
+    }
+
+    /// Removes every key.
+    pub fn flush(&self) {
+        for s in self.shards.iter() {
+            let (bytes, small) = s.0.lock().clear();
+            self.mem.used.fetch_sub(bytes, Ordering::Relaxed);
+            self.mem.small.fetch_sub(small, Ordering::Relaxed);
+        }
+    }
+
+    /// Called before a command that may allocate: evicts until memory is under
+    /// `maxmemory`, or reports `-OOM` when the policy forbids eviction or nothing is
+    /// left to evict.
+    pub fn ensure_memory(&self) -> Result<(), OutOfMemory> {
+        let max = self.mem.max();
+        if max == 0 || self.mem.used() <= max {
+            return Ok(());
+        }
+        let policy = self.mem.policy();
+        if policy == Policy::NoEviction {
+            return Err(OutOfMemory);
+        }
+        let now = now_ms();
+        let mut idle_shards = 0;
+        while self.mem.used() > max {
+            let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            let mut shard = self.shards[i].0.lock();
+            let mut freed_any = false;
+            // A few evictions per lock keep lock traffic low under sustained pressure.
+            for _ in 0..8 {
+                match shard.evict_one(policy, &self.mem, now, &self.hasher) {
+                    Some(_) => {
+                        freed_any = true;
+                        self.stats.evicted_keys.fetch_add(1, Ordering::Relaxed);
+                        if self.mem.used() <= max {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            drop(shard);
+            if freed_any {
+                idle_shards = 0;
+            } else {
+                idle_shards += 1;
+                if idle_shards >= SHARDS {
+                    return Err(OutOfMemory);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One round of active expiry over `shards_per_round` shards; returns
+    /// (keys checked, keys expired).
+    pub fn active_expire_round(&self, shards_per_round: usize, now: u64) -> (usize, usize) {
+        let (mut checked, mut expired) = (0, 0);
+        for _ in 0..shards_per_round {
+            let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            let mut shard = self.shards[i].0.lock();
+            let (c, e, bytes, small) = shard.expire_step(now, 4096);
+            drop(shard);
+            self.mem.used.fetch_sub(bytes, Ordering::Relaxed);
+            self.mem.small.fetch_sub(small, Ordering::Relaxed);
+            checked += c;
+            expired += e;
+        }
+        self.stats.expired_keys.fetch_add(expired as u64, Ordering::Relaxed);
+        (checked, expired)
+    }
+}
+
+/// A locked shard, positioned on one slot.
+pub struct Locked<'a> {
+    guard: MutexGuard<'a, Shard>,
+    idx: usize,
+    store: &'a Store,
+}
+
+impl Locked<'_> {
+    pub fn slot(&mut self) -> SlotRef<'_> {
+        SlotRef { shard: &mut self.guard, idx: self.idx, store: self.store }
+    }
+}
+
+/// Several locked shards, for atomic multi-key commands.
+pub struct LockedMany<'a> {
+    guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+    store: &'a Store,
+}
+
+impl LockedMany<'_> {
+    /// The view of `slot`; the slot must be one of those passed to `lock_many`.
+    pub fn slot(&mut self, slot: Slot) -> Option<SlotRef<'_>> {
+        let (shard, idx) = shard_of(slot);
+        let store = self.store;
+        self.guards
+            .iter_mut()
+            .find(|(i, _)| *i == shard)
+            .map(move |(_, g)| SlotRef { shard: &mut **g, idx, store })
+    }
+}
+
+/// Operations on the keys of one slot, under its shard's lock. Every change keeps the
+/// memory accounting, TTL counts and eviction metadata right.
+pub struct SlotRef<'a> {
+    shard: &'a mut Shard,
+    idx: usize,
+    store: &'a Store,
+}
+
+impl SlotRef<'_> {
+    /// The live entry for `key` (an expired one is removed first). No statistics.
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
+        let h = self.store.hash(key);
+        if self.shard.table(self.idx).find(h, |e| e.key() == key)?.is_expired(now) {
+            self.expire(key, h);
+            return None;
+        }
+        self.shard.table_mut(self.idx).find_mut(h, |e| e.key() == key)
+    }
+
+    fn expire(&mut self, key: &[u8], h: u64) {
+        if let Some(e) = self.shard.remove(self.idx, h, key) {
+            self.store.mem.sub(e.mem_size(), !e.in_main());
+            self.store.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A read lookup as Redis counts it: a hit or a miss in the keyspace statistics,
+    /// and an access for the eviction policy.
+    pub fn read(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
+        let policy = self.store.mem.policy();
+        let idx = self.idx;
+        let found = self.get(key, now).is_some();
+        self.shard.count_access(idx, found);
+        let e = self.get(key, now)?;
+        match policy {
+            Policy::S3Fifo => e.set_freq(e.freq().saturating_add(1)),
+            Policy::AllKeysLru => e.set_clock(clock_of(now)),
+            Policy::VolatileTtl | Policy::NoEviction => {}
+        }
+        Some(e)
+    }
+
+    /// Inserts or replaces an entry; returns the previous one.
+    pub fn insert(&mut self, mut e: Entry, now: u64) -> Option<Entry> {
+        let h = self.store.hash(e.key());
+        e.set_clock(clock_of(now));
+        let (old, size, small) = self.shard.insert(self.idx, h, e, &self.store.hasher);
+        self.store.mem.add(size, small);
+        if let Some(o) = &old {
+            self.store.mem.sub(o.mem_size(), !o.in_main());
+        }
+        old
+    }
+
+    /// Removes `key`; returns the entry if it was live.
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Entry> {
+        let h = self.store.hash(key);
+        let e = self.shard.remove(self.idx, h, key)?;
+        self.store.mem.sub(e.mem_size(), !e.in_main());
+        if e.is_expired(now) {
+            self.store.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(e)
+    }
+
+    /// Changes a live entry in place (object values, TTL), keeping accounting right.
+    pub fn modify<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+        let idx = self.idx;
+        let store = self.store;
+        let e = self.get(key, now)?;
+        let before = e.mem_size();
+        let had_ttl = e.expire_at().is_some();
+        let small = !e.in_main();
+        let r = f(e);
+        let after = e.mem_size();
+        let has_ttl = e.expire_at().is_some();
+        store.mem.add(after, small);
+        store.mem.sub(before, small);
+        self.shard.adjust(idx, after as isize - before as isize, had_ttl, has_ttl);
+        Some(r)
+    }
+
+    /// Number of keys in this slot.
+    pub fn len(&self) -> usize {
+        self.shard.table(self.idx).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` for every live key of this slot.
+    pub fn for_each_key(&self, now: u64, mut f: impl FnMut(&Entry)) {
+        for e in self.shard.table(self.idx).iter() {
+            if !e.is_expired(now) {
+                f(e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::slot::key_slot;
+
+    fn set(store: &Store, key: &[u8], val: &[u8]) {
+        let now = now_ms();
+        store.lock(key_slot(key)).slot().insert(Entry::string(key, val, 0, 0), now);
+    }
+
+    #[test]
+    fn accounting_returns_to_zero() {
+        let store = Store::new(0, Policy::S3Fifo);
+        for i in 0..1000u32 {
+            set(&store, format!("k{i}").as_bytes(), &[1u8; 64]);
+        }
+        assert_eq!(store.dbsize(), 1000);
+        assert!(store.mem.used() > 1000 * 64);
+        for i in 0..1000u32 {
+            let key = format!("k{i}");
+            store.lock(key_slot(key.as_bytes())).slot().remove(key.as_bytes(), now_ms());
+        }
+        assert_eq!(store.mem.used(), 0);
+        assert_eq!(store.mem.small(), 0);
+        assert_eq!(store.dbsize(), 0);
+    }
+
+    #[test]
+    fn eviction_keeps_memory_under_the_limit_for_every_policy() {
+        for policy in [Policy::S3Fifo, Policy::AllKeysLru] {
+            let store = Store::new(200_000, policy);
+            for i in 0..10_000u32 {
+                store.ensure_memory().expect("evictable");
+                set(&store, format!("key:{i}").as_bytes(), &[0u8; 100]);
+            }
+            store.ensure_memory().expect("evictable");
+            assert!(store.mem.used() <= 200_000, "{policy:?}: {}", store.mem.used());
+            assert!(store.stats.evicted_keys.load(Ordering::Relaxed) > 5_000);
+            assert!(store.dbsize() > 1000, "{policy:?} evicted too much: {}", store.dbsize());
+        }
+    }
+
+    #[test]
+    fn noeviction_reports_oom() {
+        let store = Store::new(10_000, Policy::NoEviction);
+        for i in 0..200u32 {
+            set(&store, format!("key:{i}").as_bytes(), &[0u8; 100]);
+        }
+        assert_eq!(store.ensure_memory(), Err(OutOfMemory));
+    }
+
+    #[test]
+    fn volatile_ttl_evicts_only_keys_with_a_ttl() {
+        let store = Store::new(50_000, Policy::VolatileTtl);
+        let now = now_ms();
+        for i in 0..400u32 {
+            let key = format!("v{i}");
+            let e = Entry::string(key.as_bytes(), &[0u8; 100], now + 1_000_000 + u64::from(i), 0);
+            store.lock(key_slot(key.as_bytes())).slot().insert(e, now);
+        }
+        set(&store, b"persistent", b"x");
+        store.ensure_memory().expect("volatile keys can go");
+        assert!(store.mem.used() <= 50_000);
+        assert!(store.lock(key_slot(b"persistent")).slot().get(b"persistent", now).is_some());
+    }
+
+    #[test]
+    fn s3fifo_keeps_frequently_read_keys() {
+        let store = Store::new(300_000, Policy::S3Fifo);
+        let now = now_ms();
+        for i in 0..100u32 {
+            set(&store, format!("hot{i}").as_bytes(), &[0u8; 100]);
+        }
+        for round in 0..20u32 {
+            for i in 0..100u32 {
+                let k = format!("hot{i}");
+                store.lock(key_slot(k.as_bytes())).slot().read(k.as_bytes(), now);
+            }
+            for i in 0..500u32 {
+                store.ensure_memory().expect("evictable");
+                set(&store, format!("scan{round}:{i}").as_bytes(), &[0u8; 100]);
+            }
+        }
+        let hot_left = (0..100u32)
+            .filter(|i| {
+                let k = format!("hot{i}");
+                store.lock(key_slot(k.as_bytes())).slot().get(k.as_bytes(), now).is_some()
+            })
+            .count();
+        assert!(hot_left >= 90, "only {hot_left} of 100 hot keys survived a scan");
+    }
+}

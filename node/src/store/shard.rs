@@ -1,0 +1,272 @@
+//! One lock stripe: the per-slot tables of `SLOT_COUNT / SHARDS` slots, their
+//! statistics, and the S3-FIFO ghost set of recently evicted keys.
+
+use std::collections::VecDeque;
+
+use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::entry::Entry;
+
+/// Statistics of one slot, as reported to the control plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotStats {
+    pub keys: usize,
+    pub bytes: usize,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+#[derive(Default)]
+pub(super) struct SlotTable {
+    pub(super) table: HashTable<Entry>,
+    bytes: usize,
+    volatile: usize,
+    hits: u64,
+    misses: u64,
+}
+
+/// Fingerprints of keys evicted from the small queue; a key that comes back while
+/// still remembered goes straight to the main queue (S3-FIFO).
+struct Ghost {
+    order: VecDeque<u32>,
+    set: HashSet<u32>,
+    capacity: usize,
+}
+
+impl Ghost {
+    fn insert(&mut self, h: u64) {
+        let fp = (h >> 32) as u32;
+        if self.set.insert(fp) {
+            self.order.push_back(fp);
+            if self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, h: u64) -> bool {
+        if self.set.is_empty() {
+            return false;
+        }
+        self.set.remove(&((h >> 32) as u32))
+    }
+}
+
+/// A lock stripe of slot tables.
+pub struct Shard {
+    slots: Box<[SlotTable]>,
+    ghost: Ghost,
+    pub(super) rng: SmallRng,
+    expire_cursor: usize,
+}
+
+const GHOST_CAPACITY: usize = 1024;
+
+impl Shard {
+    pub(super) fn new(slots: usize, seed: u64) -> Shard {
+        Shard {
+            slots: (0..slots).map(|_| SlotTable::default()).collect(),
+            ghost: Ghost { order: VecDeque::new(), set: HashSet::new(), capacity: GHOST_CAPACITY },
+            rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
+            expire_cursor: 0,
+        }
+    }
+
+    pub(super) fn table(&self, idx: usize) -> &HashTable<Entry> {
+        &self.slots[idx].table
+    }
+
+    pub(super) fn table_mut(&mut self, idx: usize) -> &mut HashTable<Entry> {
+        &mut self.slots[idx].table
+    }
+
+    /// Keys in this shard.
+    pub fn len(&self) -> usize {
+        self.slots.iter().map(|s| s.table.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys with a TTL in this shard.
+    pub fn volatile(&self) -> usize {
+        self.slots.iter().map(|s| s.volatile).sum()
+    }
+
+    pub fn hits_misses(&self) -> (u64, u64) {
+        self.slots.iter().fold((0, 0), |(h, m), s| (h + s.hits, m + s.misses))
+    }
+
+    pub(super) fn slot_stats(&self, idx: usize) -> SlotStats {
+        let s = &self.slots[idx];
+        SlotStats { keys: s.table.len(), bytes: s.bytes, hits: s.hits, misses: s.misses }
+    }
+
+    /// Calls `f(slot index within shard, entry)` for every entry (expired included).
+    pub fn for_each_entry(&self, mut f: impl FnMut(usize, &Entry)) {
+        for (i, s) in self.slots.iter().enumerate() {
+            for e in s.table.iter() {
+                f(i, e);
+            }
+        }
+    }
+
+    pub(super) fn count_access(&mut self, idx: usize, hit: bool) {
+        let s = &mut self.slots[idx];
+        if hit {
+            s.hits += 1;
+        } else {
+            s.misses += 1;
+        }
+    }
+
+    /// Inserts `e`, replacing any entry with the same key. A replacement keeps the old
+    /// entry's queue and counts as an access; a new key enters the S3-FIFO small queue
+    /// unless the ghost set remembers it. Returns (old entry, new size, new is small).
+    pub(super) fn insert(
+        &mut self,
+        idx: usize,
+        h: u64,
+        mut e: Entry,
+        hasher: &DefaultHashBuilder,
+    ) -> (Option<Entry>, usize, bool) {
+        use std::hash::BuildHasher;
+        let size = e.mem_size();
+        let ttl = e.expire_at().is_some();
+        let slot = &mut self.slots[idx];
+        let key_eq = |x: &Entry| x.key() == e.key();
+        if let Some(existing) = slot.table.find_mut(h, key_eq) {
+            e.set_in_main(existing.in_main());
+            e.set_freq(existing.freq().saturating_add(1));
+            let small = !e.in_main();
+            let old = std::mem::replace(existing, e);
+            slot.bytes = slot.bytes + size - old.mem_size();
+            if old.expire_at().is_some() {
+                slot.volatile -= 1;
+            }
+            if ttl {
+                slot.volatile += 1;
+            }
+            return (Some(old), size, small);
+        }
+        let main = self.ghost.take(h);
+        e.set_in_main(main);
+        e.set_freq(0);
+        let slot = &mut self.slots[idx];
+        slot.table.insert_unique(h, e, |x| hasher.hash_one(x.key()));
+        slot.bytes += size;
+        if ttl {
+            slot.volatile += 1;
+        }
+        (None, size, !main)
+    }
+
+    pub(super) fn remove(&mut self, idx: usize, h: u64, key: &[u8]) -> Option<Entry> {
+        let slot = &mut self.slots[idx];
+        let (e, _) = slot.table.find_entry(h, |x| x.key() == key).ok()?.remove();
+        slot.bytes -= e.mem_size();
+        if e.expire_at().is_some() {
+            slot.volatile -= 1;
+        }
+        Some(e)
+    }
+
+    /// Records an in-place change of an entry's size or TTL.
+    pub(super) fn adjust(&mut self, idx: usize, delta: isize, had_ttl: bool, has_ttl: bool) {
+        let slot = &mut self.slots[idx];
+        slot.bytes = slot.bytes.saturating_add_signed(delta);
+        match (had_ttl, has_ttl) {
+            (false, true) => slot.volatile += 1,
+            (true, false) => slot.volatile -= 1,
+            _ => {}
+        }
+    }
+
+    pub(super) fn remember_evicted(&mut self, h: u64) {
+        self.ghost.insert(h);
+    }
+
+    /// Drops every key; returns (bytes freed, bytes freed from the small queue).
+    pub(super) fn clear(&mut self) -> (usize, usize) {
+        let (mut bytes, mut small) = (0, 0);
+        for s in self.slots.iter_mut() {
+            for e in s.table.drain() {
+                let size = e.mem_size();
+                bytes += size;
+                if !e.in_main() {
+                    small += size;
+                }
+            }
+            s.bytes = 0;
+            s.volatile = 0;
+        }
+        (bytes, small)
+    }
+
+    /// Clears the hit/miss counters of one slot (after it changes owner).
+    pub fn reset_slot_counters(&mut self, idx: usize) {
+        self.slots[idx].hits = 0;
+        self.slots[idx].misses = 0;
+    }
+
+    /// A random (slot index, position) of a non-empty slot table, looking at no more
+    /// than the first `window` entries of a large slot (iteration order is hash order,
+    /// so this is still an unbiased pick among keys).
+    pub(super) fn random_position(&mut self, window: usize) -> Option<(usize, usize)> {
+        let n = self.slots.len();
+        let start = self.rng.gen_range(0..n);
+        for k in 0..n {
+            let idx = (start + k) % n;
+            let len = self.slots[idx].table.len();
+            if len > 0 {
+                let pos = self.rng.gen_range(0..len.min(window));
+                return Some((idx, pos));
+            }
+        }
+        None
+    }
+
+    /// Active expiry: removes expired keys from the next slots with TTLs, looking at
+    /// up to `budget` keys. Returns (checked, expired, bytes freed, small bytes freed).
+    pub(super) fn expire_step(&mut self, now: u64, budget: usize) -> (usize, usize, usize, usize) {
+        let (mut checked, mut expired, mut bytes, mut small) = (0, 0, 0, 0);
+        let n = self.slots.len();
+        for _ in 0..n {
+            if checked >= budget {
+                break;
+            }
+            let idx = self.expire_cursor % n;
+            self.expire_cursor = self.expire_cursor.wrapping_add(1);
+            let slot = &mut self.slots[idx];
+            if slot.volatile == 0 {
+                continue;
+            }
+            checked += slot.table.len();
+            let mut freed = 0;
+            let mut volatile_gone = 0;
+            slot.table.retain(|e| {
+                if e.is_expired(now) {
+                    let size = e.mem_size();
+                    freed += size;
+                    if !e.in_main() {
+                        small += size;
+                    }
+                    volatile_gone += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            slot.bytes -= freed;
+            slot.volatile -= volatile_gone;
+            expired += volatile_gone;
+            bytes += freed;
+        }
+        (checked, expired, bytes, small)
+    }
+}
