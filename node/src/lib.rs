@@ -8,3 +8,10 @@
 pub mod cluster;
 pub mod resp;
 pub mod store;
+pub mod admin;
+pub mod cmd;
+pub mod config;
+pub mod launch;
+pub mod metrics;
+pub mod server;
+pub mod util;

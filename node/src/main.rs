@@ -1,1 +1,71 @@
-fn main() {}
+use clap::Parser;
+use ringcache_node::config::Config;
+use ringcache_node::launch::NodeHandle;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let config = match Config::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // One line naming the flag; clap's first line does exactly that.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("ringcache-node: {}", first.trim_start_matches("error: "));
+            std::process::exit(2);
+        }
+    };
+    init_logging(&config.log_format);
+    let node = match NodeHandle::start(&config) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("ringcache-node: {e}");
+            std::process::exit(1);
+        }
+    };
+    let token = node.shutdown_token();
+    let signals = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = token.cancelled() => {}
+            }
+            token.cancel();
+        });
+    });
+    let _ = signals.join();
+    node.shutdown();
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGCACHE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,96 @@
+//! Argument parsing shared by command families, with Redis' error semantics.
+
+use bytes::Bytes;
+
+use super::CmdError;
+
+/// Parses a signed 64-bit integer exactly as Redis' `string2ll`: no spaces, no '+',
+/// no leading zeros (except "0"), no overflow.
+pub fn parse_i64(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    let (neg, digits) = match b[0] {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(d - b'0');
+        v = v.checked_mul(10)?;
+        v = if neg { v.checked_sub(digit)? } else { v.checked_add(digit)? };
+    }
+    if neg && v == 0 {
+        return None;
+    }
+    Some(v)
+}
+
+/// An integer argument, or `ERR value is not an integer or out of range`.
+pub fn int(b: &Bytes) -> Result<i64, CmdError> {
+    parse_i64(b).ok_or(CmdError::NotInteger)
+}
+
+/// Parses a float like Redis' `string2ld`: no spaces, finite or ±inf, not NaN.
+pub fn parse_f64(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return None;
+    }
+    let v: f64 = match s.to_ascii_lowercase().as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ => s.parse().ok()?,
+    };
+    if v.is_nan() {
+        return None;
+    }
+    Some(v)
+}
+
+/// A float argument, or `ERR value is not a valid float`.
+pub fn float(b: &Bytes) -> Result<f64, CmdError> {
+    parse_f64(b).ok_or(CmdError::NotFloat)
+}
+
+/// Case-insensitive comparison of an argument with an ASCII keyword.
+pub fn is(b: &[u8], word: &str) -> bool {
+    b.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// The argument as UTF-8 text (lossy), for names and error messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_follow_redis_rules() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-12"), Some(-12));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [&b"9223372036854775808"[..], b"01", b"+1", b" 1", b"1 ", b"", b"-", b"-0", b"1.0"] {
+            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn floats_follow_redis_rules() {
+        assert_eq!(parse_f64(b"1.5"), Some(1.5));
+        assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"5e3"), Some(5000.0));
+        assert_eq!(parse_f64(b"nan"), None);
+        assert_eq!(parse_f64(b" 1"), None);
+        assert_eq!(parse_f64(b"abc"), None);
+    }
+}

@@ -1,0 +1,5 @@
+//! Hashes commands.
+
+use super::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

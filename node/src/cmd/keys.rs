@@ -1,0 +1,5 @@
+//! Keys commands.
+
+use super::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,134 @@
+//! Command-line flags and `RINGCACHE_*` environment variables.
+
+use std::net::IpAddr;
+
+use clap::Parser;
+
+use crate::store::Policy;
+
+/// ringcache-node: a Redis-compatible, multi-core cache node.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ringcache-node", version, about)]
+pub struct Config {
+    /// Address to listen on (in Kubernetes: the pod IP).
+    #[arg(long, env = "RINGCACHE_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+
+    /// Redis protocol port (0 picks a free port).
+    #[arg(long, env = "RINGCACHE_PORT", default_value_t = 6379)]
+    pub port: u16,
+
+    /// HTTP port for /metrics, /healthz and /readyz (0 picks a free port).
+    #[arg(long, env = "RINGCACHE_ADMIN_PORT", default_value_t = 9121)]
+    pub admin_port: u16,
+
+    /// Memory limit for keys and values, e.g. 1gb, 512mb, 100000 (bytes).
+    /// Default: 80 % of the cgroup memory limit, else 1gb.
+    #[arg(long, env = "RINGCACHE_MAXMEMORY", value_parser = parse_bytes)]
+    pub maxmemory: Option<u64>,
+
+    /// Eviction policy: s3fifo, allkeys-lru, volatile-ttl or noeviction.
+    #[arg(long, env = "RINGCACHE_MAXMEMORY_POLICY", default_value = "s3fifo", value_parser = parse_policy)]
+    pub maxmemory_policy: Policy,
+
+    /// Password clients must give with AUTH or HELLO.
+    #[arg(long, env = "RINGCACHE_REQUIREPASS")]
+    pub requirepass: Option<String>,
+
+    /// Worker threads (default: the number of CPUs).
+    #[arg(long, env = "RINGCACHE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
+    /// Largest bulk string a request may carry, e.g. 512mb.
+    #[arg(long, env = "RINGCACHE_PROTO_MAX_BULK_LEN", default_value = "512mb", value_parser = parse_bytes)]
+    pub proto_max_bulk_len: u64,
+
+    /// Largest incomplete request a client may have buffered, e.g. 1gb.
+    #[arg(long, env = "RINGCACHE_CLIENT_QUERY_BUFFER_LIMIT", default_value = "1gb", value_parser = parse_bytes)]
+    pub client_query_buffer_limit: u64,
+
+    /// Log format: text or json.
+    #[arg(long, env = "RINGCACHE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// Parses a byte size the way redis.conf does: `100`, `10kb`, `64mb`, `2gb`, `1k`
+/// (k/m/g are ×1000, kb/mb/gb ×1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a byte size (examples: 100000, 64mb, 2gb)"))?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(format!("unknown unit '{unit}' (use b, kb, mb or gb)")),
+    };
+    n.checked_mul(mul).ok_or_else(|| format!("'{s}' is too large"))
+}
+
+fn parse_policy(s: &str) -> Result<Policy, String> {
+    Policy::parse(s).ok_or_else(|| "expected one of s3fifo, allkeys-lru, volatile-ttl, noeviction".to_string())
+}
+
+/// 80 % of the cgroup (v2 or v1) memory limit, if the process has one.
+pub fn cgroup_default_maxmemory() -> Option<u64> {
+    let v2 = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok();
+    let v1 = || std::fs::read_to_string("/sys/fs/cgroup/memory/memory.limit_in_bytes").ok();
+    let raw = v2.or_else(v1)?;
+    let limit: u64 = raw.trim().parse().ok()?;
+    // cgroup v1 reports "no limit" as a huge number.
+    if limit >= (1u64 << 60) {
+        return None;
+    }
+    Some(limit / 10 * 8)
+}
+
+impl Config {
+    /// The effective memory limit in bytes.
+    pub fn effective_maxmemory(&self) -> u64 {
+        self.maxmemory.or_else(cgroup_default_maxmemory).unwrap_or(1024 * 1024 * 1024)
+    }
+
+    pub fn effective_threads(&self) -> usize {
+        self.threads
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+
+    /// A configuration for tests: loopback, free ports, defaults elsewhere.
+    pub fn for_tests() -> Config {
+        Config {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            admin_port: 0,
+            maxmemory: Some(256 * 1024 * 1024),
+            maxmemory_policy: Policy::S3Fifo,
+            requirepass: None,
+            threads: Some(2),
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            client_query_buffer_limit: 1024 * 1024 * 1024,
+            log_format: "text".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert_eq!(parse_bytes("1kb"), Ok(1024));
+        assert_eq!(parse_bytes("1k"), Ok(1000));
+        assert_eq!(parse_bytes("2GB"), Ok(2 * 1024 * 1024 * 1024));
+        assert!(parse_bytes("12xb").is_err());
+        assert!(parse_bytes("lots").is_err());
+    }
+}

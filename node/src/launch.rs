@@ -1,0 +1,111 @@
+//! Starting and stopping a whole node: store, worker threads, active expiry, admin
+//! port. Used by `main` and by tests that run nodes in-process.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::Config;
+use crate::resp::Limits;
+use crate::server::state::ServerState;
+use crate::server::{self, ServerError};
+use crate::store::{expiry, Store};
+
+/// Errors starting a node.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("cannot listen on admin address {addr}: {source}")]
+    Admin { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running node.
+pub struct NodeHandle {
+    pub resp_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub store: Arc<Store>,
+    pub state: Arc<ServerState>,
+    shutdown: CancellationToken,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle").field("resp_addr", &self.resp_addr).finish()
+    }
+}
+
+impl NodeHandle {
+    /// Starts a node from `config`.
+    pub fn start(config: &Config) -> Result<NodeHandle, LaunchError> {
+        let threads = config.effective_threads();
+        let store = Arc::new(Store::new(config.effective_maxmemory() as usize, config.maxmemory_policy));
+        let listeners = server::bind_listeners(SocketAddr::new(config.bind, config.port), threads)?;
+        let resp_addr = listeners[0].local_addr().map_err(|source| ServerError::Listen {
+            addr: SocketAddr::new(config.bind, config.port),
+            source,
+        })?;
+        let limits = Limits {
+            max_bulk_len: config.proto_max_bulk_len as usize,
+            ..Limits::default()
+        };
+        let state = Arc::new(ServerState::new(
+            resp_addr.port(),
+            config.requirepass.clone(),
+            limits,
+            config.client_query_buffer_limit as usize,
+            threads,
+        ));
+        let shutdown = CancellationToken::new();
+        let admin_bind = SocketAddr::new(config.bind, config.admin_port);
+        let admin = std::net::TcpListener::bind(admin_bind)
+            .and_then(|l| l.set_nonblocking(true).map(|_| l))
+            .map_err(|source| LaunchError::Admin { addr: admin_bind, source })?;
+        let admin_addr = admin.local_addr().map_err(|source| LaunchError::Admin { addr: admin_bind, source })?;
+
+        let mut handles = server::spawn_workers(listeners, store.clone(), state.clone(), shutdown.clone())?;
+        handles.push(expiry::spawn(store.clone()).map_err(LaunchError::Thread)?);
+        let (s2, st2, sd2) = (store.clone(), state.clone(), shutdown.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .name("admin".into())
+                .spawn(move || {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                        return;
+                    };
+                    rt.block_on(async move {
+                        if let Ok(l) = tokio::net::TcpListener::from_std(admin) {
+                            crate::admin::serve(l, s2, st2, sd2).await;
+                        }
+                    });
+                })
+                .map_err(LaunchError::Thread)?,
+        );
+        state.ready.store(true, Ordering::Relaxed);
+        info!(%resp_addr, %admin_addr, threads, maxmemory = store.mem.max(), policy = store.mem.policy().name(), "ringcache-node ready");
+        Ok(NodeHandle { resp_addr, admin_addr, store, state, shutdown, threads: handles })
+    }
+
+    /// Stops accepting, lets connections finish the replies they owe, and waits.
+    pub fn shutdown(self) {
+        self.state.ready.store(false, Ordering::Relaxed);
+        self.shutdown.cancel();
+        let store = self.store;
+        drop(store);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// A token that stops the node when cancelled (for signal handlers).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}

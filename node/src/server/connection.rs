@@ -1,0 +1,115 @@
+//! One client connection: read → parse every complete request → execute → write all
+//! replies at once (pipelining costs one read and one write per batch). A protocol
+//! error answers `-ERR Protocol error: ...` and closes this connection only.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::cmd::{self, Ctx, Flow};
+use crate::resp::{parse_request, Out};
+use crate::server::state::{ClientState, ServerState};
+use crate::store::{now_ms, Store};
+
+/// Replies buffered beyond this are written before more requests run.
+const FLUSH_AT: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(#[from] crate::resp::ProtocolError),
+    #[error("client query buffer exceeded {0} bytes")]
+    QueryBufferLimit(usize),
+}
+
+/// Serves one client until it disconnects, sends QUIT, breaks the protocol, or the
+/// server shuts down (after the replies to what was already read are written).
+pub async fn serve(
+    mut stream: TcpStream,
+    store: Arc<Store>,
+    state: Arc<ServerState>,
+    worker: usize,
+    shutdown: CancellationToken,
+) -> Result<(), ConnectionError> {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr()?;
+    let local = stream.local_addr()?;
+    let shared = state.clients.register(peer, local);
+    let mut client = ClientState { shared, authenticated: !state.auth_required(), no_evict: false };
+    let result = run(&mut stream, &store, &state, worker, &shutdown, &mut client).await;
+    state.clients.unregister(client.id());
+    result
+}
+
+async fn run(
+    stream: &mut TcpStream,
+    store: &Store,
+    state: &ServerState,
+    worker: usize,
+    shutdown: &CancellationToken,
+    client: &mut ClientState,
+) -> Result<(), ConnectionError> {
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Out::new();
+    let metrics = state.metrics.worker(worker);
+    loop {
+        let mut close = false;
+        loop {
+            let args = match parse_request(&mut rbuf, &state.limits) {
+                Ok(Some(args)) => args,
+                Ok(None) => break,
+                Err(e) => {
+                    out.error(&format!("ERR Protocol error: {e}"));
+                    stream.write_all(&out.buf).await?;
+                    return Err(e.into());
+                }
+            };
+            let started = Instant::now();
+            let mut ctx = Ctx { store, server: state, client, out: &mut out, now: now_ms(), flow: Flow::Continue };
+            let index = cmd::execute(&mut ctx, &args);
+            let flow = ctx.flow;
+            metrics.record(index, started.elapsed());
+            if flow == Flow::Close {
+                close = true;
+                break;
+            }
+            if out.buf.len() >= FLUSH_AT {
+                stream.write_all(&out.buf).await?;
+                out.buf.clear();
+            }
+        }
+        if !out.buf.is_empty() {
+            stream.write_all(&out.buf).await?;
+            out.buf.clear();
+            if out.buf.capacity() > 1024 * 1024 {
+                out.buf = BytesMut::with_capacity(READ_CHUNK);
+            }
+        }
+        if close {
+            return Ok(());
+        }
+        if rbuf.len() > state.max_query_buffer {
+            return Err(ConnectionError::QueryBufferLimit(state.max_query_buffer));
+        }
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            n = stream.read_buf(&mut rbuf) => {
+                if n? == 0 {
+                    return Ok(());
+                }
+            }
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Listeners, worker threads and shutdown.
+//!
+//! The server runs one single-threaded tokio runtime per worker thread; each worker
+//! has its own listening socket on the same port (`SO_REUSEPORT`), so the kernel
+//! spreads connections over cores and a connection never migrates between threads.
+//! All workers share the [`Store`], whose shards are lock-striped.
+
+pub mod connection;
+pub mod state;
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::store::Store;
+use state::ServerState;
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Binds `threads` listening sockets on `addr` (the first one picks the port when it
+/// is 0).
+pub fn bind_listeners(addr: SocketAddr, threads: usize) -> Result<Vec<StdListener>, ServerError> {
+    let mut out: Vec<StdListener> = Vec::with_capacity(threads);
+    let mut addr = addr;
+    for _ in 0..threads.max(1) {
+        let l = bind_one(addr).map_err(|source| ServerError::Listen { addr, source })?;
+        if addr.port() == 0 {
+            addr = l.local_addr().map_err(|source| ServerError::Listen { addr, source })?;
+        }
+        out.push(l);
+    }
+    Ok(out)
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<StdListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Starts one worker thread per listener. They stop accepting when `shutdown` is
+/// cancelled and return once their connections have finished.
+pub fn spawn_workers(
+    listeners: Vec<StdListener>,
+    store: Arc<Store>,
+    state: Arc<ServerState>,
+    shutdown: CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, ServerError> {
+    let mut handles = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let (store, state, shutdown) = (store.clone(), state.clone(), shutdown.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || worker(i, l, store, state, shutdown))
+            .map_err(ServerError::Thread)?;
+        handles.push(h);
+    }
+    Ok(handles)
+}
+
+fn worker(i: usize, listener: StdListener, store: Arc<Store>, state: Arc<ServerState>, shutdown: CancellationToken) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            warn!(worker = i, error = %e, "cannot build runtime");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(worker = i, error = %e, "cannot register listener");
+                return;
+            }
+        };
+        let tracker = tokio_util::task::TaskTracker::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        state.total_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let (store, state, shutdown) = (store.clone(), state.clone(), shutdown.clone());
+                        tracker.spawn_local(async move {
+                            if let Err(e) = connection::serve(stream, store, state, i, shutdown).await {
+                                debug!(%peer, error = %e, "connection closed");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        warn!(worker = i, error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        drop(listener);
+        tracker.close();
+        tracker.wait().await;
+        info!(worker = i, "worker stopped");
+    });
+}

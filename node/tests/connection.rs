@@ -1,0 +1,167 @@
+//! Connection-level behaviour with a real client and raw RESP: framing, pipelining,
+//! protocol errors, HELLO/AUTH, limits, graceful shutdown.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+
+use common::*;
+
+#[test]
+fn ping_echo_and_pipelining_with_a_real_client() {
+    let node = start();
+    let mut con = client(&node);
+    assert_eq!(cmd::<String>(&mut con, &["PING"]), "PONG");
+    assert_eq!(cmd::<String>(&mut con, &["ECHO", "hi"]), "hi");
+    let mut pipe = redis::pipe();
+    for i in 0..1000 {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i);
+    }
+    for i in 0..1000 {
+        pipe.cmd("GET").arg(format!("k{i}"));
+    }
+    let replies: Vec<redis::Value> = pipe.query(&mut con).expect("pipeline");
+    assert_eq!(replies.len(), 2000);
+    assert_eq!(replies[1999], redis::Value::BulkString(b"999".to_vec()));
+    node.shutdown();
+}
+
+#[test]
+fn inline_commands_and_unknown_commands() {
+    let node = start();
+    let out = raw(&node, b"PING\r\nSET k \"a b\"\r\nGET k\r\nNOPE x y\r\n", 70);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "+PONG\r\n+OK\r\n$3\r\na b\r\n-ERR unknown command 'NOPE', with args beginning with: 'x' 'y' \r\n"
+    );
+    node.shutdown();
+}
+
+#[test]
+fn protocol_error_closes_only_that_connection() {
+    let node = start();
+    let mut other = client(&node);
+    cmd::<()>(&mut other, &["SET", "survivor", "1"]);
+    // A valid request is answered before the malformed one closes the connection.
+    let out = raw(&node, b"*1\r\n$4\r\nPING\r\n*1\r\n+OK\r\n", 1000);
+    assert_eq!(String::from_utf8_lossy(&out), "+PONG\r\n-ERR Protocol error: expected '$', got '+'\r\n");
+    for bad in [&b"*abc\r\n"[..], b"*1\r\n$-7\r\n", b"*2\r\n$1\r\nab\r\n", b"SET \"unbalanced\r\n"] {
+        let out = raw(&node, bad, 1000);
+        assert!(out.starts_with(b"-ERR Protocol error: "), "{:?} -> {:?}", String::from_utf8_lossy(bad), String::from_utf8_lossy(&out));
+    }
+    // The other connection and the data are unaffected.
+    assert_eq!(cmd::<String>(&mut other, &["GET", "survivor"]), "1");
+    node.shutdown();
+}
+
+#[test]
+fn bulk_length_limit_is_enforced() {
+    let node = start_with(|c| c.proto_max_bulk_len = 1024);
+    let out = raw(&node, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000\r\n", 1000);
+    assert_eq!(String::from_utf8_lossy(&out), "-ERR Protocol error: invalid bulk length\r\n");
+    node.shutdown();
+}
+
+#[test]
+fn query_buffer_limit_closes_the_connection() {
+    let node = start_with(|c| c.client_query_buffer_limit = 64 * 1024);
+    let mut s = TcpStream::connect(node.resp_addr).expect("connects");
+    // A bulk string that never completes grows the query buffer past the limit.
+    let _ = s.write_all(b"*2\r\n$3\r\nGET\r\n$1000000\r\n");
+    let chunk = vec![b'x'; 16 * 1024];
+    let mut closed = false;
+    for _ in 0..64 {
+        if s.write_all(&chunk).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if !closed {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2))).expect("timeout");
+        closed = read_some(&mut s, 1).is_empty();
+    }
+    assert!(closed, "the connection should be closed after exceeding the query buffer limit");
+    node.shutdown();
+}
+
+#[test]
+fn hello_switches_to_resp3_and_auth_is_enforced() {
+    let node = start_with(|c| c.requirepass = Some("s3cret".into()));
+    let out = raw(&node, b"GET k\r\nAUTH wrong\r\nHELLO 3 AUTH default s3cret\r\n", 40);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("-NOAUTH Authentication required.\r\n-WRONGPASS invalid username-password pair or user is disabled.\r\n%7\r\n"), "{text}");
+    let out = raw(&node, b"AUTH s3cret\r\nHELLO 3\r\nGET missing\r\n", 300);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("+OK\r\n%7\r\n"), "{text}");
+    assert!(text.ends_with("_\r\n"), "RESP3 null expected: {text}");
+    let url = format!("redis://:s3cret@{}/", node.resp_addr);
+    let mut con = redis::Client::open(url).expect("url").get_connection().expect("auth via client");
+    assert_eq!(cmd::<String>(&mut con, &["PING"]), "PONG");
+    node.shutdown();
+}
+
+#[test]
+fn client_and_command_introspection() {
+    let node = start();
+    let mut con = client(&node);
+    let id: i64 = cmd(&mut con, &["CLIENT", "ID"]);
+    assert!(id > 0);
+    cmd::<()>(&mut con, &["CLIENT", "SETNAME", "tester"]);
+    assert_eq!(cmd::<String>(&mut con, &["CLIENT", "GETNAME"]), "tester");
+    let list: String = cmd(&mut con, &["CLIENT", "LIST"]);
+    assert!(list.contains("name=tester"), "{list}");
+    assert!(cmd_err(&mut con, &["CLIENT", "SETNAME", "a b"]).contains("cannot contain spaces"));
+    let count: i64 = cmd(&mut con, &["COMMAND", "COUNT"]);
+    assert!(count > 5);
+    let info: Vec<redis::Value> = cmd(&mut con, &["COMMAND", "INFO", "get"]);
+    assert_eq!(info.len(), 1);
+    assert_eq!(cmd::<String>(&mut con, &["SELECT", "0"]), "OK");
+    assert!(cmd_err(&mut con, &["SELECT", "1"]).contains("DB index is out of range"));
+    assert_eq!(cmd_err(&mut con, &["GET"]), "ERR wrong number of arguments for 'get' command");
+    node.shutdown();
+}
+
+#[test]
+fn info_config_and_admin_endpoints() {
+    let node = start();
+    let mut con = client(&node);
+    cmd::<()>(&mut con, &["SET", "a", "1"]);
+    let _: Option<String> = cmd(&mut con, &["GET", "a"]);
+    let _: Option<String> = cmd(&mut con, &["GET", "nope"]);
+    let info: String = cmd(&mut con, &["INFO"]);
+    assert!(info.contains("keyspace_hits:1"), "{info}");
+    assert!(info.contains("keyspace_misses:1"), "{info}");
+    assert!(info.contains("db0:keys=1,expires=0"), "{info}");
+    cmd::<()>(&mut con, &["CONFIG", "SET", "maxmemory", "10mb", "maxmemory-policy", "allkeys-lru"]);
+    let cfg: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "maxmemory*"]);
+    assert_eq!(cfg, vec!["maxmemory", "10485760", "maxmemory-policy", "allkeys-lru"]);
+    assert!(cmd_err(&mut con, &["CONFIG", "SET", "maxmemory-policy", "bogus"]).contains("maxmemory-policy"));
+    let metrics = http_get(node.admin_addr, "/metrics");
+    assert!(metrics.contains("ringcache_keys 1"), "{metrics}");
+    assert!(metrics.contains("ringcache_commands_total{cmd=\"get\"} 2"), "{metrics}");
+    assert!(metrics.contains("ringcache_command_duration_seconds_bucket{cmd=\"set\",le=\"+Inf\"} 1"), "{metrics}");
+    assert!(http_get(node.admin_addr, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(node.admin_addr, "/readyz").starts_with("HTTP/1.1 200"));
+    node.shutdown();
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("admin port");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).expect("write");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2))).expect("timeout");
+    String::from_utf8_lossy(&read_some(&mut s, usize::MAX)).into_owned()
+}
+
+#[test]
+fn graceful_shutdown_answers_what_was_read() {
+    let node = start();
+    let mut s = TcpStream::connect(node.resp_addr).expect("connects");
+    s.write_all(b"SET k v\r\nGET k\r\n").expect("write");
+    let out = read_some(&mut s, 12);
+    assert_eq!(out, b"+OK\r\n$1\r\nv\r\n");
+    node.shutdown();
+    // After shutdown the listener is gone.
+    assert!(TcpStream::connect(s.peer_addr().expect("peer")).is_err());
+}
