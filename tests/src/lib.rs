@@ -64,8 +64,11 @@ static NS_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Installs a tracing subscriber for tests (RUST_LOG, default `info`), once.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_client=warn,hyper=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,kube_client=warn,kube_client::client::builder=off,hyper=warn",
+        )
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()

@@ -194,15 +194,14 @@ impl PodWorker {
     pub(super) async fn run(mut self) {
         tracing::info!(pod = %self.name(), ip = %self.ip, "starting pod");
         loop {
-            if self.rx.has_changed().unwrap_or(true) {
-                let update = self.rx.borrow_and_update().clone();
-                match update {
-                    PodUpdate::Pod(p) => self.pod = *p,
-                    PodUpdate::Gone => {
-                        tracing::info!(pod = %self.name(), "pod object gone: killing its processes");
-                        self.kill_all();
-                        break;
-                    }
+            // `changed()` below marks values seen, so always look at the latest one.
+            let update = self.rx.borrow_and_update().clone();
+            match update {
+                PodUpdate::Pod(p) => self.pod = *p,
+                PodUpdate::Gone => {
+                    tracing::info!(pod = %self.name(), "pod object gone: killing its processes");
+                    self.kill_all();
+                    break;
                 }
             }
             if self.pod.metadata.deletion_timestamp.is_some() {
@@ -651,7 +650,6 @@ impl PodWorker {
             "podIP": self.ip.to_string(),
             "podIPs": [{ "ip": self.ip.to_string() }],
             "startTime": start,
-            "qosClass": "BestEffort",
             "containerStatuses": statuses,
         })
     }
