@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""ringcache-node vs Debian's redis-server on this machine, measured in one run.
+
+For GET and SET at pipeline 1 and 16 (50 clients, 64-byte values, random keys over
+100k) it runs the same redis-benchmark against each server in alternation, several
+rounds, and reports the median ops/s, p50/p99 latency and server CPU time per request
+(utime+stime of the server process from /proc, all threads). Then it loads 1M keys
+with 64-byte values into each (keys `key:%012d`, the redis-benchmark key format) and
+reports bytes per key from RSS and from the server's own used_memory.
+
+Usage: python3 bench/node_vs_redis.py [--rounds 3] [--quick]
+Prints a Markdown table with ringcache/Redis ratios (also written to bench/out/).
+"""
+
+import argparse
+import csv
+import io
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NODE_BIN = os.path.join(ROOT, "target", "release", "ringcache-node")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 (1-based); after ")" they are at 11, 12.
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+class Server:
+    def __init__(self, name, argv, port):
+        self.name, self.port = name, port
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(port)
+
+    def command(self, *args):
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True).stdout
+
+    def info_field(self, field):
+        for line in self.command("INFO", "memory").splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split(":")[1])
+        return 0
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def run_benchmark(server, test, pipeline, requests):
+    cpu0 = cpu_seconds(server.proc.pid)
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(server.port), "-c", "50", "-n", str(requests), "-d", "64",
+         "-r", "100000", "-t", test, "-P", str(pipeline), "--csv", "-q"],
+        capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(server.proc.pid) - cpu0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    row = rows[0]
+    return {
+        "rps": float(row["rps"]),
+        "p50": float(row["p50_latency_ms"]),
+        "p99": float(row["p99_latency_ms"]),
+        "req_per_cpu_s": requests / cpu if cpu > 0 else float("inf"),
+    }
+
+
+def load_keys(port, n, value_len=64, batch=10000):
+    value = b"x" * value_len
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(60)
+        sent = 0
+        while sent < n:
+            m = min(batch, n - sent)
+            parts = []
+            for i in range(sent, sent + m):
+                key = b"key:%012d" % i
+                parts.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, value_len, value))
+            s.sendall(b"".join(parts))
+            need, got = 5 * m, 0
+            while got < need:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    raise RuntimeError("server closed the connection during load")
+                got += len(chunk)
+            sent += m
+
+
+def ensure_tools():
+    missing = [t for t in ("redis-server", "redis-benchmark", "redis-cli") if shutil.which(t) is None]
+    if missing:
+        print(f"installing redis-server and redis-tools (missing: {', '.join(missing)})", file=sys.stderr)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server", "redis-tools"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if not os.environ.get("BENCH_NO_BUILD"):
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "ringcache-node"], cwd=ROOT, check=True)
+
+
+def start_servers():
+    rp, np, ap = free_port(), free_port(), free_port()
+    redis = Server("redis", ["redis-server", "--port", str(rp), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--protected-mode", "no"], rp)
+    node = Server("ringcache", [NODE_BIN, "--port", str(np), "--admin-port", str(ap), "--maxmemory", "8gb"], np)
+    return node, redis
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
+    ap.add_argument("--keys", type=int, default=1_000_000)
+    args = ap.parse_args()
+    ensure_tools()
+    scale = 0.2 if args.quick else 1.0
+    cases = [("set", 1, int(200_000 * scale)), ("get", 1, int(200_000 * scale)),
+             ("set", 16, int(2_000_000 * scale)), ("get", 16, int(2_000_000 * scale))]
+
+    node, redis = start_servers()
+    results = {}
+    try:
+        for test, pipeline, n in cases:
+            samples = {"ringcache": [], "redis": []}
+            for r in range(args.rounds):
+                order = (node, redis) if r % 2 == 0 else (redis, node)
+                for srv in order:
+                    samples[srv.name].append(run_benchmark(srv, test, pipeline, n))
+            for name, runs in samples.items():
+                results[(test, pipeline, name)] = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
+            print(f"done {test.upper()} -P {pipeline}", file=sys.stderr)
+
+    finally:
+        node.stop()
+        redis.stop()
+
+    # Memory is measured on freshly started servers, so allocator pages retained from
+    # the throughput runs do not count.
+    node, redis = start_servers()
+    mem = {}
+    try:
+        time.sleep(0.5)
+        for srv in (node, redis):
+            rss0 = rss_bytes(srv.proc.pid)
+            load_keys(srv.port, args.keys)
+            time.sleep(0.5)
+            dbsize = int(srv.command("DBSIZE").strip())
+            rss = rss_bytes(srv.proc.pid)
+            mem[srv.name] = {"keys": dbsize, "rss_per_key": rss / dbsize, "rss_delta_per_key": (rss - rss0) / dbsize,
+                             "used_per_key": srv.info_field("used_memory") / dbsize}
+    finally:
+        node.stop()
+        redis.stop()
+
+    lines = []
+    lines.append(f"Machine: {os.cpu_count()} CPUs; redis-benchmark -c 50 -d 64 -r 100000; median of {args.rounds} alternating rounds; "
+                 + subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split(" sha")[0])
+    lines.append("")
+    lines.append("| test | ringcache ops/s | Redis ops/s | ratio | ringcache p50/p99 ms | Redis p50/p99 ms | ringcache req/CPU-s | Redis req/CPU-s | CPU-efficiency ratio |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for test, pipeline, _ in cases:
+        a, b = results[(test, pipeline, "ringcache")], results[(test, pipeline, "redis")]
+        lines.append(f"| {test.upper()} -P {pipeline} | {a['rps']:,.0f} | {b['rps']:,.0f} | {a['rps']/b['rps']:.2f} | "
+                     f"{a['p50']:.3f}/{a['p99']:.3f} | {b['p50']:.3f}/{b['p99']:.3f} | {a['req_per_cpu_s']:,.0f} | "
+                     f"{b['req_per_cpu_s']:,.0f} | {a['req_per_cpu_s']/b['req_per_cpu_s']:.2f} |")
+    lines.append("")
+    lines.append(f"| memory after {args.keys:,} SETs of 64-byte values | ringcache | Redis | ratio |")
+    lines.append("|---|---|---|---|")
+    a, b = mem["ringcache"], mem["redis"]
+    for k, label in (("rss_per_key", "RSS bytes/key"), ("rss_delta_per_key", "RSS growth bytes/key"), ("used_per_key", "used_memory bytes/key")):
+        lines.append(f"| {label} | {a[k]:.1f} | {b[k]:.1f} | {a[k]/b[k]:.2f} |")
+    report = "\n".join(lines)
+    print(report)
+    os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "out", "node_vs_redis.md"), "w") as f:
+        f.write(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
