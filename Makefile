@@ -7,7 +7,7 @@ CARGO ?= cargo
 ## dev: build, start a real local Kubernetes control plane with the test kubelet,
 ## run ringcache pods on it, and print how to connect (Ctrl-C tears it all down).
 dev: build k8s-bins redis-tools
-	$(CARGO) run --release -q -p ringcache-tests --bin ringcache-dev -- --apply dev/sample.yaml
+	bash dev/run.sh
 
 ## test: every check CI runs: formatting, clippy, unit, integration and e2e tests.
 test: lint k8s-bins
