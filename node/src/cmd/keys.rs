@@ -57,41 +57,51 @@ fn type_name(e: &Entry) -> &'static str {
     }
 }
 
-fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+/// Counts the keys of `keys` for which `f` returns true, all under their shards'
+/// locks at once, so the command is atomic like in Redis (one key: one lock).
+fn count_keys(
+    ctx: &mut Ctx<'_>,
+    keys: &[Bytes],
+    mut f: impl FnMut(&mut SlotRef<'_>, &[u8], u64) -> bool,
+) -> i64 {
     let now = ctx.now;
     let mut n = 0;
-    for key in &args[1..] {
+    if let [key] = keys {
         let mut locked = ctx.store.lock(key_slot(key));
-        if locked.slot().remove(key, now).is_some() {
-            n += 1;
+        return i64::from(f(&mut locked.slot(), key, now));
+    }
+    let slots: Vec<Slot> = keys.iter().map(|k| key_slot(k)).collect();
+    let mut locked = ctx.store.lock_many(&slots);
+    for (key, &s) in keys.iter().zip(&slots) {
+        if let Some(mut slot) = locked.slot(s) {
+            if f(&mut slot, key, now) {
+                n += 1;
+            }
         }
     }
+    n
+}
+
+fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let n = count_keys(ctx, &args[1..], |slot, key, now| {
+        slot.remove(key, now).is_some()
+    });
     ctx.out.int(n);
     Ok(())
 }
 
 fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let now = ctx.now;
-    let mut n = 0;
-    for key in &args[1..] {
-        let mut locked = ctx.store.lock(key_slot(key));
-        if locked.slot().get(key, now).is_some() {
-            n += 1;
-        }
-    }
+    let n = count_keys(ctx, &args[1..], |slot, key, now| {
+        slot.get(key, now).is_some()
+    });
     ctx.out.int(n);
     Ok(())
 }
 
 fn touch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let now = ctx.now;
-    let mut n = 0;
-    for key in &args[1..] {
-        let mut locked = ctx.store.lock(key_slot(key));
-        if locked.slot().read(key, now).is_some() {
-            n += 1;
-        }
-    }
+    let n = count_keys(ctx, &args[1..], |slot, key, now| {
+        slot.read(key, now).is_some()
+    });
     ctx.out.int(n);
     Ok(())
 }
