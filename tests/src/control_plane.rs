@@ -95,16 +95,46 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A new, unique run dir under `<target>/ringcache-runs/`.
+/// How many finished runs keep their logs.
+const KEEP_RUNS: usize = 10;
+
+/// A new, unique run dir under `<target>/ringcache-runs/`. Runs whose process is gone lose their etcd data
+/// (about 120 MB each); only the newest [`KEEP_RUNS`] finished runs keep their logs.
 pub fn new_run_dir() -> PathBuf {
+    let root = bins::target_dir().join("ringcache-runs");
+    prune_runs(&root);
     let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    bins::target_dir()
-        .join("ringcache-runs")
-        .join(format!("{stamp}-{}-{n}", std::process::id()))
+    root.join(format!("{stamp}-{}-{n}", std::process::id()))
+}
+
+fn prune_runs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    let mut dead: Vec<(String, PathBuf)> = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+        let Some(pid) = pid else { continue };
+        // SAFETY: kill with signal 0 only checks for existence.
+        let alive = pid as u32 == std::process::id() || unsafe { libc::kill(pid, 0) } == 0;
+        if !alive {
+            dead.push((name, e.path()));
+        }
+    }
+    dead.sort();
+    let cut = dead.len().saturating_sub(KEEP_RUNS);
+    for (i, (_, path)) in dead.iter().enumerate() {
+        if i < cut {
+            let _ = std::fs::remove_dir_all(path);
+        } else {
+            let _ = std::fs::remove_dir_all(path.join("etcd"));
+        }
+    }
 }
 
 fn b64(s: &str) -> String {

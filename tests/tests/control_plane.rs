@@ -343,3 +343,108 @@ async fn components_report_pinned_versions() {
     .expect("etcd --version");
     assert!(etcd.contains("etcd Version: 3.6."), "etcd version: {etcd}");
 }
+
+fn pod_manifest(name: &str, extra_args: &str, grace: u32, extra_container_yaml: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: {grace}
+  containers:
+  - name: main
+    image: ringcache/testpod
+    args: ["--port", "7100"{extra_args}]
+    env:
+    - name: POD_IP
+      valueFrom: {{ fieldRef: {{ fieldPath: status.podIP }} }}
+{extra_container_yaml}
+"#
+    )
+}
+
+async fn wait_pod<F>(pods: &Api<Pod>, name: &str, what: &str, ok: F) -> Pod
+where
+    F: Fn(&Pod) -> bool,
+{
+    wait_for(&format!("pod {name}: {what}"), WAIT, || async {
+        let p = pods.get(name).await.map_err(|e| e.to_string())?;
+        if ok(&p) {
+            Ok(p)
+        } else {
+            Err(format!("status: {:?}", p.status))
+        }
+    })
+    .await
+    .expect("pod condition")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_waits_for_the_grace_period_then_kills() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let ns = env.namespace("grace").await.expect("namespace");
+    env.kubectl_run(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&pod_manifest("stubborn", r#", "--ignore-sigterm""#, 2, "")),
+    )
+    .expect("kubectl apply");
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let p = wait_pod(&pods, "stubborn", "Running", |p| {
+        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+    })
+    .await;
+    let pid: i32 = p
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&format!("{PID_ANNOTATION_PREFIX}main")))
+        .expect("pid annotation")
+        .parse()
+        .expect("numeric pid");
+    let t0 = std::time::Instant::now();
+    env.kubectl_run(
+        &["delete", "pod", "-n", &ns, "stubborn", "--timeout=60s"],
+        None,
+    )
+    .expect("kubectl delete");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "a process ignoring SIGTERM must live through the 2s grace period; deletion took {took:?}"
+    );
+    // SAFETY: signal 0 only checks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    assert!(!alive, "process {pid} survived its pod's deletion");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_liveness_probe_restarts_the_container() {
+    let env = env();
+    let client = env.client().await.expect("client");
+    let ns = env.namespace("liveness").await.expect("namespace");
+    let probe = "    livenessProbe:\n      tcpSocket: { port: 7999 }\n      periodSeconds: 1\n      failureThreshold: 2\n";
+    env.kubectl_run(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&pod_manifest("unhealthy", "", 1, probe)),
+    )
+    .expect("kubectl apply");
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let p = wait_pod(&pods, "unhealthy", "restartCount >= 1", |p| {
+        restart_count(p) >= 1
+    })
+    .await;
+    let last = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.last_state.as_ref())
+        .and_then(|l| l.terminated.as_ref())
+        .cloned()
+        .expect("lastState.terminated after a liveness kill");
+    // testpod exits 0 on SIGTERM.
+    assert_eq!(last.exit_code, 0, "{last:?}");
+}
