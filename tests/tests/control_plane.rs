@@ -448,3 +448,64 @@ async fn failing_liveness_probe_restarts_the_container() {
     // testpod exits 0 on SIGTERM.
     assert_eq!(last.exit_code, 0, "{last:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_pods_reach_terminal_phases() {
+    use k8s_openapi::api::batch::v1::Job;
+    let env = env();
+    let client = env.client().await.expect("client");
+    let ns = env.namespace("job").await.expect("namespace");
+    let manifest = r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: once
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: ringcache/testpod
+        args: ["--exit", "0"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: fails
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: ringcache/testpod
+    args: ["--exit", "3"]
+"#;
+    env.kubectl_run(&["apply", "-n", &ns, "-f", "-"], Some(manifest))
+        .expect("kubectl apply");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    wait_for("Job once to succeed", WAIT, || async {
+        let j = jobs.get("once").await.map_err(|e| e.to_string())?;
+        match j.status.as_ref().and_then(|s| s.succeeded) {
+            Some(1) => Ok(()),
+            _ => Err(format!("{:?}", j.status)),
+        }
+    })
+    .await
+    .expect("job");
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let p = wait_pod(&pods, "fails", "phase Failed", |p| {
+        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+    })
+    .await;
+    let cs = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .cloned()
+        .expect("container status");
+    assert_eq!(restart_count(&p), 0);
+    let t = cs.state.and_then(|s| s.terminated).expect("terminated");
+    assert_eq!(t.exit_code, 3);
+}

@@ -1,7 +1,8 @@
 //! A tiny pod for harness tests: a TCP echo server that also answers `GET` with HTTP 200.
 //!
 //! Binds `$POD_IP:<port>` (never 0.0.0.0: pods share the host network namespace).
-//! Usage: testpod [--port N] [--bind IP] [--ignore-sigterm]
+//! Usage: testpod [--port N] [--bind IP] [--ignore-sigterm] [--exit CODE]
+//! `--exit CODE` exits at once with CODE (for Jobs and restart policies).
 //! SIGTERM exits 0 (graceful) unless `--ignore-sigterm`, which makes the kubelet's SIGKILL after the grace period
 //! observable.
 
@@ -61,6 +62,11 @@ fn main() {
             }
             "--bind" => bind = args.next(),
             "--ignore-sigterm" => ignore_term = true,
+            "--exit" => {
+                let code = args.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+                eprintln!("testpod: exiting with {code}");
+                std::process::exit(code);
+            }
             other => {
                 eprintln!("testpod: unknown argument {other}");
                 std::process::exit(2);
