@@ -47,6 +47,19 @@ pub struct Config {
     #[arg(long, env = "RINGCACHE_CLIENT_QUERY_BUFFER_LIMIT", default_value = "1gb", value_parser = parse_bytes)]
     pub client_query_buffer_limit: u64,
 
+    /// gRPC control port for the operator and peers (0 picks a free port).
+    #[arg(long, env = "RINGCACHE_CONTROL_PORT", default_value_t = 7379)]
+    pub control_port: u16,
+
+    /// Cluster mode: serve no keys until a topology is applied, then follow it
+    /// (redirects, replicas, handovers). Without it the node owns every slot.
+    #[arg(long, env = "RINGCACHE_CLUSTER_ENABLED")]
+    pub cluster_enabled: bool,
+
+    /// Stable node id used in topologies (in Kubernetes: the pod name). Default: random.
+    #[arg(long, env = "RINGCACHE_NODE_ID")]
+    pub node_id: Option<String>,
+
     /// Log format: text or json.
     #[arg(long, env = "RINGCACHE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -114,6 +127,9 @@ impl Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             log_format: "text".into(),
+            control_port: 0,
+            cluster_enabled: false,
+            node_id: None,
         }
     }
 }

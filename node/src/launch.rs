@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::cluster::state::ClusterState;
 use crate::config::Config;
 use crate::resp::Limits;
 use crate::server::state::ServerState;
@@ -62,6 +63,7 @@ impl NodeHandle {
             limits,
             config.client_query_buffer_limit as usize,
             threads,
+            Arc::new(ClusterState::new(config.cluster_enabled, config.node_id.clone())),
         ));
         let shutdown = CancellationToken::new();
         let admin_bind = SocketAddr::new(config.bind, config.admin_port);

@@ -5,4 +5,5 @@
 
 pub mod placement;
 pub mod slot;
+pub mod state;
 pub mod topology;

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::cluster::state::ClusterState;
 use crate::metrics::Metrics;
 use crate::resp::Limits;
 
@@ -27,10 +28,18 @@ pub struct ServerState {
     pub metrics: Metrics,
     pub ready: AtomicBool,
     pub threads: usize,
+    pub cluster: Arc<ClusterState>,
 }
 
 impl ServerState {
-    pub fn new(port: u16, requirepass: Option<String>, limits: Limits, max_query_buffer: usize, threads: usize) -> Self {
+    pub fn new(
+        port: u16,
+        requirepass: Option<String>,
+        limits: Limits,
+        max_query_buffer: usize,
+        threads: usize,
+        cluster: Arc<ClusterState>,
+    ) -> Self {
         let run_id: String = (0..40).map(|_| char::from(b"0123456789abcdef"[rand::random::<usize>() % 16])).collect();
         ServerState {
             requirepass: RwLock::new(requirepass),
@@ -44,6 +53,7 @@ impl ServerState {
             metrics: Metrics::new(threads),
             ready: AtomicBool::new(false),
             threads,
+            cluster,
         }
     }
 
