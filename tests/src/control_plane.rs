@@ -318,6 +318,9 @@ impl ControlPlane {
             .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
             .arg("--authorization-mode=Node,RBAC")
             .arg("--allow-privileged=true")
+            // The advertise address is loopback, which Endpoints may not hold: don't publish the `kubernetes`
+            // Service's endpoints (nothing routes ClusterIPs here anyway).
+            .arg("--endpoint-reconciler-type=none")
             .arg("--profiling=false")
             .arg("--v=1");
         let mut apiserver = proc::spawn("kube-apiserver", cmd, &api_log)?;
