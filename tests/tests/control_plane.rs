@@ -509,3 +509,70 @@ spec:
     let t = cs.state.and_then(|s| s.terminated).expect("terminated");
     assert_eq!(t.exit_code, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_get_their_service_account_token_and_rbac() {
+    let env = env();
+    env.images.insert(
+        "ringcache-test/kubectl",
+        ImageSource::Path(env.bin_dir.join("kubectl")),
+    );
+    let client = env.client().await.expect("client");
+    let ns = env.namespace("token").await.expect("namespace");
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: whoami
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: ringcache-test/kubectl
+    command: ["kubectl"]
+    args: ["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: lister
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: ringcache-test/kubectl
+    command: ["kubectl"]
+    args: ["get", "pods"]
+"#;
+    env.kubectl_run(&["apply", "-n", &ns, "-f", "-"], Some(manifest))
+        .expect("kubectl apply");
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let phase = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default()
+    };
+    wait_pod(&pods, "whoami", "Succeeded", |p| phase(p) == "Succeeded").await;
+    let log = std::fs::read_to_string(ringcache_tests::kubelet::log_path(
+        &env.run_dir,
+        &ns,
+        "whoami",
+        "main",
+    ))
+    .expect("whoami log");
+    assert!(
+        log.contains(&format!("system:serviceaccount:{ns}:default")),
+        "whoami printed {log:?}"
+    );
+    // The default ServiceAccount may not list pods: RBAC is enforced for pod processes.
+    wait_pod(&pods, "lister", "Failed", |p| phase(p) == "Failed").await;
+    let log = std::fs::read_to_string(ringcache_tests::kubelet::log_path(
+        &env.run_dir,
+        &ns,
+        "lister",
+        "main",
+    ))
+    .expect("lister log");
+    assert!(log.contains("forbidden"), "lister printed {log:?}");
+}

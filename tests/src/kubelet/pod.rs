@@ -208,6 +208,10 @@ impl PodWorker {
                 self.terminate().await;
                 break;
             }
+            // Keep the service-account token fresh while containers run, like the kubelet does.
+            if self.token_refresh_at.is_some_and(|t| Instant::now() >= t) {
+                self.ensure_token().await;
+            }
             self.step().await;
             self.push_status().await;
             tokio::select! {
