@@ -70,16 +70,20 @@ async fn handle(mut stream: TcpStream, store: &Store, state: &ServerState) -> st
         }
         Ok::<_, std::io::Error>(())
     };
-    tokio::time::timeout(Duration::from_secs(5), read).await.map_err(|_| std::io::ErrorKind::TimedOut)??;
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut)??;
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            ("200 OK", "text/plain; version=0.0.4", metrics::render(&state.metrics, &gauges(store, state)))
-        }
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            metrics::render(&state.metrics, &gauges(store, state)),
+        ),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") => {
             if state.ready.load(Ordering::Relaxed) {
@@ -89,7 +93,11 @@ async fn handle(mut stream: TcpStream, store: &Store, state: &ServerState) -> st
             }
         }
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => ("405 Method Not Allowed", "text/plain", "method not allowed\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "method not allowed\n".to_string(),
+        ),
     };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -71,7 +71,9 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let lower = s.trim().to_ascii_lowercase();
     let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
     let (num, unit) = lower.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a byte size (examples: 100000, 64mb, 2gb)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a byte size (examples: 100000, 64mb, 2gb)"))?;
     let mul: u64 = match unit {
         "" | "b" => 1,
         "k" => 1000,
@@ -105,7 +107,9 @@ pub fn cgroup_default_maxmemory() -> Option<u64> {
 impl Config {
     /// The effective memory limit in bytes.
     pub fn effective_maxmemory(&self) -> u64 {
-        self.maxmemory.or_else(cgroup_default_maxmemory).unwrap_or(1024 * 1024 * 1024)
+        self.maxmemory
+            .or_else(cgroup_default_maxmemory)
+            .unwrap_or(1024 * 1024 * 1024)
     }
 
     pub fn effective_threads(&self) -> usize {

@@ -51,7 +51,10 @@ impl WorkerMetrics {
         let us = took.as_micros() as u64;
         bump(&m.calls, 1);
         bump(&m.usec, us);
-        let b = LATENCY_BUCKETS_US.iter().position(|&ub| us <= ub).unwrap_or(LATENCY_BUCKETS_US.len());
+        let b = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&ub| us <= ub)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
         bump(&m.buckets[b], 1);
     }
 }
@@ -74,7 +77,9 @@ pub struct CommandTotals {
 impl Metrics {
     pub fn new(threads: usize) -> Self {
         let n = registry().commands.len();
-        Metrics { workers: (0..=threads).map(|_| WorkerMetrics::new(n)).collect() }
+        Metrics {
+            workers: (0..=threads).map(|_| WorkerMetrics::new(n)).collect(),
+        }
     }
 
     pub fn worker(&self, i: usize) -> &WorkerMetrics {
@@ -82,7 +87,10 @@ impl Metrics {
     }
 
     pub fn command_totals(&self, index: usize) -> CommandTotals {
-        let mut t = CommandTotals { buckets: vec![0; LATENCY_BUCKETS_US.len() + 1], ..Default::default() };
+        let mut t = CommandTotals {
+            buckets: vec![0; LATENCY_BUCKETS_US.len() + 1],
+            ..Default::default()
+        };
         for w in &self.workers {
             let m = &w.commands[index];
             t.calls += m.calls.load(Ordering::Relaxed);
@@ -95,7 +103,9 @@ impl Metrics {
     }
 
     pub fn total_commands(&self) -> u64 {
-        (0..registry().commands.len()).map(|i| self.command_totals(i).calls).sum()
+        (0..registry().commands.len())
+            .map(|i| self.command_totals(i).calls)
+            .sum()
     }
 }
 
@@ -122,25 +132,88 @@ pub fn render(metrics: &Metrics, g: &Gauges) -> String {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     };
     metric("ringcache_keys", "gauge", "Keys stored.", g.keys.to_string());
-    metric("ringcache_keys_with_ttl", "gauge", "Keys stored with a TTL.", g.expires.to_string());
-    metric("ringcache_used_memory_bytes", "gauge", "Bytes of keys and values accounted against maxmemory.", g.used_memory.to_string());
-    metric("ringcache_maxmemory_bytes", "gauge", "The maxmemory limit.", g.maxmemory.to_string());
-    metric("ringcache_resident_memory_bytes", "gauge", "Resident set size of the process.", g.rss.to_string());
-    metric("ringcache_keyspace_hits_total", "counter", "Read lookups that found their key.", g.hits.to_string());
-    metric("ringcache_keyspace_misses_total", "counter", "Read lookups that did not find their key.", g.misses.to_string());
-    metric("ringcache_evicted_keys_total", "counter", "Keys evicted to stay under maxmemory.", g.evicted.to_string());
-    metric("ringcache_expired_keys_total", "counter", "Keys removed because their TTL passed.", g.expired.to_string());
-    metric("ringcache_connected_clients", "gauge", "Open client connections.", g.connected_clients.to_string());
-    metric("ringcache_connections_received_total", "counter", "Client connections accepted.", g.total_connections.to_string());
+    metric(
+        "ringcache_keys_with_ttl",
+        "gauge",
+        "Keys stored with a TTL.",
+        g.expires.to_string(),
+    );
+    metric(
+        "ringcache_used_memory_bytes",
+        "gauge",
+        "Bytes of keys and values accounted against maxmemory.",
+        g.used_memory.to_string(),
+    );
+    metric(
+        "ringcache_maxmemory_bytes",
+        "gauge",
+        "The maxmemory limit.",
+        g.maxmemory.to_string(),
+    );
+    metric(
+        "ringcache_resident_memory_bytes",
+        "gauge",
+        "Resident set size of the process.",
+        g.rss.to_string(),
+    );
+    metric(
+        "ringcache_keyspace_hits_total",
+        "counter",
+        "Read lookups that found their key.",
+        g.hits.to_string(),
+    );
+    metric(
+        "ringcache_keyspace_misses_total",
+        "counter",
+        "Read lookups that did not find their key.",
+        g.misses.to_string(),
+    );
+    metric(
+        "ringcache_evicted_keys_total",
+        "counter",
+        "Keys evicted to stay under maxmemory.",
+        g.evicted.to_string(),
+    );
+    metric(
+        "ringcache_expired_keys_total",
+        "counter",
+        "Keys removed because their TTL passed.",
+        g.expired.to_string(),
+    );
+    metric(
+        "ringcache_connected_clients",
+        "gauge",
+        "Open client connections.",
+        g.connected_clients.to_string(),
+    );
+    metric(
+        "ringcache_connections_received_total",
+        "counter",
+        "Client connections accepted.",
+        g.total_connections.to_string(),
+    );
 
     let reg = registry();
-    let _ = writeln!(s, "# HELP ringcache_commands_total Commands processed, by command.\n# TYPE ringcache_commands_total counter");
-    let totals: Vec<(usize, CommandTotals)> =
-        (0..reg.commands.len()).map(|i| (i, metrics.command_totals(i))).filter(|(_, t)| t.calls > 0).collect();
+    let _ = writeln!(
+        s,
+        "# HELP ringcache_commands_total Commands processed, by command.\n# TYPE ringcache_commands_total counter"
+    );
+    let totals: Vec<(usize, CommandTotals)> = (0..reg.commands.len())
+        .map(|i| (i, metrics.command_totals(i)))
+        .filter(|(_, t)| t.calls > 0)
+        .collect();
     for (i, t) in &totals {
-        let _ = writeln!(s, "ringcache_commands_total{{cmd=\"{}\"}} {}", reg.commands[*i].name, t.calls);
+        let _ = writeln!(
+            s,
+            "ringcache_commands_total{{cmd=\"{}\"}} {}",
+            reg.commands[*i].name, t.calls
+        );
     }
-    let unknown: u64 = metrics.workers.iter().map(|w| w.unknown_commands.load(Ordering::Relaxed)).sum();
+    let unknown: u64 = metrics
+        .workers
+        .iter()
+        .map(|w| w.unknown_commands.load(Ordering::Relaxed))
+        .sum();
     let _ = writeln!(s, "# HELP ringcache_unknown_commands_total Requests naming no known command.\n# TYPE ringcache_unknown_commands_total counter\nringcache_unknown_commands_total {unknown}");
     let _ = writeln!(s, "# HELP ringcache_command_duration_seconds Command execution time, by command.\n# TYPE ringcache_command_duration_seconds histogram");
     for (i, t) in &totals {
@@ -148,19 +221,40 @@ pub fn render(metrics: &Metrics, g: &Gauges) -> String {
         let mut cum = 0;
         for (b, ub) in LATENCY_BUCKETS_US.iter().enumerate() {
             cum += t.buckets[b];
-            let _ = writeln!(s, "ringcache_command_duration_seconds_bucket{{cmd=\"{name}\",le=\"{}\"}} {cum}", *ub as f64 / 1e6);
+            let _ = writeln!(
+                s,
+                "ringcache_command_duration_seconds_bucket{{cmd=\"{name}\",le=\"{}\"}} {cum}",
+                *ub as f64 / 1e6
+            );
         }
         cum += t.buckets[LATENCY_BUCKETS_US.len()];
-        let _ = writeln!(s, "ringcache_command_duration_seconds_bucket{{cmd=\"{name}\",le=\"+Inf\"}} {cum}");
-        let _ = writeln!(s, "ringcache_command_duration_seconds_sum{{cmd=\"{name}\"}} {}", t.usec as f64 / 1e6);
-        let _ = writeln!(s, "ringcache_command_duration_seconds_count{{cmd=\"{name}\"}} {}", t.calls);
+        let _ = writeln!(
+            s,
+            "ringcache_command_duration_seconds_bucket{{cmd=\"{name}\",le=\"+Inf\"}} {cum}"
+        );
+        let _ = writeln!(
+            s,
+            "ringcache_command_duration_seconds_sum{{cmd=\"{name}\"}} {}",
+            t.usec as f64 / 1e6
+        );
+        let _ = writeln!(
+            s,
+            "ringcache_command_duration_seconds_count{{cmd=\"{name}\"}} {}",
+            t.calls
+        );
     }
     s
 }
 
 /// Resident set size of this process, from /proc (0 where unavailable).
 pub fn rss_bytes() -> usize {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
-    let pages: usize = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }

@@ -45,10 +45,23 @@ fn protocol_error_closes_only_that_connection() {
     cmd::<()>(&mut other, &["SET", "survivor", "1"]);
     // A valid request is answered before the malformed one closes the connection.
     let out = raw(&node, b"*1\r\n$4\r\nPING\r\n*1\r\n+OK\r\n", 1000);
-    assert_eq!(String::from_utf8_lossy(&out), "+PONG\r\n-ERR Protocol error: expected '$', got '+'\r\n");
-    for bad in [&b"*abc\r\n"[..], b"*1\r\n$-7\r\n", b"*2\r\n$1\r\nab\r\n", b"SET \"unbalanced\r\n"] {
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "+PONG\r\n-ERR Protocol error: expected '$', got '+'\r\n"
+    );
+    for bad in [
+        &b"*abc\r\n"[..],
+        b"*1\r\n$-7\r\n",
+        b"*2\r\n$1\r\nab\r\n",
+        b"SET \"unbalanced\r\n",
+    ] {
         let out = raw(&node, bad, 1000);
-        assert!(out.starts_with(b"-ERR Protocol error: "), "{:?} -> {:?}", String::from_utf8_lossy(bad), String::from_utf8_lossy(&out));
+        assert!(
+            out.starts_with(b"-ERR Protocol error: "),
+            "{:?} -> {:?}",
+            String::from_utf8_lossy(bad),
+            String::from_utf8_lossy(&out)
+        );
     }
     // The other connection and the data are unaffected.
     assert_eq!(cmd::<String>(&mut other, &["GET", "survivor"]), "1");
@@ -59,7 +72,10 @@ fn protocol_error_closes_only_that_connection() {
 fn bulk_length_limit_is_enforced() {
     let node = start_with(|c| c.proto_max_bulk_len = 1024);
     let out = raw(&node, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000\r\n", 1000);
-    assert_eq!(String::from_utf8_lossy(&out), "-ERR Protocol error: invalid bulk length\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
     node.shutdown();
 }
 
@@ -79,10 +95,14 @@ fn query_buffer_limit_closes_the_connection() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     if !closed {
-        s.set_read_timeout(Some(std::time::Duration::from_secs(2))).expect("timeout");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .expect("timeout");
         closed = read_some(&mut s, 1).is_empty();
     }
-    assert!(closed, "the connection should be closed after exceeding the query buffer limit");
+    assert!(
+        closed,
+        "the connection should be closed after exceeding the query buffer limit"
+    );
     node.shutdown();
 }
 
@@ -97,7 +117,10 @@ fn hello_switches_to_resp3_and_auth_is_enforced() {
     assert!(text.starts_with("+OK\r\n%7\r\n"), "{text}");
     assert!(text.ends_with("_\r\n"), "RESP3 null expected: {text}");
     let url = format!("redis://:s3cret@{}/", node.resp_addr);
-    let mut con = redis::Client::open(url).expect("url").get_connection().expect("auth via client");
+    let mut con = redis::Client::open(url)
+        .expect("url")
+        .get_connection()
+        .expect("auth via client");
     assert_eq!(cmd::<String>(&mut con, &["PING"]), "PONG");
     node.shutdown();
 }
@@ -119,7 +142,10 @@ fn client_and_command_introspection() {
     assert_eq!(info.len(), 1);
     assert_eq!(cmd::<String>(&mut con, &["SELECT", "0"]), "OK");
     assert!(cmd_err(&mut con, &["SELECT", "1"]).contains("DB index is out of range"));
-    assert_eq!(cmd_err(&mut con, &["GET"]), "ERR wrong number of arguments for 'get' command");
+    assert_eq!(
+        cmd_err(&mut con, &["GET"]),
+        "ERR wrong number of arguments for 'get' command"
+    );
     node.shutdown();
 }
 
@@ -134,14 +160,20 @@ fn info_config_and_admin_endpoints() {
     assert!(info.contains("keyspace_hits:1"), "{info}");
     assert!(info.contains("keyspace_misses:1"), "{info}");
     assert!(info.contains("db0:keys=1,expires=0"), "{info}");
-    cmd::<()>(&mut con, &["CONFIG", "SET", "maxmemory", "10mb", "maxmemory-policy", "allkeys-lru"]);
+    cmd::<()>(
+        &mut con,
+        &["CONFIG", "SET", "maxmemory", "10mb", "maxmemory-policy", "allkeys-lru"],
+    );
     let cfg: Vec<String> = cmd(&mut con, &["CONFIG", "GET", "maxmemory*"]);
     assert_eq!(cfg, vec!["maxmemory", "10485760", "maxmemory-policy", "allkeys-lru"]);
     assert!(cmd_err(&mut con, &["CONFIG", "SET", "maxmemory-policy", "bogus"]).contains("maxmemory-policy"));
     let metrics = http_get(node.admin_addr, "/metrics");
     assert!(metrics.contains("ringcache_keys 1"), "{metrics}");
     assert!(metrics.contains("ringcache_commands_total{cmd=\"get\"} 2"), "{metrics}");
-    assert!(metrics.contains("ringcache_command_duration_seconds_bucket{cmd=\"set\",le=\"+Inf\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("ringcache_command_duration_seconds_bucket{cmd=\"set\",le=\"+Inf\"} 1"),
+        "{metrics}"
+    );
     assert!(http_get(node.admin_addr, "/healthz").starts_with("HTTP/1.1 200"));
     assert!(http_get(node.admin_addr, "/readyz").starts_with("HTTP/1.1 200"));
     node.shutdown();
@@ -149,8 +181,10 @@ fn info_config_and_admin_endpoints() {
 
 fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("admin port");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).expect("write");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(2))).expect("timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .expect("write");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .expect("timeout");
     String::from_utf8_lossy(&read_some(&mut s, usize::MAX)).into_owned()
 }
 

@@ -24,7 +24,11 @@ pub fn parse_i64(b: &[u8]) -> Option<i64> {
         }
         let digit = i64::from(d - b'0');
         v = v.checked_mul(10)?;
-        v = if neg { v.checked_sub(digit)? } else { v.checked_add(digit)? };
+        v = if neg {
+            v.checked_sub(digit)?
+        } else {
+            v.checked_add(digit)?
+        };
     }
     if neg && v == 0 {
         return None;
@@ -79,7 +83,17 @@ mod tests {
         assert_eq!(parse_i64(b"-12"), Some(-12));
         assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b"9223372036854775808"[..], b"01", b"+1", b" 1", b"1 ", b"", b"-", b"-0", b"1.0"] {
+        for bad in [
+            &b"9223372036854775808"[..],
+            b"01",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"",
+            b"-",
+            b"-0",
+            b"1.0",
+        ] {
             assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }

@@ -7,14 +7,78 @@ use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx, Flow};
 
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec { name: "ping", arity: -1, flags: FAST | STALE, keys: (0, 0, 0), group: "connection", summary: "Returns the server's liveliness response.", handler: ping },
-    CommandSpec { name: "echo", arity: 2, flags: FAST, keys: (0, 0, 0), group: "connection", summary: "Returns the given string.", handler: echo },
-    CommandSpec { name: "hello", arity: -1, flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT, keys: (0, 0, 0), group: "connection", summary: "Handshakes with the server.", handler: hello },
-    CommandSpec { name: "auth", arity: -2, flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT, keys: (0, 0, 0), group: "connection", summary: "Authenticates the connection.", handler: auth },
-    CommandSpec { name: "quit", arity: -1, flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT, keys: (0, 0, 0), group: "connection", summary: "Closes the connection.", handler: quit },
-    CommandSpec { name: "select", arity: 2, flags: FAST | LOADING | STALE, keys: (0, 0, 0), group: "connection", summary: "Changes the selected database (only 0 exists).", handler: select },
-    CommandSpec { name: "reset", arity: 1, flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT, keys: (0, 0, 0), group: "connection", summary: "Resets the connection.", handler: reset },
-    CommandSpec { name: "client", arity: -2, flags: STALE | LOADING | NOSCRIPT, keys: (0, 0, 0), group: "connection", summary: "A container for client connection commands.", handler: client },
+    CommandSpec {
+        name: "ping",
+        arity: -1,
+        flags: FAST | STALE,
+        keys: (0, 0, 0),
+        group: "connection",
+        summary: "Returns the server's liveliness response.",
+        handler: ping,
+    },
+    CommandSpec {
+        name: "echo",
+        arity: 2,
+        flags: FAST,
+        keys: (0, 0, 0),
+        group: "connection",
+        summary: "Returns the given string.",
+        handler: echo,
+    },
+    CommandSpec {
+        name: "hello",
+        arity: -1,
+        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT,
+        keys: (0, 0, 0),
+        group: "connection",
+        summary: "Handshakes with the server.",
+        handler: hello,
+    },
+    CommandSpec {
+        name: "auth",
+        arity: -2,
+        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT,
+        keys: (0, 0, 0),
+        group: "connection",
+        summary: "Authenticates the connection.",
+        handler: auth,
+    },
+    CommandSpec {
+        name: "quit",
+        arity: -1,
+        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT,
+        keys: (0, 0, 0),
+        group: "connection",
+        summary: "Closes the connection.",
+        handler: quit,
+    },
+    CommandSpec {
+        name: "select",
+        arity: 2,
+        flags: FAST | LOADING | STALE,
+        keys: (0, 0, 0),
+        group: "connection",
+        summary: "Changes the selected database (only 0 exists).",
+        handler: select,
+    },
+    CommandSpec {
+        name: "reset",
+        arity: 1,
+        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT,
+        keys: (0, 0, 0),
+        group: "connection",
+        summary: "Resets the connection.",
+        handler: reset,
+    },
+    CommandSpec {
+        name: "client",
+        arity: -2,
+        flags: STALE | LOADING | NOSCRIPT,
+        keys: (0, 0, 0),
+        group: "connection",
+        summary: "A container for client connection commands.",
+        handler: client,
+    },
 ];
 
 fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
@@ -40,7 +104,9 @@ fn check_password(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> CmdResult {
         None => user == b"default",
     };
     if !ok {
-        return Err(CmdError::Coded("WRONGPASS invalid username-password pair or user is disabled.".into()));
+        return Err(CmdError::Coded(
+            "WRONGPASS invalid username-password pair or user is disabled.".into(),
+        ));
     }
     ctx.client.authenticated = true;
     Ok(())
@@ -66,7 +132,8 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let mut proto = if ctx.out.resp3 { 3 } else { 2 };
     let mut i = 1;
     if args.len() > 1 {
-        let v = int(&args[1]).map_err(|_| CmdError::Other("Protocol version is not an integer or out of range".into()))?;
+        let v =
+            int(&args[1]).map_err(|_| CmdError::Other("Protocol version is not an integer or out of range".into()))?;
         if !(2..=3).contains(&v) {
             return Err(CmdError::Coded("NOPROTO unsupported protocol version".into()));
         }
@@ -82,7 +149,10 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             setname = Some(valid_name(&args[i + 1])?);
             i += 2;
         } else {
-            return Err(CmdError::Other(format!("Syntax error in HELLO option '{}'", text(&args[i]))));
+            return Err(CmdError::Other(format!(
+                "Syntax error in HELLO option '{}'",
+                text(&args[i])
+            )));
         }
     }
     if !ctx.client.authenticated {
@@ -107,7 +177,11 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     out.bulk_str("id");
     out.int(ctx.client.id() as i64);
     out.bulk_str("mode");
-    out.bulk_str("standalone");
+    out.bulk_str(if ctx.server.cluster.enabled {
+        "cluster"
+    } else {
+        "standalone"
+    });
     out.bulk_str("role");
     out.bulk_str("master");
     out.bulk_str("modules");
@@ -148,7 +222,9 @@ fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
 /// A client name: no spaces or newlines (Redis rejects them).
 fn valid_name(b: &[u8]) -> Result<Option<String>, CmdError> {
     if b.iter().any(|&c| c <= b' ' || c > b'~') {
-        return Err(CmdError::Other("Client names cannot contain spaces, newlines or special characters.".into()));
+        return Err(CmdError::Other(
+            "Client names cannot contain spaces, newlines or special characters.".into(),
+        ));
     }
     Ok(if b.is_empty() { None } else { Some(text(b)) })
 }

@@ -184,11 +184,7 @@ fn hash_mut(e: &mut Entry) -> Result<&mut Hash, CmdError> {
 
 /// Runs `f` on the hash at `key` for a read command (counting a keyspace hit or miss):
 /// `None` when the key does not exist, WRONGTYPE for other types.
-fn read_hash<R>(
-    ctx: &mut Ctx<'_>,
-    key: &[u8],
-    f: impl FnOnce(Option<&Hash>, &mut Out) -> R,
-) -> Result<R, CmdError> {
+fn read_hash<R>(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(Option<&Hash>, &mut Out) -> R) -> Result<R, CmdError> {
     let store = ctx.store;
     let mut locked = store.lock(key_slot(key));
     let mut slot = locked.slot();
@@ -278,9 +274,12 @@ fn hmset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 fn hsetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let (field, value) = (&args[2], &args[3]);
-    let set = write_hash(ctx, &args[1], true, |h| {
-        Ok(!h.contains(field) && h.insert(field, value))
-    })?;
+    let set = write_hash(
+        ctx,
+        &args[1],
+        true,
+        |h| Ok(!h.contains(field) && h.insert(field, value)),
+    )?;
     ctx.out.int(i64::from(set.unwrap_or(false)));
     Ok(())
 }
@@ -338,9 +337,7 @@ fn hvals(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 fn hlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    read_hash(ctx, &args[1], |h, out| {
-        out.int(h.map_or(0, Hash::len) as i64)
-    })
+    read_hash(ctx, &args[1], |h, out| out.int(h.map_or(0, Hash::len) as i64))
 }
 
 fn hexists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
@@ -372,8 +369,7 @@ fn hincrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let value = write_hash(ctx, &args[1], true, |h| {
         let current = match h.get(field) {
             None => 0,
-            Some(v) => parse_i64(v)
-                .ok_or_else(|| CmdError::Other("hash value is not an integer".into()))?,
+            Some(v) => parse_i64(v).ok_or_else(|| CmdError::Other("hash value is not an integer".into()))?,
         };
         let value = current.checked_add(incr).ok_or(CmdError::Overflow)?;
         h.insert(field, value.to_string().as_bytes());
@@ -392,15 +388,11 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let text = write_hash(ctx, &args[1], true, |h| {
         let current = match h.get(field) {
             None => 0.0,
-            Some(v) => {
-                parse_f64(v).ok_or_else(|| CmdError::Other("hash value is not a float".into()))?
-            }
+            Some(v) => parse_f64(v).ok_or_else(|| CmdError::Other("hash value is not a float".into()))?,
         };
         let value = current + incr;
         if !value.is_finite() {
-            return Err(CmdError::Other(
-                "increment would produce NaN or Infinity".into(),
-            ));
+            return Err(CmdError::Other("increment would produce NaN or Infinity".into()));
         }
         let text = format_double(value);
         h.insert(field, text.as_bytes());
@@ -448,9 +440,7 @@ fn parse_scan_options(args: &[Bytes]) -> Result<ScanOptions<'_>, CmdError> {
 /// HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]. Every matching field is
 /// returned in one reply with cursor 0, which ends the iteration.
 fn hscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let cursor = std::str::from_utf8(&args[2])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok());
+    let cursor = std::str::from_utf8(&args[2]).ok().and_then(|s| s.parse::<u64>().ok());
     if cursor.is_none() {
         return Err(CmdError::Other("invalid cursor".into()));
     }

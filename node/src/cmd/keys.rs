@@ -59,11 +59,7 @@ fn type_name(e: &Entry) -> &'static str {
 
 /// Counts the keys of `keys` for which `f` returns true, all under their shards'
 /// locks at once, so the command is atomic like in Redis (one key: one lock).
-fn count_keys(
-    ctx: &mut Ctx<'_>,
-    keys: &[Bytes],
-    mut f: impl FnMut(&mut SlotRef<'_>, &[u8], u64) -> bool,
-) -> i64 {
+fn count_keys(ctx: &mut Ctx<'_>, keys: &[Bytes], mut f: impl FnMut(&mut SlotRef<'_>, &[u8], u64) -> bool) -> i64 {
     let now = ctx.now;
     let mut n = 0;
     if let [key] = keys {
@@ -83,37 +79,25 @@ fn count_keys(
 }
 
 fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let n = count_keys(ctx, &args[1..], |slot, key, now| {
-        slot.remove(key, now).is_some()
-    });
+    let n = count_keys(ctx, &args[1..], |slot, key, now| slot.remove(key, now).is_some());
     ctx.out.int(n);
     Ok(())
 }
 
 fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let n = count_keys(ctx, &args[1..], |slot, key, now| {
-        slot.get(key, now).is_some()
-    });
+    let n = count_keys(ctx, &args[1..], |slot, key, now| slot.get(key, now).is_some());
     ctx.out.int(n);
     Ok(())
 }
 
 fn touch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let n = count_keys(ctx, &args[1..], |slot, key, now| {
-        slot.read(key, now).is_some()
-    });
+    let n = count_keys(ctx, &args[1..], |slot, key, now| slot.read(key, now).is_some());
     ctx.out.int(n);
     Ok(())
 }
 
 /// EXPIRE family. `unit_ms` is 1000 for seconds, 1 for ms; `absolute` for *AT.
-fn expire_generic(
-    ctx: &mut Ctx<'_>,
-    args: &[Bytes],
-    unit_ms: i64,
-    absolute: bool,
-    name: &str,
-) -> CmdResult {
+fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: i64, absolute: bool, name: &str) -> CmdResult {
     let key = &args[1];
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in &args[3..] {
@@ -319,11 +303,7 @@ fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             found.push(Bytes::copy_from_slice(e.key()));
         });
         slot_no += 1;
-        next = if slot_no >= SLOT_COUNT as u64 {
-            0
-        } else {
-            slot_no
-        };
+        next = if slot_no >= SLOT_COUNT as u64 { 0 } else { slot_no };
     }
     ctx.out.array(2);
     ctx.out.bulk(next.to_string().as_bytes());
@@ -363,12 +343,7 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> Result<bool, C
     let moved = match old.as_object_mut() {
         // Moves the object out of the detached entry (already uncharged) instead of
         // copying it.
-        Some(obj) => Entry::object(
-            dst,
-            std::mem::replace(obj, Object::Hash(Hash::default())),
-            expire_at,
-            0,
-        ),
+        Some(obj) => Entry::object(dst, std::mem::replace(obj, Object::Hash(Hash::default())), expire_at, 0),
         None => Entry::string(dst, old.as_str().unwrap_or_default(), expire_at, 0),
     };
     drop(old);

@@ -3,6 +3,7 @@
 //! lookup → arity → authentication → memory check → handler.
 
 pub mod args;
+pub mod cluster;
 pub mod connection;
 pub mod hashes;
 pub mod keys;
@@ -149,6 +150,7 @@ pub fn registry() -> &'static Registry {
         let commands: Vec<&'static CommandSpec> = [
             connection::COMMANDS,
             server::COMMANDS,
+            cluster::COMMANDS,
             strings::COMMANDS,
             keys::COMMANDS,
             hashes::COMMANDS,
@@ -164,7 +166,7 @@ pub fn registry() -> &'static Registry {
 /// Runs one request and writes its reply. Returns the command's registry index (for
 /// per-command metrics) when it was a known command.
 pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Option<usize> {
-    let Some(name) = args.first() else { return None };
+    let name = args.first()?;
     let Some((index, spec)) = registry().lookup(name) else {
         ctx.out.error(&unknown_command(args));
         return None;
@@ -182,6 +184,9 @@ fn check_and_run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> CmdRe
     }
     if !ctx.client.authenticated && spec.flags & flag::NOAUTH == 0 {
         return Err(CmdError::NoAuth);
+    }
+    if spec.keys.0 > 0 {
+        cluster::route(ctx, spec, args)?;
     }
     if spec.flags & flag::DENYOOM != 0 && !ctx.client.no_evict {
         ctx.store.ensure_memory()?;
@@ -219,7 +224,11 @@ mod tests {
                 assert!(step > 0, "{}", c.name);
                 assert!(last < 0 || last >= first, "{}", c.name);
             }
-            assert!(c.flags & flag::WRITE == 0 || c.flags & flag::READONLY == 0, "{}", c.name);
+            assert!(
+                c.flags & flag::WRITE == 0 || c.flags & flag::READONLY == 0,
+                "{}",
+                c.name
+            );
         }
         assert!(reg.lookup(b"GeT").is_some());
         assert!(reg.lookup(b"nosuchcommand").is_none());

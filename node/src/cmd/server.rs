@@ -14,13 +14,69 @@ use crate::store::Policy;
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec { name: "info", arity: -1, flags: LOADING | STALE, keys: (0, 0, 0), group: "server", summary: "Returns information and statistics about the server.", handler: info },
-    CommandSpec { name: "dbsize", arity: 1, flags: READONLY | FAST, keys: (0, 0, 0), group: "server", summary: "Returns the number of keys.", handler: dbsize },
-    CommandSpec { name: "flushdb", arity: -1, flags: WRITE, keys: (0, 0, 0), group: "server", summary: "Removes all keys.", handler: flush },
-    CommandSpec { name: "flushall", arity: -1, flags: WRITE, keys: (0, 0, 0), group: "server", summary: "Removes all keys.", handler: flush },
-    CommandSpec { name: "time", arity: 1, flags: LOADING | STALE | FAST, keys: (0, 0, 0), group: "server", summary: "Returns the server time.", handler: time },
-    CommandSpec { name: "config", arity: -2, flags: ADMIN | NOSCRIPT | LOADING | STALE, keys: (0, 0, 0), group: "server", summary: "A container for server configuration commands.", handler: config },
-    CommandSpec { name: "command", arity: -1, flags: LOADING | STALE, keys: (0, 0, 0), group: "server", summary: "Returns detailed information about all commands.", handler: command },
+    CommandSpec {
+        name: "info",
+        arity: -1,
+        flags: LOADING | STALE,
+        keys: (0, 0, 0),
+        group: "server",
+        summary: "Returns information and statistics about the server.",
+        handler: info,
+    },
+    CommandSpec {
+        name: "dbsize",
+        arity: 1,
+        flags: READONLY | FAST,
+        keys: (0, 0, 0),
+        group: "server",
+        summary: "Returns the number of keys.",
+        handler: dbsize,
+    },
+    CommandSpec {
+        name: "flushdb",
+        arity: -1,
+        flags: WRITE,
+        keys: (0, 0, 0),
+        group: "server",
+        summary: "Removes all keys.",
+        handler: flush,
+    },
+    CommandSpec {
+        name: "flushall",
+        arity: -1,
+        flags: WRITE,
+        keys: (0, 0, 0),
+        group: "server",
+        summary: "Removes all keys.",
+        handler: flush,
+    },
+    CommandSpec {
+        name: "time",
+        arity: 1,
+        flags: LOADING | STALE | FAST,
+        keys: (0, 0, 0),
+        group: "server",
+        summary: "Returns the server time.",
+        handler: time,
+    },
+    CommandSpec {
+        name: "config",
+        arity: -2,
+        flags: ADMIN | NOSCRIPT | LOADING | STALE,
+        keys: (0, 0, 0),
+        group: "server",
+        summary: "A container for server configuration commands.",
+        handler: config,
+    },
+    CommandSpec {
+        name: "command",
+        arity: -1,
+        flags: LOADING | STALE,
+        keys: (0, 0, 0),
+        group: "server",
+        summary: "Returns detailed information about all commands.",
+        handler: command,
+    },
 ];
 
 fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
@@ -72,8 +128,9 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if want("server") {
         let _ = write!(
             s,
-            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nringcache_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nio_threads_active:{}\r\n\r\n",
+            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nringcache_version:{}\r\nredis_mode:{}\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nio_threads_active:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
+            if st.cluster.enabled { "cluster" } else { "standalone" },
             std::env::consts::OS,
             std::env::consts::ARCH,
             std::process::id(),
@@ -85,7 +142,11 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         );
     }
     if want("clients") {
-        let _ = write!(s, "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n", g.connected_clients);
+        let _ = write!(
+            s,
+            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n",
+            g.connected_clients
+        );
     }
     if want("memory") {
         let _ = write!(
@@ -113,6 +174,13 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             g.misses,
         );
     }
+    if want("cluster") {
+        let _ = write!(
+            s,
+            "# Cluster\r\ncluster_enabled:{}\r\n\r\n",
+            u8::from(st.cluster.enabled)
+        );
+    }
     if want("keyspace") {
         s.push_str("# Keyspace\r\n");
         if g.keys > 0 {
@@ -123,6 +191,9 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     ctx.out.verbatim(s.trim_end_matches("\r\n"));
     Ok(())
 }
+
+/// A validated CONFIG SET change, applied once every pair has been checked.
+type ConfigChange = Box<dyn FnOnce(&Ctx<'_>)>;
 
 /// The parameters CONFIG GET/SET know, with their current values.
 fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
@@ -136,7 +207,10 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("save", String::new()),
         ("proto-max-bulk-len", ctx.server.limits.max_bulk_len.to_string()),
         ("client-query-buffer-limit", ctx.server.max_query_buffer.to_string()),
-        ("cluster-enabled", "no".to_string()),
+        (
+            "cluster-enabled",
+            if ctx.server.cluster.enabled { "yes" } else { "no" }.to_string(),
+        ),
     ]
 }
 
@@ -147,7 +221,9 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         let mut hits: Vec<&(&str, String)> = Vec::new();
         for pat in &args[2..] {
             for p in &params {
-                if crate::util::glob::matches(&pat.to_ascii_lowercase(), p.0.as_bytes()) && !hits.iter().any(|h| h.0 == p.0) {
+                if crate::util::glob::matches(&pat.to_ascii_lowercase(), p.0.as_bytes())
+                    && !hits.iter().any(|h| h.0 == p.0)
+                {
                     hits.push(p);
                 }
             }
@@ -161,13 +237,15 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     }
     if is(sub, "SET") && args.len() >= 4 && args.len() % 2 == 0 {
         // Validate everything first so a bad pair changes nothing.
-        let mut changes: Vec<Box<dyn FnOnce(&Ctx<'_>)>> = Vec::new();
+        let mut changes: Vec<ConfigChange> = Vec::new();
         for pair in args[2..].chunks(2) {
             let (name, value) = (text(&pair[0]).to_ascii_lowercase(), text(&pair[1]));
             match name.as_str() {
                 "maxmemory" => {
                     let v = parse_bytes(&value).map_err(|e| {
-                        CmdError::Other(format!("CONFIG SET failed (possibly related to argument 'maxmemory') - {e}"))
+                        CmdError::Other(format!(
+                            "CONFIG SET failed (possibly related to argument 'maxmemory') - {e}"
+                        ))
                     })?;
                     changes.push(Box::new(move |c| c.store.mem.set_max(v as usize)));
                 }
@@ -209,7 +287,11 @@ fn write_command_info(ctx: &mut Ctx<'_>, c: &CommandSpec) {
     out.array(10);
     out.bulk_str(c.name);
     out.int(i64::from(c.arity));
-    let flags: Vec<&str> = NAMES.iter().filter(|(f, _)| c.flags & f != 0).map(|(_, n)| *n).collect();
+    let flags: Vec<&str> = NAMES
+        .iter()
+        .filter(|(f, _)| c.flags & f != 0)
+        .map(|(_, n)| *n)
+        .collect();
     out.set(flags.len());
     for f in flags {
         out.simple(f);

@@ -70,13 +70,7 @@ pub enum Expiry {
 }
 
 /// Parses an expiry option value: `unit_ms` is 1000 for EX/EXAT, 1 for PX/PXAT.
-pub fn parse_expiry(
-    v: &Bytes,
-    unit_ms: i64,
-    absolute: bool,
-    now: u64,
-    cmd: &str,
-) -> Result<u64, CmdError> {
+pub fn parse_expiry(v: &Bytes, unit_ms: i64, absolute: bool, now: u64, cmd: &str) -> Result<u64, CmdError> {
     let n = int(v)?;
     let invalid = || CmdError::Other(format!("invalid expire time in '{cmd}' command"));
     if n <= 0 {
@@ -107,15 +101,8 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             get = true;
         } else if is(a, "KEEPTTL") && expiry == Expiry::None {
             expiry = Expiry::Keep;
-        } else if has_next
-            && expiry == Expiry::None
-            && (is(a, "EX") || is(a, "PX") || is(a, "EXAT") || is(a, "PXAT"))
-        {
-            let unit = if is(a, "EX") || is(a, "EXAT") {
-                1000
-            } else {
-                1
-            };
+        } else if has_next && expiry == Expiry::None && (is(a, "EX") || is(a, "PX") || is(a, "EXAT") || is(a, "PXAT")) {
+            let unit = if is(a, "EX") || is(a, "EXAT") { 1000 } else { 1 };
             let absolute = is(a, "EXAT") || is(a, "PXAT");
             expiry = Expiry::At(parse_expiry(&args[i + 1], unit, absolute, ctx.now, "set")?);
             i += 1;
@@ -171,11 +158,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 /// The live string value of `key` for a write (no keyspace statistics) and its expiry
 /// (0 for none); `WRONGTYPE` for other types.
-fn string_for_write(
-    slot: &mut SlotRef<'_>,
-    key: &[u8],
-    now: u64,
-) -> Result<Option<(Vec<u8>, u64)>, CmdError> {
+fn string_for_write(slot: &mut SlotRef<'_>, key: &[u8], now: u64) -> Result<Option<(Vec<u8>, u64)>, CmdError> {
     match slot.get(key, now) {
         None => Ok(None),
         Some(e) => match e.as_str() {
@@ -200,9 +183,7 @@ fn check_string_length(ctx: &Ctx<'_>, base: u64, extra: u64) -> CmdResult {
 fn put(ctx: &mut Ctx<'_>, key: &[u8], value: &[u8], expire_at: u64) {
     let now = ctx.now;
     let mut locked = ctx.store.lock(key_slot(key));
-    locked
-        .slot()
-        .insert(Entry::string(key, value, expire_at, 0), now);
+    locked.slot().insert(Entry::string(key, value, expire_at, 0), now);
 }
 
 fn setex_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: i64, name: &str) -> CmdResult {
@@ -278,23 +259,10 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     while i < args.len() {
         let a = &args[i];
         let has_next = i + 1 < args.len();
-        if change.is_none()
-            && has_next
-            && (is(a, "EX") || is(a, "PX") || is(a, "EXAT") || is(a, "PXAT"))
-        {
-            let unit = if is(a, "EX") || is(a, "EXAT") {
-                1000
-            } else {
-                1
-            };
+        if change.is_none() && has_next && (is(a, "EX") || is(a, "PX") || is(a, "EXAT") || is(a, "PXAT")) {
+            let unit = if is(a, "EX") || is(a, "EXAT") { 1000 } else { 1 };
             let absolute = is(a, "EXAT") || is(a, "PXAT");
-            change = Some(Some(parse_expiry(
-                &args[i + 1],
-                unit,
-                absolute,
-                ctx.now,
-                "getex",
-            )?));
+            change = Some(Some(parse_expiry(&args[i + 1], unit, absolute, ctx.now, "getex")?));
             i += 2;
         } else if change.is_none() && is(a, "PERSIST") {
             change = Some(None);
@@ -365,10 +333,7 @@ fn mset_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool, name: &str) -> Resu
     let mut locked = ctx.store.lock_many(&slots);
     if nx {
         for &(key, _, s) in &pairs {
-            if locked
-                .slot(s)
-                .is_some_and(|mut slot| slot.get(key, now).is_some())
-            {
+            if locked.slot(s).is_some_and(|mut slot| slot.get(key, now).is_some()) {
                 return Ok(false);
             }
         }
@@ -434,10 +399,7 @@ fn incr_generic(ctx: &mut Ctx<'_>, key: &[u8], by: i64) -> CmdResult {
         Some((v, at)) => (parse_i64(&v).ok_or(CmdError::NotInteger)?, at),
     };
     let n = current.checked_add(by).ok_or(CmdError::Overflow)?;
-    slot.insert(
-        Entry::string(key, n.to_string().as_bytes(), expire_at, 0),
-        now,
-    );
+    slot.insert(Entry::string(key, n.to_string().as_bytes(), expire_at, 0), now);
     ctx.out.int(n);
     Ok(())
 }
@@ -475,9 +437,7 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let by = parse_f64(&args[2]).ok_or(CmdError::NotFloat)?;
     let n = current + by;
     if !n.is_finite() {
-        return Err(CmdError::Other(
-            "increment would produce NaN or Infinity".into(),
-        ));
+        return Err(CmdError::Other("increment would produce NaN or Infinity".into()));
     }
     let text = format_double(n);
     slot.insert(Entry::string(key, text.as_bytes(), expire_at, 0), now);
@@ -492,16 +452,8 @@ fn substring_range(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
         return None;
     }
     let len = len as i64;
-    let mut start = if start < 0 {
-        len.saturating_add(start)
-    } else {
-        start
-    };
-    let mut end = if end < 0 {
-        len.saturating_add(end)
-    } else {
-        end
-    };
+    let mut start = if start < 0 { len.saturating_add(start) } else { start };
+    let mut end = if end < 0 { len.saturating_add(end) } else { end };
     start = start.max(0);
     end = end.max(0).min(len - 1);
     if start > end {

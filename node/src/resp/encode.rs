@@ -12,7 +12,10 @@ pub struct Out {
 
 impl Out {
     pub fn new() -> Self {
-        Out { buf: BytesMut::with_capacity(16 * 1024), resp3: false }
+        Out {
+            buf: BytesMut::with_capacity(16 * 1024),
+            resp3: false,
+        }
     }
 
     fn int_line(&mut self, prefix: u8, n: i64) {
@@ -137,10 +140,29 @@ pub fn format_double(v: f64) -> String {
     if v.is_nan() {
         return "nan".into();
     }
-    if v == v.trunc() && v.abs() < 1e17 {
-        return format!("{}", v as i64);
+    if v == 0.0 {
+        return "0".into();
     }
-    format!("{v}")
+    // Like Redis' "%.17Lg" on a long double: in practice 15 significant digits of an
+    // f64 give the same text for the usual sums (0.1 + 0.2 prints "0.3").
+    let exp = v.abs().log10().floor() as i32;
+    if (-5..17).contains(&exp) {
+        let decimals = (14 - exp).clamp(0, 20) as usize;
+        let s = format!("{v:.decimals$}");
+        if s.contains('.') {
+            return s.trim_end_matches('0').trim_end_matches('.').to_string();
+        }
+        return s;
+    }
+    let s = format!("{v:.14e}");
+    let (mantissa, e) = s.split_once('e').unwrap_or((&s, "0"));
+    let mantissa = if mantissa.contains('.') {
+        mantissa.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        mantissa
+    };
+    let e: i32 = e.parse().unwrap_or(0);
+    format!("{mantissa}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
 }
 
 type ItoaBuf = [u8; 20];
@@ -181,7 +203,10 @@ mod tests {
         o.int(-42);
         o.int(i64::MIN);
         assert_eq!(&o.buf[..], b"$-1\r\n*2\r\n:-42\r\n:-9223372036854775808\r\n");
-        let mut o = Out { resp3: true, ..Out::new() };
+        let mut o = Out {
+            resp3: true,
+            ..Out::new()
+        };
         o.null();
         o.map(1);
         o.double(1.5);
@@ -192,6 +217,11 @@ mod tests {
     fn doubles_format_like_redis() {
         assert_eq!(format_double(3.0), "3");
         assert_eq!(format_double(10.5), "10.5");
+        assert_eq!(format_double(0.1 + 0.2), "0.3");
+        assert_eq!(format_double(10.5 + 0.1), "10.6");
+        assert_eq!(format_double(-2.5), "-2.5");
+        assert_eq!(format_double(5200.0), "5200");
+        assert_eq!(format_double(1.5e20), "1.5e+20");
         assert_eq!(format_double(f64::INFINITY), "inf");
     }
 }

@@ -325,7 +325,10 @@ mod tests {
     #[test]
     fn inline_with_quotes() {
         let reqs = parse_all(b"SET k \"a b\\x41\\n\"\r\nGET 'it\\'s'\n\r\n").expect("valid");
-        assert_eq!(reqs[0], vec![Bytes::from("SET"), Bytes::from("k"), Bytes::from("a bA\n")]);
+        assert_eq!(
+            reqs[0],
+            vec![Bytes::from("SET"), Bytes::from("k"), Bytes::from("a bA\n")]
+        );
         assert_eq!(reqs[1], vec![Bytes::from("GET"), Bytes::from("it's")]);
         assert_eq!(reqs.len(), 2);
     }
@@ -337,19 +340,23 @@ mod tests {
         assert_eq!(parse_all(b"*1\r\n$-5\r\n"), Err(ProtocolError::InvalidBulkLength));
         assert_eq!(parse_all(b"SET \"a\r\n"), Err(ProtocolError::UnbalancedQuotes));
         assert_eq!(parse_all(b"*1\r\n$1\r\nab\r\n"), Err(ProtocolError::MissingCrlf));
-        assert_eq!(
-            ProtocolError::ExpectedBulk('+').to_string(),
-            "expected '$', got '+'"
-        );
+        assert_eq!(ProtocolError::ExpectedBulk('+').to_string(), "expected '$', got '+'");
     }
 
     #[test]
     fn limits_are_enforced() {
-        let limits = Limits { max_bulk_len: 4, max_multibulk_len: 2, max_inline_len: 16 };
+        let limits = Limits {
+            max_bulk_len: 4,
+            max_multibulk_len: 2,
+            max_inline_len: 16,
+        };
         let mut buf = BytesMut::from(&b"*1\r\n$5\r\n"[..]);
         assert_eq!(parse_request(&mut buf, &limits), Err(ProtocolError::InvalidBulkLength));
         let mut buf = BytesMut::from(&b"*3\r\n"[..]);
-        assert_eq!(parse_request(&mut buf, &limits), Err(ProtocolError::InvalidMultibulkLength));
+        assert_eq!(
+            parse_request(&mut buf, &limits),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
         let mut buf = BytesMut::from(&[b'a'; 17][..]);
         assert_eq!(parse_request(&mut buf, &limits), Err(ProtocolError::TooBigInline));
     }

@@ -43,7 +43,12 @@ pub async fn serve(
     let peer = stream.peer_addr()?;
     let local = stream.local_addr()?;
     let shared = state.clients.register(peer, local);
-    let mut client = ClientState { shared, authenticated: !state.auth_required(), no_evict: false };
+    let mut client = ClientState {
+        shared,
+        authenticated: !state.auth_required(),
+        no_evict: false,
+        readonly: false,
+    };
     let result = run(&mut stream, &store, &state, worker, &shutdown, &mut client).await;
     state.clients.unregister(client.id());
     result
@@ -73,7 +78,14 @@ async fn run(
                 }
             };
             let started = Instant::now();
-            let mut ctx = Ctx { store, server: state, client, out: &mut out, now: now_ms(), flow: Flow::Continue };
+            let mut ctx = Ctx {
+                store,
+                server: state,
+                client,
+                out: &mut out,
+                now: now_ms(),
+                flow: Flow::Continue,
+            };
             let index = cmd::execute(&mut ctx, &args);
             let flow = ctx.flow;
             metrics.record(index, started.elapsed());

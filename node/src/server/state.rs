@@ -40,7 +40,9 @@ impl ServerState {
         threads: usize,
         cluster: Arc<ClusterState>,
     ) -> Self {
-        let run_id: String = (0..40).map(|_| char::from(b"0123456789abcdef"[rand::random::<usize>() % 16])).collect();
+        let run_id: String = (0..40)
+            .map(|_| char::from(b"0123456789abcdef"[rand::random::<usize>() % 16]))
+            .collect();
         ServerState {
             requirepass: RwLock::new(requirepass),
             clients: ClientRegistry::default(),
@@ -117,7 +119,10 @@ impl ClientRegistry {
             addr,
             laddr,
             connected: Instant::now(),
-            meta: Mutex::new(ClientMeta { resp: 2, ..ClientMeta::default() }),
+            meta: Mutex::new(ClientMeta {
+                resp: 2,
+                ..ClientMeta::default()
+            }),
         });
         self.clients.lock().insert(id, c.clone());
         c
@@ -143,6 +148,8 @@ pub struct ClientState {
     pub authenticated: bool,
     /// `CLIENT NO-EVICT on`: this client's writes skip the memory check.
     pub no_evict: bool,
+    /// `READONLY`: reads of slots this node replicates are served here.
+    pub readonly: bool,
 }
 
 impl ClientState {

@@ -190,7 +190,12 @@ impl Entry {
             }
             Kind::Object => payload_start + 8,
         };
-        Parts { key_start, key_len, payload_start, total }
+        Parts {
+            key_start,
+            key_len,
+            payload_start,
+            total,
+        }
     }
 
     fn bytes(&self) -> &[u8] {

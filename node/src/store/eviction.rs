@@ -77,15 +77,13 @@ impl Shard {
     }
 
     /// Best of `SAMPLES` random entries accepted by `filter`, by the largest `score`.
-    fn sample(
-        &mut self,
-        filter: impl Fn(&Entry) -> bool,
-        score: impl Fn(&Entry) -> u64,
-    ) -> Option<Candidate> {
+    fn sample(&mut self, filter: impl Fn(&Entry) -> bool, score: impl Fn(&Entry) -> u64) -> Option<Candidate> {
         let mut best: Option<Candidate> = None;
         for _ in 0..SAMPLES * 2 {
             let (idx, pos) = self.random_position(WINDOW)?;
-            let Some(e) = self.table(idx).iter().nth(pos) else { continue };
+            let Some(e) = self.table(idx).iter().nth(pos) else {
+                continue;
+            };
             if !filter(e) {
                 continue;
             }
@@ -112,7 +110,13 @@ impl Shard {
 
     /// Evicts one entry by `policy`; returns the bytes freed, or `None` when this shard
     /// has nothing the policy may evict.
-    pub(super) fn evict_one(&mut self, policy: Policy, mem: &Memory, now: u64, hasher: &DefaultHashBuilder) -> Option<usize> {
+    pub(super) fn evict_one(
+        &mut self,
+        policy: Policy,
+        mem: &Memory,
+        now: u64,
+        hasher: &DefaultHashBuilder,
+    ) -> Option<usize> {
         let clock = clock_of(now);
         let age = move |e: &Entry| u64::from(clock.wrapping_sub(e.clock()));
         match policy {

@@ -28,7 +28,10 @@ const SLOTS_PER_SHARD: usize = SLOT_COUNT / SHARDS;
 
 /// Current unix time in milliseconds.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The eviction clock: unix ms truncated to 32 bits (compared with wrapping arithmetic).
@@ -116,7 +119,9 @@ fn shard_of(slot: Slot) -> (usize, usize) {
 
 impl Store {
     pub fn new(maxmemory: usize, policy: Policy) -> Store {
-        let shards = (0..SHARDS).map(|i| Padded(Mutex::new(Shard::new(SLOTS_PER_SHARD, i as u64)))).collect();
+        let shards = (0..SHARDS)
+            .map(|i| Padded(Mutex::new(Shard::new(SLOTS_PER_SHARD, i as u64))))
+            .collect();
         Store {
             shards,
             hasher: hashbrown::DefaultHashBuilder::default(),
@@ -139,7 +144,11 @@ impl Store {
     /// Locks the shard holding `slot`.
     pub fn lock(&self, slot: Slot) -> Locked<'_> {
         let (shard, idx) = shard_of(slot);
-        Locked { guard: self.shards[shard].0.lock(), idx, store: self }
+        Locked {
+            guard: self.shards[shard].0.lock(),
+            idx,
+            store: self,
+        }
     }
 
     /// Locks the shards of all `slots` (in ascending shard order, so concurrent
@@ -279,7 +288,11 @@ pub struct Locked<'a> {
 
 impl Locked<'_> {
     pub fn slot(&mut self) -> SlotRef<'_> {
-        SlotRef { shard: &mut self.guard, idx: self.idx, store: self.store }
+        SlotRef {
+            shard: &mut self.guard,
+            idx: self.idx,
+            store: self.store,
+        }
     }
 }
 
@@ -297,7 +310,7 @@ impl LockedMany<'_> {
         self.guards
             .iter_mut()
             .find(|(i, _)| *i == shard)
-            .map(move |(_, g)| SlotRef { shard: &mut **g, idx, store })
+            .map(move |(_, g)| SlotRef { shard: g, idx, store })
     }
 }
 
@@ -380,7 +393,8 @@ impl SlotRef<'_> {
         let has_ttl = e.expire_at().is_some();
         store.mem.add(after, small);
         store.mem.sub(before, small);
-        self.shard.adjust(idx, after as isize - before as isize, had_ttl, has_ttl);
+        self.shard
+            .adjust(idx, after as isize - before as isize, had_ttl, has_ttl);
         Some(r)
     }
 
@@ -410,7 +424,10 @@ mod tests {
 
     fn set(store: &Store, key: &[u8], val: &[u8]) {
         let now = now_ms();
-        store.lock(key_slot(key)).slot().insert(Entry::string(key, val, 0, 0), now);
+        store
+            .lock(key_slot(key))
+            .slot()
+            .insert(Entry::string(key, val, 0, 0), now);
     }
 
     #[test]
@@ -423,7 +440,10 @@ mod tests {
         assert!(store.mem.used() > 1000 * 64);
         for i in 0..1000u32 {
             let key = format!("k{i}");
-            store.lock(key_slot(key.as_bytes())).slot().remove(key.as_bytes(), now_ms());
+            store
+                .lock(key_slot(key.as_bytes()))
+                .slot()
+                .remove(key.as_bytes(), now_ms());
         }
         assert_eq!(store.mem.used(), 0);
         assert_eq!(store.mem.small(), 0);
@@ -466,7 +486,11 @@ mod tests {
         set(&store, b"persistent", b"x");
         store.ensure_memory().expect("volatile keys can go");
         assert!(store.mem.used() <= 50_000);
-        assert!(store.lock(key_slot(b"persistent")).slot().get(b"persistent", now).is_some());
+        assert!(store
+            .lock(key_slot(b"persistent"))
+            .slot()
+            .get(b"persistent", now)
+            .is_some());
     }
 
     #[test]
@@ -489,7 +513,11 @@ mod tests {
         let hot_left = (0..100u32)
             .filter(|i| {
                 let k = format!("hot{i}");
-                store.lock(key_slot(k.as_bytes())).slot().get(k.as_bytes(), now).is_some()
+                store
+                    .lock(key_slot(k.as_bytes()))
+                    .slot()
+                    .get(k.as_bytes(), now)
+                    .is_some()
             })
             .count();
         assert!(hot_left >= 90, "only {hot_left} of 100 hot keys survived a scan");

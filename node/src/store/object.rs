@@ -112,10 +112,7 @@ impl Hash {
         if let Some((moved, _)) = self.entries.get(i) {
             // The former last field now lives at `i`.
             let last = self.entries.len();
-            if let Some(pos) = self
-                .index
-                .find_mut(self.hasher.hash_one(&**moved), |&j| j == last)
-            {
+            if let Some(pos) = self.index.find_mut(self.hasher.hash_one(&**moved), |&j| j == last) {
                 *pos = i;
             }
         }
@@ -129,8 +126,7 @@ impl Hash {
         if self.entries.capacity() > 64 && len < self.entries.capacity() / 4 {
             self.entries.shrink_to(len * 2);
             let (entries, hasher) = (&self.entries, &self.hasher);
-            self.index
-                .shrink_to(len * 2, |&j| hasher.hash_one(&*entries[j].0));
+            self.index.shrink_to(len * 2, |&j| hasher.hash_one(&*entries[j].0));
         }
     }
 
@@ -196,11 +192,7 @@ mod tests {
         assert_eq!(h.len(), 500);
         for i in 0..1000u32 {
             let expected = format!("v{i}");
-            let want = if i % 2 == 1 {
-                Some(expected.as_bytes())
-            } else {
-                None
-            };
+            let want = if i % 2 == 1 { Some(expected.as_bytes()) } else { None };
             assert_eq!(h.get(format!("f{i}").as_bytes()), want);
         }
         for i in 0..h.len() {

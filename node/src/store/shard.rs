@@ -70,7 +70,11 @@ impl Shard {
     pub(super) fn new(slots: usize, seed: u64) -> Shard {
         Shard {
             slots: (0..slots).map(|_| SlotTable::default()).collect(),
-            ghost: Ghost { order: VecDeque::new(), set: HashSet::new(), capacity: GHOST_CAPACITY },
+            ghost: Ghost {
+                order: VecDeque::new(),
+                set: HashSet::new(),
+                capacity: GHOST_CAPACITY,
+            },
             rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             expire_cursor: 0,
         }
@@ -104,7 +108,12 @@ impl Shard {
 
     pub(super) fn slot_stats(&self, idx: usize) -> SlotStats {
         let s = &self.slots[idx];
-        SlotStats { keys: s.table.len(), bytes: s.bytes, hits: s.hits, misses: s.misses }
+        SlotStats {
+            keys: s.table.len(),
+            bytes: s.bytes,
+            hits: s.hits,
+            misses: s.misses,
+        }
     }
 
     /// Calls `f(slot index within shard, entry)` for every entry (expired included).

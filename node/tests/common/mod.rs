@@ -23,7 +23,10 @@ pub fn start() -> NodeHandle {
 /// A synchronous connection from the `redis` crate.
 pub fn client(node: &NodeHandle) -> redis::Connection {
     let url = format!("redis://{}/", node.resp_addr);
-    redis::Client::open(url).expect("valid url").get_connection().expect("connects")
+    redis::Client::open(url)
+        .expect("valid url")
+        .get_connection()
+        .expect("connects")
 }
 
 /// Sends raw bytes and reads until `expect_len` bytes arrived, EOF, or 2 s passed.

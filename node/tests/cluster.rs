@@ -1,0 +1,162 @@
+//! Cluster mode on one machine: three in-process nodes given one topology. A
+//! cluster-aware client (redis-rs `ClusterClient`) routes itself by `CLUSTER SLOTS`
+//! and `-MOVED`; raw requests see the exact redirect and error lines.
+
+mod common;
+
+use common::*;
+use redis::Commands;
+use ringcache_node::cluster::placement::{next_topology, Member};
+use ringcache_node::cluster::topology::{NodeInfo, Topology};
+use ringcache_node::launch::NodeHandle;
+
+fn cluster_node(id: &str) -> NodeHandle {
+    let id = id.to_string();
+    start_with(move |c| {
+        c.cluster_enabled = true;
+        c.node_id = Some(id);
+    })
+}
+
+fn info(node: &NodeHandle) -> NodeInfo {
+    NodeInfo {
+        id: node.state.cluster.node_id.clone(),
+        instance: node.state.cluster.instance.clone(),
+        resp_addr: node.resp_addr.to_string(),
+        control_addr: "127.0.0.1:0".into(),
+        zone: None,
+    }
+}
+
+fn form(nodes: &[NodeHandle], r: usize) -> Topology {
+    let infos: Vec<NodeInfo> = nodes.iter().map(info).collect();
+    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
+    let topo = next_topology(None, &infos, &members, r).expect("placement");
+    for n in nodes {
+        n.state.cluster.apply(topo.clone()).expect("topology applies");
+    }
+    topo
+}
+
+#[test]
+fn a_node_serves_nothing_until_it_has_a_topology() {
+    let node = cluster_node("lonely");
+    let out = raw(&node, b"GET k\r\nPING\r\nCLUSTER INFO\r\n", 60);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("-CLUSTERDOWN The cluster is down\r\n+PONG\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("cluster_state:fail"), "{text}");
+    node.shutdown();
+}
+
+#[test]
+fn three_nodes_serve_every_key_through_a_cluster_client() {
+    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
+    let topo = form(&nodes, 2);
+    let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{}/", n.resp_addr)).collect();
+    let client = redis::cluster::ClusterClient::new(urls).expect("cluster client");
+    let mut con = client.get_connection().expect("connects");
+    for i in 0..3000 {
+        let _: () = con.set(format!("key:{i}"), i).expect("set");
+    }
+    for i in 0..3000 {
+        let v: i64 = con.get(format!("key:{i}")).expect("get");
+        assert_eq!(v, i);
+    }
+    // Keys are spread over the three primaries, each holding only its own slots.
+    let per_node: Vec<usize> = nodes.iter().map(|n| n.store.dbsize()).collect();
+    assert_eq!(per_node.iter().sum::<usize>(), 3000, "{per_node:?}");
+    assert!(per_node.iter().all(|&k| k > 800), "{per_node:?}");
+
+    // A node that does not own a key's slot redirects to the primary.
+    let slot = ringcache_node::cluster::slot::key_slot(b"key:1");
+    let primary = topo.primary_of(slot).expect("assigned").to_string();
+    let other = nodes
+        .iter()
+        .find(|n| n.state.cluster.node_id != primary)
+        .expect("another node");
+    let owner = nodes
+        .iter()
+        .find(|n| n.state.cluster.node_id == primary)
+        .expect("primary");
+    let out = raw(other, b"GET key:1\r\nMGET a b\r\n", 80);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with(&format!("-MOVED {slot} {}\r\n", owner.resp_addr)),
+        "{text}"
+    );
+    assert!(
+        text.contains("-CROSSSLOT Keys in request don't hash to the same slot"),
+        "{text}"
+    );
+
+    // CLUSTER SLOTS lists every slot once, with a primary and a replica.
+    let mut plain = client_for(&nodes[0]);
+    let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut plain).expect("slots");
+    let mut covered = 0;
+    for s in slots {
+        let redis::Value::Array(parts) = s else {
+            panic!("slot entry is an array")
+        };
+        let (redis::Value::Int(a), redis::Value::Int(b)) = (&parts[0], &parts[1]) else {
+            panic!("range")
+        };
+        covered += b - a + 1;
+        assert_eq!(parts.len(), 4, "primary plus one replica");
+    }
+    assert_eq!(covered, 16384);
+    let keyslot: i64 = cmd(&mut plain, &["CLUSTER", "KEYSLOT", "key:1"]);
+    assert_eq!(keyslot, i64::from(slot));
+    let myid: String = cmd(&mut plain, &["CLUSTER", "MYID"]);
+    assert_eq!(myid, "a");
+    let nodes_txt: String = cmd(&mut plain, &["CLUSTER", "NODES"]);
+    assert_eq!(nodes_txt.lines().count(), 3, "{nodes_txt}");
+    assert!(nodes_txt.contains("myself,master"), "{nodes_txt}");
+    let count: i64 = cmd(
+        &mut client_for(owner),
+        &["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()],
+    );
+    assert!(count >= 1);
+    let keys: Vec<String> = cmd(
+        &mut client_for(owner),
+        &["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "10"],
+    );
+    assert!(keys.contains(&"key:1".to_string()), "{keys:?}");
+
+    // A replica serves reads after READONLY and redirects without it.
+    let replica_id = topo.owners_of(slot)[1].clone();
+    let replica = nodes
+        .iter()
+        .find(|n| n.state.cluster.node_id == replica_id)
+        .expect("replica");
+    let out = raw(replica, b"READONLY\r\nGET nosuchkey-in-this-slot\r\n", 10);
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("+OK\r\n"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    for n in nodes {
+        n.shutdown();
+    }
+}
+
+fn client_for(node: &NodeHandle) -> redis::Connection {
+    client(node)
+}
+
+#[test]
+fn a_primary_without_a_live_lease_refuses_writes_with_tryagain() {
+    let node = cluster_node("solo");
+    form(std::slice::from_ref(&node), 1);
+    let mut con = client(&node);
+    cmd::<()>(&mut con, &["SET", "k", "1"]);
+    // A lease that ended in the past fences the primary.
+    node.state.cluster.grant_lease(1);
+    let err = cmd_err(&mut con, &["SET", "k", "2"]);
+    assert!(err.starts_with("TRYAGAIN"), "{err}");
+    // Reads still work; the value is the last acknowledged one.
+    assert_eq!(cmd::<String>(&mut con, &["GET", "k"]), "1");
+    node.shutdown();
+}
