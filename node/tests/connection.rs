@@ -199,3 +199,27 @@ fn graceful_shutdown_answers_what_was_read() {
     // After shutdown the listener is gone.
     assert!(TcpStream::connect(s.peer_addr().expect("peer")).is_err());
 }
+
+#[test]
+fn active_expiry_reclaims_keys_nobody_reads() {
+    let node = start();
+    let mut con = client(&node);
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.cmd("SET").arg(format!("t{i}")).arg("x").arg("PX").arg(50).ignore();
+    }
+    pipe.cmd("SET").arg("keep").arg("y").ignore();
+    let () = pipe.query(&mut con).expect("pipeline");
+    let used_before: usize = node.store.mem.used();
+    assert_eq!(node.store.dbsize(), 2001);
+    // Nobody reads the keys: only the active expiry thread can remove them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while node.store.dbsize() > 1 {
+        assert!(std::time::Instant::now() < deadline, "{} keys left", node.store.dbsize());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(node.store.mem.used() < used_before / 100, "expired memory was not reclaimed");
+    let expired: u64 = node.store.stats.expired_keys.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(expired, 2000);
+    node.shutdown();
+}
