@@ -47,6 +47,11 @@ pub struct Config {
     #[arg(long, env = "RINGCACHE_CLIENT_QUERY_BUFFER_LIMIT", default_value = "1gb", value_parser = parse_bytes)]
     pub client_query_buffer_limit: u64,
 
+    /// Proxy port for cluster-unaware clients: any key through any node (0 picks a
+    /// free port).
+    #[arg(long, env = "RINGCACHE_PROXY_PORT", default_value_t = 6380)]
+    pub proxy_port: u16,
+
     /// gRPC control port for the operator and peers (0 picks a free port).
     #[arg(long, env = "RINGCACHE_CONTROL_PORT", default_value_t = 7379)]
     pub control_port: u16,
@@ -132,6 +137,7 @@ impl Config {
             client_query_buffer_limit: 1024 * 1024 * 1024,
             log_format: "text".into(),
             control_port: 0,
+            proxy_port: 0,
             cluster_enabled: false,
             node_id: None,
         }

@@ -25,12 +25,16 @@ pub enum LaunchError {
     Admin { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
 }
 
 /// A running node.
 pub struct NodeHandle {
     pub resp_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The proxy port for cluster-unaware clients.
+    pub proxy_addr: SocketAddr,
     pub store: Arc<Store>,
     pub state: Arc<ServerState>,
     shutdown: CancellationToken,
@@ -72,7 +76,15 @@ impl NodeHandle {
             .map_err(|source| LaunchError::Admin { addr: admin_bind, source })?;
         let admin_addr = admin.local_addr().map_err(|source| LaunchError::Admin { addr: admin_bind, source })?;
 
+        let (proxy_listeners, proxy_addr) =
+            crate::proxy::bind(SocketAddr::new(config.bind, config.proxy_port), threads)?;
         let mut handles = server::spawn_workers(listeners, store.clone(), state.clone(), shutdown.clone())?;
+        handles.extend(crate::proxy::spawn(
+            proxy_listeners,
+            store.clone(),
+            state.clone(),
+            shutdown.clone(),
+        )?);
         handles.push(expiry::spawn(store.clone()).map_err(LaunchError::Thread)?);
         let (s2, st2, sd2) = (store.clone(), state.clone(), shutdown.clone());
         handles.push(
@@ -92,7 +104,7 @@ impl NodeHandle {
         );
         state.ready.store(true, Ordering::Relaxed);
         info!(%resp_addr, %admin_addr, threads, maxmemory = store.mem.max(), policy = store.mem.policy().name(), "ringcache-node ready");
-        Ok(NodeHandle { resp_addr, admin_addr, store, state, shutdown, threads: handles })
+        Ok(NodeHandle { resp_addr, admin_addr, proxy_addr, store, state, shutdown, threads: handles })
     }
 
     /// Stops accepting, lets connections finish the replies they owe, and waits.

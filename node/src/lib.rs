@@ -13,5 +13,6 @@ pub mod cmd;
 pub mod config;
 pub mod launch;
 pub mod metrics;
+pub mod proxy;
 pub mod server;
 pub mod util;

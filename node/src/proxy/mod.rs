@@ -1,0 +1,479 @@
+//! The proxy port (default 6380): lets a cluster-unaware client reach every key
+//! through any node.
+//!
+//! Each request is planned by hash slot ([`split`]): keyless commands (PING, HELLO,
+//! CLIENT, INFO, ...) and keys this node serves as primary run directly against the
+//! local store through the normal command path ([`cmd::execute`]); keys owned by
+//! another node go to that node's RESP port over a pooled, pipelined connection
+//! ([`pool`]), and their replies are relayed byte for byte ([`reply`] finds where
+//! each reply ends). Multi-key MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across slots are
+//! split per slot and merged; other multi-slot requests answer `-CROSSSLOT`.
+//! A `-MOVED` reply is followed once and a `-TRYAGAIN` retried once after a short
+//! pause; an unreachable owner answers `-CLUSTERDOWN ...` for that request only.
+//!
+//! Pipelining: the connection plans and dispatches every complete request it has read
+//! (up to [`MAX_IN_FLIGHT`] sub-requests), then writes the replies in request order.
+//! RESP3: after `HELLO 3` the client's forwarded requests use upstream connections
+//! that also said `HELLO 3`, so relayed replies are in the client's protocol.
+//!
+//! Not cluster-wide: keyless commands that report on keys (DBSIZE, KEYS, SCAN,
+//! RANDOMKEY, FLUSHALL, INFO keyspace) see this node only. Upstream connections
+//! authenticate with this node's `requirepass` (all nodes of a cluster share it).
+//! In standalone mode every request runs locally.
+
+pub mod pool;
+pub mod reply;
+pub mod split;
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::cluster::slot::Slot;
+use crate::cluster::state::View;
+use crate::cmd::{self, Ctx, Flow};
+use crate::resp::{parse_request, Out, ProtocolError};
+use crate::server::state::{ClientState, ServerState};
+use crate::store::{now_ms, Store};
+use pool::{Pool, PoolError, ReplyRx};
+use split::{Merge, Plan};
+
+/// Sub-requests a client connection dispatches before it waits for their replies.
+pub const MAX_IN_FLIGHT: usize = 1024;
+/// Replies buffered beyond this are written before the next one is awaited.
+const FLUSH_AT: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+/// How long a forwarded request may wait for its owner's reply.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause before retrying a request an owner answered with `-TRYAGAIN`.
+const TRYAGAIN_PAUSE: Duration = Duration::from_millis(50);
+
+/// Errors of the proxy port.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on proxy address {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start proxy thread: {0}")]
+    Thread(std::io::Error),
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("client query buffer exceeded {0} bytes")]
+    QueryBufferLimit(usize),
+}
+
+/// Binds the proxy port (`addr`, port 0 = a free one) with one `SO_REUSEPORT`
+/// listener per thread. Returns the listeners and the bound address.
+pub fn bind(addr: SocketAddr, threads: usize) -> Result<(Vec<StdListener>, SocketAddr), ProxyError> {
+    let listeners = crate::server::bind_listeners(addr, threads).map_err(|e| match e {
+        crate::server::ServerError::Listen { addr, source } => ProxyError::Listen { addr, source },
+        crate::server::ServerError::Thread(e) => ProxyError::Thread(e),
+    })?;
+    let bound = match listeners.first() {
+        Some(l) => l.local_addr().map_err(|source| ProxyError::Listen { addr, source })?,
+        None => addr,
+    };
+    Ok((listeners, bound))
+}
+
+/// Starts one proxy thread per listener (each with its own runtime and upstream
+/// pool). They stop accepting on `shutdown` and return once their clients are gone.
+pub fn spawn(
+    listeners: Vec<StdListener>,
+    store: Arc<Store>,
+    state: Arc<ServerState>,
+    shutdown: CancellationToken,
+) -> Result<Vec<JoinHandle<()>>, ProxyError> {
+    let mut handles = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let (store, state, shutdown) = (store.clone(), state.clone(), shutdown.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("proxy-{i}"))
+            .spawn(move || worker(i, l, store, state, shutdown))
+            .map_err(ProxyError::Thread)?;
+        handles.push(h);
+    }
+    Ok(handles)
+}
+
+fn worker(i: usize, listener: StdListener, store: Arc<Store>, state: Arc<ServerState>, shutdown: CancellationToken) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return warn!(proxy_worker = i, error = %e, "cannot build proxy runtime"),
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return warn!(proxy_worker = i, error = %e, "cannot register proxy listener"),
+        };
+        let pool = Rc::new(Pool::new());
+        let tracker = tokio_util::task::TaskTracker::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let conn = match Conn::new(&stream, store.clone(), state.clone(), pool.clone()) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                debug!(%peer, error = %e, "proxy connection failed");
+                                continue;
+                            }
+                        };
+                        let shutdown = shutdown.clone();
+                        tracker.spawn_local(async move {
+                            if let Err(e) = conn.serve(stream, shutdown).await {
+                                debug!(%peer, error = %e, "proxy connection closed");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        warn!(proxy_worker = i, error = %e, "proxy accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        drop(listener);
+        tracker.close();
+        tracker.wait().await;
+        info!(proxy_worker = i, "proxy worker stopped");
+    });
+}
+
+/// Where one (sub-)request runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Local,
+    Remote(String),
+}
+
+fn target_of(view: &View, slot: Slot) -> Target {
+    if view.is_primary(slot) {
+        return Target::Local;
+    }
+    match view.primary(slot) {
+        Some(owner) if owner.id != view.me.id => Target::Remote(owner.resp_addr.clone()),
+        // No primary: the local path answers `-CLUSTERDOWN Hash slot not served`.
+        _ => Target::Local,
+    }
+}
+
+/// A sub-request being answered.
+struct PartState {
+    target: Target,
+    args: Vec<Bytes>,
+    keys: Vec<usize>,
+    wait: Wait,
+}
+
+enum Wait {
+    Done(Bytes),
+    Reply(ReplyRx),
+    Failed(PoolError),
+}
+
+/// The reply owed to one client request, in request order.
+enum Pending {
+    Ready(Bytes),
+    Whole(PartState),
+    Split {
+        merge: Merge,
+        keys: usize,
+        parts: Vec<PartState>,
+    },
+}
+
+/// One proxy client connection.
+struct Conn {
+    store: Arc<Store>,
+    state: Arc<ServerState>,
+    pool: Rc<Pool>,
+    client: ClientState,
+    out: Out,
+}
+
+impl Conn {
+    fn new(stream: &TcpStream, store: Arc<Store>, state: Arc<ServerState>, pool: Rc<Pool>) -> std::io::Result<Conn> {
+        let _ = stream.set_nodelay(true);
+        let shared = state.clients.register(stream.peer_addr()?, stream.local_addr()?);
+        let client = ClientState {
+            shared,
+            authenticated: !state.auth_required(),
+            no_evict: false,
+            readonly: false,
+        };
+        Ok(Conn {
+            store,
+            state,
+            pool,
+            client,
+            out: Out::new(),
+        })
+    }
+
+    async fn serve(mut self, mut stream: TcpStream, shutdown: CancellationToken) -> Result<(), ProxyError> {
+        let result = self.run(&mut stream, &shutdown).await;
+        self.state.clients.unregister(self.client.id());
+        result
+    }
+
+    async fn run(&mut self, stream: &mut TcpStream, shutdown: &CancellationToken) -> Result<(), ProxyError> {
+        let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut batch: Vec<Pending> = Vec::new();
+        loop {
+            let mut close = false;
+            let mut protocol_error = None;
+            let mut in_flight = 0usize;
+            while in_flight < MAX_IN_FLIGHT {
+                let args = match parse_request(&mut rbuf, &self.state.limits) {
+                    Ok(Some(args)) => args,
+                    Ok(None) => break,
+                    Err(e) => {
+                        protocol_error = Some(e);
+                        break;
+                    }
+                };
+                let (pending, flow) = self.dispatch(&args).await;
+                in_flight += match &pending {
+                    Pending::Ready(_) => 0,
+                    Pending::Whole(_) => 1,
+                    Pending::Split { parts, .. } => parts.len(),
+                };
+                batch.push(pending);
+                if flow == Flow::Close {
+                    close = true;
+                    break;
+                }
+            }
+            for pending in batch.drain(..) {
+                self.resolve(pending, &mut wbuf).await;
+                if wbuf.len() >= FLUSH_AT {
+                    stream.write_all(&wbuf).await?;
+                    wbuf.clear();
+                }
+            }
+            if let Some(e) = protocol_error {
+                let mut out = Out::new();
+                out.error(&format!("ERR Protocol error: {e}"));
+                wbuf.extend_from_slice(&out.buf);
+                stream.write_all(&wbuf).await?;
+                return Err(e.into());
+            }
+            if !wbuf.is_empty() {
+                stream.write_all(&wbuf).await?;
+                wbuf.clear();
+                if wbuf.capacity() > 1024 * 1024 {
+                    wbuf = BytesMut::with_capacity(READ_CHUNK);
+                }
+            }
+            if close {
+                return Ok(());
+            }
+            if in_flight >= MAX_IN_FLIGHT {
+                // More requests may already be buffered: serve them before reading.
+                continue;
+            }
+            if rbuf.len() > self.state.max_query_buffer {
+                return Err(ProxyError::QueryBufferLimit(self.state.max_query_buffer));
+            }
+            if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+                rbuf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                n = stream.read_buf(&mut rbuf) => {
+                    if n? == 0 {
+                        return Ok(());
+                    }
+                }
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// Runs `args` against the local store through the normal command path.
+    fn execute_local(&mut self, args: &[Bytes]) -> (Bytes, Flow) {
+        let mut ctx = Ctx {
+            store: &self.store,
+            server: &self.state,
+            client: &mut self.client,
+            out: &mut self.out,
+            now: now_ms(),
+            flow: Flow::Continue,
+        };
+        cmd::execute(&mut ctx, args);
+        let flow = ctx.flow;
+        (self.out.buf.split().freeze(), flow)
+    }
+
+    /// Plans one request and starts it: local work runs now, remote work is queued.
+    async fn dispatch(&mut self, args: &[Bytes]) -> (Pending, Flow) {
+        let cluster = self.state.cluster.clone();
+        let view = if cluster.enabled && self.client.authenticated {
+            cluster.view()
+        } else {
+            None
+        };
+        let spec = args
+            .first()
+            .and_then(|name| cmd::registry().lookup(name))
+            .map(|(_, s)| s);
+        let (Some(view), Some(spec)) = (view, spec) else {
+            let (reply, flow) = self.execute_local(args);
+            return (Pending::Ready(reply), flow);
+        };
+        let argc = args.len() as i32;
+        if (spec.arity > 0 && argc != spec.arity) || (spec.arity < 0 && argc < -spec.arity) {
+            let (reply, flow) = self.execute_local(args);
+            return (Pending::Ready(reply), flow);
+        }
+        match split::plan(spec, args, |slot| target_of(&view, slot)) {
+            Plan::Keyless | Plan::Whole(Target::Local) => {
+                let (reply, flow) = self.execute_local(args);
+                (Pending::Ready(reply), flow)
+            }
+            Plan::CrossSlot => {
+                let mut out = Out::new();
+                out.error(split::CROSSSLOT);
+                (Pending::Ready(out.buf.freeze()), Flow::Continue)
+            }
+            Plan::Whole(target) => {
+                let part = self.start(target, args.to_vec(), Vec::new()).await;
+                (Pending::Whole(part), Flow::Continue)
+            }
+            Plan::Split { merge, keys, parts } => {
+                let mut started = Vec::with_capacity(parts.len());
+                for p in parts {
+                    started.push(self.start(p.target, p.args, p.keys).await);
+                }
+                (
+                    Pending::Split {
+                        merge,
+                        keys,
+                        parts: started,
+                    },
+                    Flow::Continue,
+                )
+            }
+        }
+    }
+
+    /// Runs a sub-request locally now, or queues it to its owner.
+    async fn start(&mut self, target: Target, args: Vec<Bytes>, keys: Vec<usize>) -> PartState {
+        let wait = self.begin(&target, &args).await;
+        PartState {
+            target,
+            args,
+            keys,
+            wait,
+        }
+    }
+
+    async fn begin(&mut self, target: &Target, args: &[Bytes]) -> Wait {
+        match target {
+            Target::Local => Wait::Done(self.execute_local(args).0),
+            Target::Remote(addr) => {
+                let password = self.state.requirepass.read().clone();
+                let request = pool::encode_request(args);
+                match self.pool.send(addr, self.out.resp3, password.as_deref(), request).await {
+                    Ok(rx) => Wait::Reply(rx),
+                    Err(e) => Wait::Failed(e),
+                }
+            }
+        }
+    }
+
+    /// Waits for one request's reply (following redirects) and appends it to `wbuf`.
+    async fn resolve(&mut self, pending: Pending, wbuf: &mut BytesMut) {
+        match pending {
+            Pending::Ready(reply) => wbuf.extend_from_slice(&reply),
+            Pending::Whole(part) => {
+                let reply = self.finish(part).await;
+                wbuf.extend_from_slice(&reply);
+            }
+            Pending::Split { merge, keys, parts } => {
+                let mut replies: Vec<(Vec<usize>, Bytes)> = Vec::with_capacity(parts.len());
+                for mut part in parts {
+                    let k = std::mem::take(&mut part.keys);
+                    replies.push((k, self.finish(part).await));
+                }
+                let view: Vec<(&[usize], &[u8])> = replies.iter().map(|(k, r)| (&k[..], &r[..])).collect();
+                split::merge(merge, keys, &view, wbuf);
+            }
+        }
+    }
+
+    /// The final reply to a sub-request: follows one `-MOVED`, retries one
+    /// `-TRYAGAIN`, and turns an unreachable owner into `-CLUSTERDOWN`.
+    async fn finish(&mut self, part: PartState) -> Bytes {
+        let PartState {
+            mut target, args, wait, ..
+        } = part;
+        let mut reply = self.await_reply(wait, &target).await;
+        let (mut moved, mut retried) = (false, false);
+        loop {
+            if !moved && reply.starts_with(b"-MOVED ") {
+                moved = true;
+                let Some(next) = self.moved_target(&reply) else {
+                    return reply;
+                };
+                target = next;
+            } else if !retried && reply.starts_with(b"-TRYAGAIN") {
+                retried = true;
+                tokio::time::sleep(TRYAGAIN_PAUSE).await;
+            } else {
+                return reply;
+            }
+            let wait = self.begin(&target, &args).await;
+            reply = self.await_reply(wait, &target).await;
+        }
+    }
+
+    async fn await_reply(&mut self, wait: Wait, target: &Target) -> Bytes {
+        let addr = match target {
+            Target::Remote(a) => a.as_str(),
+            Target::Local => "local",
+        };
+        match wait {
+            Wait::Done(b) => b,
+            Wait::Failed(e) => clusterdown(&e.to_string()),
+            Wait::Reply(rx) => match tokio::time::timeout(UPSTREAM_TIMEOUT, rx).await {
+                Ok(Ok(Ok(reply))) => reply,
+                Ok(Ok(Err(e))) => clusterdown(&e.to_string()),
+                Ok(Err(_)) => clusterdown(&format!("connection to {addr} lost")),
+                Err(_) => clusterdown(&format!("{addr} did not answer within {UPSTREAM_TIMEOUT:?}")),
+            },
+        }
+    }
+
+    /// Where a `-MOVED <slot> <host:port>` reply points.
+    fn moved_target(&self, reply: &[u8]) -> Option<Target> {
+        let line = std::str::from_utf8(reply).ok()?.trim_end();
+        let addr = line.split(' ').nth(2)?;
+        let me = self.state.cluster.view().map(|v| v.me.resp_addr.clone());
+        if me.as_deref() == Some(addr) {
+            Some(Target::Local)
+        } else {
+            Some(Target::Remote(addr.to_string()))
+        }
+    }
+}
+
+/// A `-CLUSTERDOWN` reply for a request whose owner could not be reached.
+fn clusterdown(why: &str) -> Bytes {
+    let mut out = Out::new();
+    out.error(&format!("CLUSTERDOWN the key's owner is unreachable: {why}"));
+    out.buf.freeze()
+}

@@ -1,0 +1,331 @@
+//! Per-worker pool of upstream connections to key owners' RESP ports.
+//!
+//! One multiplexed connection per (owner address, protocol version) and worker
+//! thread. Requests from every proxy client of the worker are written to it in the
+//! order they are sent (a writer task batches whatever is queued into one write), and
+//! replies come back in the same order: the reader task hands each complete reply to
+//! the oldest waiter in a FIFO. In-flight requests per connection are capped by a
+//! semaphore, so a slow owner makes senders wait instead of growing buffers.
+//!
+//! A connection that fails is marked dead, its waiters get an error, and the next
+//! request reconnects. After a failed connect the owner is considered down for a
+//! short while, so requests fail fast instead of each waiting for a connect attempt.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tracing::debug;
+
+use super::reply::{self, Progress};
+
+/// Requests in flight on one upstream connection before senders wait.
+pub const MAX_IN_FLIGHT: usize = 4096;
+/// Bytes the writer gathers into one write.
+const WRITE_BATCH: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an owner whose connect failed is reported down without retrying.
+const DOWN_FOR: Duration = Duration::from_millis(200);
+
+/// Why an upstream request got no reply.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PoolError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("connect to {addr} timed out")]
+    ConnectTimeout { addr: String },
+    #[error("{addr} refused the proxy's handshake: {reply}")]
+    Handshake { addr: String, reply: String },
+    #[error("{addr} was unreachable moments ago")]
+    RecentlyDown { addr: String },
+    #[error("connection to {addr} lost")]
+    Closed { addr: String },
+    #[error("{addr} sent an invalid reply: {source}")]
+    Protocol { addr: String, source: reply::ReplyError },
+}
+
+/// Where a reply arrives.
+pub type ReplyRx = oneshot::Receiver<Result<Bytes, PoolError>>;
+type ReplyTx = oneshot::Sender<Result<Bytes, PoolError>>;
+
+struct Job {
+    request: Bytes,
+    reply: ReplyTx,
+    permit: OwnedSemaphorePermit,
+}
+
+struct Waiter {
+    reply: ReplyTx,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// State shared by one connection's writer and reader tasks.
+struct Link {
+    addr: String,
+    dead: Cell<bool>,
+    waiters: RefCell<VecDeque<Waiter>>,
+}
+
+impl Link {
+    /// Marks the connection dead and fails every request still waiting on it.
+    fn fail(&self, err: PoolError) {
+        self.dead.set(true);
+        let waiters: Vec<Waiter> = self.waiters.borrow_mut().drain(..).collect();
+        for w in waiters {
+            let _ = w.reply.send(Err(err.clone()));
+        }
+    }
+
+    fn closed(&self) -> PoolError {
+        PoolError::Closed {
+            addr: self.addr.clone(),
+        }
+    }
+}
+
+struct Upstream {
+    tx: mpsc::Sender<Job>,
+    permits: Arc<Semaphore>,
+    link: Rc<Link>,
+}
+
+/// Upstream connections of one worker thread (not `Send`: lives on a `LocalSet`).
+#[derive(Default)]
+pub struct Pool {
+    conns: RefCell<HashMap<(String, bool), Rc<Upstream>>>,
+    down_until: RefCell<HashMap<String, Instant>>,
+}
+
+impl Pool {
+    pub fn new() -> Pool {
+        Pool::default()
+    }
+
+    /// Queues `request` (an encoded RESP command) to `addr`, on a connection speaking
+    /// RESP3 when `resp3`, authenticating with `password` when connecting. Returns
+    /// where the reply will arrive; waits only for a connection and a free in-flight
+    /// slot.
+    pub async fn send(
+        &self,
+        addr: &str,
+        resp3: bool,
+        password: Option<&str>,
+        request: Bytes,
+    ) -> Result<ReplyRx, PoolError> {
+        let up = self.upstream(addr, resp3, password).await?;
+        let permit = up.permits.clone().acquire_owned().await.map_err(|_| up.link.closed())?;
+        let (reply, rx) = oneshot::channel();
+        if up.link.dead.get() {
+            return Err(up.link.closed());
+        }
+        up.tx
+            .send(Job { request, reply, permit })
+            .await
+            .map_err(|_| up.link.closed())?;
+        Ok(rx)
+    }
+
+    async fn upstream(&self, addr: &str, resp3: bool, password: Option<&str>) -> Result<Rc<Upstream>, PoolError> {
+        let key = (addr.to_string(), resp3);
+        if let Some(up) = self.conns.borrow().get(&key) {
+            if !up.link.dead.get() {
+                return Ok(up.clone());
+            }
+        }
+        if let Some(until) = self.down_until.borrow().get(addr) {
+            if Instant::now() < *until {
+                return Err(PoolError::RecentlyDown { addr: addr.to_string() });
+            }
+        }
+        let up = match connect(addr, resp3, password).await {
+            Ok(up) => Rc::new(up),
+            Err(e) => {
+                self.down_until
+                    .borrow_mut()
+                    .insert(addr.to_string(), Instant::now() + DOWN_FOR);
+                return Err(e);
+            }
+        };
+        self.down_until.borrow_mut().remove(addr);
+        // Another client of this worker may have connected meanwhile: keep one.
+        let mut conns = self.conns.borrow_mut();
+        match conns.get(&key) {
+            Some(existing) if !existing.link.dead.get() => Ok(existing.clone()),
+            _ => {
+                conns.insert(key, up.clone());
+                Ok(up)
+            }
+        }
+    }
+}
+
+/// Encodes a command as a RESP multibulk.
+pub fn encode_request(args: &[Bytes]) -> Bytes {
+    let mut out = BytesMut::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.freeze()
+}
+
+async fn connect(addr: &str, resp3: bool, password: Option<&str>) -> Result<Upstream, PoolError> {
+    let connect_err = |e: std::io::Error| PoolError::Connect {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    };
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| PoolError::ConnectTimeout { addr: addr.to_string() })?
+        .map_err(connect_err)?;
+    let _ = stream.set_nodelay(true);
+    let mut handshake: Vec<Vec<Bytes>> = Vec::new();
+    if let Some(pw) = password {
+        handshake.push(vec![Bytes::from_static(b"AUTH"), Bytes::copy_from_slice(pw.as_bytes())]);
+    }
+    if resp3 {
+        handshake.push(vec![Bytes::from_static(b"HELLO"), Bytes::from_static(b"3")]);
+    }
+    if !handshake.is_empty() {
+        let hs = async {
+            for cmd in &handshake {
+                stream.write_all(&encode_request(cmd)).await.map_err(connect_err)?;
+            }
+            let mut buf = BytesMut::with_capacity(1024);
+            for _ in &handshake {
+                let frame = loop {
+                    match reply::frame_len(&buf) {
+                        Ok(Some(n)) => break buf.split_to(n),
+                        Ok(None) => {}
+                        Err(source) => {
+                            return Err(PoolError::Protocol {
+                                addr: addr.to_string(),
+                                source,
+                            })
+                        }
+                    }
+                    if stream.read_buf(&mut buf).await.map_err(connect_err)? == 0 {
+                        return Err(PoolError::Closed { addr: addr.to_string() });
+                    }
+                };
+                if reply::is_error(&frame) {
+                    return Err(PoolError::Handshake {
+                        addr: addr.to_string(),
+                        reply: String::from_utf8_lossy(&frame).trim_end().to_string(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, hs)
+            .await
+            .map_err(|_| PoolError::ConnectTimeout { addr: addr.to_string() })??;
+    }
+    let (rd, wr) = stream.into_split();
+    let link = Rc::new(Link {
+        addr: addr.to_string(),
+        dead: Cell::new(false),
+        waiters: RefCell::new(VecDeque::new()),
+    });
+    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+    tokio::task::spawn_local(writer(wr, rx, link.clone()));
+    tokio::task::spawn_local(reader(rd, link.clone()));
+    debug!(addr, resp3, "proxy: connected to owner");
+    Ok(Upstream {
+        tx,
+        permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        link,
+    })
+}
+
+/// Writes queued requests, registering each waiter before its bytes leave, so the
+/// reader always finds the waiter of the reply it parses.
+async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Job>, link: Rc<Link>) {
+    let mut buf = BytesMut::with_capacity(WRITE_BATCH);
+    while let Some(job) = rx.recv().await {
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            if link.dead.get() {
+                let _ = job.reply.send(Err(link.closed()));
+            } else {
+                buf.extend_from_slice(&job.request);
+                link.waiters.borrow_mut().push_back(Waiter {
+                    reply: job.reply,
+                    _permit: job.permit,
+                });
+            }
+            if buf.len() < WRITE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        if let Err(e) = wr.write_all(&buf).await {
+            debug!(addr = %link.addr, error = %e, "proxy: upstream write failed");
+            link.fail(link.closed());
+        } else if link.dead.get() {
+            // The reader ended while this batch was being written: nobody will
+            // answer these waiters.
+            link.fail(link.closed());
+        }
+        buf.clear();
+        if buf.capacity() > 4 * WRITE_BATCH {
+            buf = BytesMut::with_capacity(WRITE_BATCH);
+        }
+    }
+}
+
+/// Reads replies and hands each to the oldest waiter.
+async fn reader(mut rd: OwnedReadHalf, link: Rc<Link>) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut progress = Progress::default();
+    loop {
+        loop {
+            match reply::resume(&buf, &mut progress) {
+                Ok(Some(n)) => {
+                    let frame = buf.split_to(n).freeze();
+                    if frame.first() == Some(&b'>') {
+                        // An out-of-band push; the proxy never asks for any.
+                        continue;
+                    }
+                    let waiter = link.waiters.borrow_mut().pop_front();
+                    match waiter {
+                        Some(w) => {
+                            let _ = w.reply.send(Ok(frame));
+                        }
+                        None => {
+                            debug!(addr = %link.addr, "proxy: unsolicited reply from owner");
+                            return link.fail(link.closed());
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(source) => {
+                    debug!(addr = %link.addr, error = %source, "proxy: invalid reply from owner");
+                    return link.fail(PoolError::Protocol {
+                        addr: link.addr.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return link.fail(link.closed()),
+            Ok(_) => {}
+        }
+    }
+}
