@@ -13,9 +13,7 @@ pub enum BinsError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "{script} failed ({status}); its output is above. Run `bash tests/k8s/build.sh` to see why"
-    )]
+    #[error("{script} failed ({status}); its output is above. Run `bash tests/k8s/build.sh` to see why")]
     BuildFailed {
         script: PathBuf,
         status: std::process::ExitStatus,
@@ -25,13 +23,7 @@ pub enum BinsError {
 }
 
 /// The binaries tests/k8s/build.sh produces.
-pub const K8S_BINARIES: &[&str] = &[
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kubectl",
-    "helm",
-];
+pub const K8S_BINARIES: &[&str] = &["etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm"];
 
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -80,11 +72,7 @@ pub fn k8s_bin_dir() -> Result<PathBuf, BinsError> {
     }
     let script = workspace_root().join("tests/k8s/build.sh");
     // Fast path: the cache entry is complete.
-    if let Ok(out) = Command::new("bash")
-        .arg(&script)
-        .arg("--print-bin-dir")
-        .output()
-    {
+    if let Ok(out) = Command::new("bash").arg(&script).arg("--print-bin-dir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if out.status.success()
             && dir.is_absolute()

@@ -142,13 +142,7 @@ fn b64(s: &str) -> String {
 }
 
 /// Renders a kubeconfig for `server` trusting `ca_pem`, authenticating with a client certificate or a bearer token.
-pub fn render_kubeconfig(
-    server: &str,
-    ca_pem: &str,
-    user: &str,
-    auth: KubeconfigAuth<'_>,
-    namespace: &str,
-) -> String {
+pub fn render_kubeconfig(server: &str, ca_pem: &str, user: &str, auth: KubeconfigAuth<'_>, namespace: &str) -> String {
     let user_body = match auth {
         KubeconfigAuth::Cert(pair) => format!(
             "    client-certificate-data: {}\n    client-key-data: {}\n",
@@ -214,11 +208,7 @@ where
             });
         }
         if check().await {
-            tracing::info!(
-                what,
-                elapsed_ms = start.elapsed().as_millis() as u64,
-                "ready"
-            );
+            tracing::info!(what, elapsed_ms = start.elapsed().as_millis() as u64, "ready");
             return Ok(());
         }
         if start.elapsed() > timeout {
@@ -240,13 +230,9 @@ impl ControlPlane {
         let started = Instant::now();
         let bin_dir = match opts.bin_dir {
             Some(d) => d,
-            None => tokio::task::spawn_blocking(bins::k8s_bin_dir)
-                .await
-                .map_err(|e| {
-                    ControlPlaneError::Port(std::io::Error::other(format!(
-                        "k8s binary lookup panicked: {e}"
-                    )))
-                })??,
+            None => tokio::task::spawn_blocking(bins::k8s_bin_dir).await.map_err(|e| {
+                ControlPlaneError::Port(std::io::Error::other(format!("k8s binary lookup panicked: {e}")))
+            })??,
         };
         let run_dir = opts.run_dir.unwrap_or_else(new_run_dir);
         let mk = |p: &Path| {
@@ -297,20 +283,11 @@ impl ControlPlane {
             .arg("--advertise-address=127.0.0.1")
             .arg(format!("--secure-port={api_port}"))
             .arg(format!("--cert-dir={}", pki_dir.display()))
-            .arg(format!(
-                "--tls-cert-file={}",
-                pki.apiserver.cert_path.display()
-            ))
-            .arg(format!(
-                "--tls-private-key-file={}",
-                pki.apiserver.key_path.display()
-            ))
+            .arg(format!("--tls-cert-file={}", pki.apiserver.cert_path.display()))
+            .arg(format!("--tls-private-key-file={}", pki.apiserver.key_path.display()))
             .arg(format!("--client-ca-file={}", pki.ca.cert_path.display()))
             .arg(format!("--service-account-issuer={SA_ISSUER}"))
-            .arg(format!(
-                "--service-account-key-file={}",
-                pki.sa_pub_path.display()
-            ))
+            .arg(format!("--service-account-key-file={}", pki.sa_pub_path.display()))
             .arg(format!(
                 "--service-account-signing-key-file={}",
                 pki.sa_key_path.display()
@@ -339,22 +316,16 @@ impl ControlPlane {
         let client = client_from_kubeconfig(&admin_kubeconfig).await?;
         {
             let client = client.clone();
-            wait_until(
-                "kube-apiserver",
-                &mut apiserver,
-                &api_log,
-                READY_TIMEOUT,
-                move || {
-                    let client = client.clone();
-                    async move {
-                        let req = match ::http::Request::get("/readyz").body(Vec::new()) {
-                            Ok(r) => r,
-                            Err(_) => return false,
-                        };
-                        matches!(client.request_text(req).await, Ok(t) if t.trim() == "ok")
-                    }
-                },
-            )
+            wait_until("kube-apiserver", &mut apiserver, &api_log, READY_TIMEOUT, move || {
+                let client = client.clone();
+                async move {
+                    let req = match ::http::Request::get("/readyz").body(Vec::new()) {
+                        Ok(r) => r,
+                        Err(_) => return false,
+                    };
+                    matches!(client.request_text(req).await, Ok(t) if t.trim() == "ok")
+                }
+            })
             .await?;
         }
 
@@ -373,14 +344,8 @@ impl ControlPlane {
         let cm_log = logs.join("kube-controller-manager.log");
         let mut cmd = Command::new(bin_dir.join("kube-controller-manager"));
         cmd.arg(format!("--kubeconfig={}", cm_kubeconfig.display()))
-            .arg(format!(
-                "--authentication-kubeconfig={}",
-                cm_kubeconfig.display()
-            ))
-            .arg(format!(
-                "--authorization-kubeconfig={}",
-                cm_kubeconfig.display()
-            ))
+            .arg(format!("--authentication-kubeconfig={}", cm_kubeconfig.display()))
+            .arg(format!("--authorization-kubeconfig={}", cm_kubeconfig.display()))
             .arg("--bind-address=127.0.0.1")
             .arg("--secure-port=0")
             .arg(format!(
@@ -388,14 +353,8 @@ impl ControlPlane {
                 pki.sa_key_path.display()
             ))
             .arg(format!("--root-ca-file={}", pki.ca.cert_path.display()))
-            .arg(format!(
-                "--cluster-signing-cert-file={}",
-                pki.ca.cert_path.display()
-            ))
-            .arg(format!(
-                "--cluster-signing-key-file={}",
-                pki.ca.key_path.display()
-            ))
+            .arg(format!("--cluster-signing-cert-file={}", pki.ca.cert_path.display()))
+            .arg(format!("--cluster-signing-key-file={}", pki.ca.key_path.display()))
             .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
             .arg("--use-service-account-credentials=true")
             .arg("--controllers=*")

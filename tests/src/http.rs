@@ -27,12 +27,7 @@ pub enum HttpError {
 }
 
 /// Sends `GET path` with `Host: host` and returns (status code, body).
-pub async fn get(
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
-    timeout: Duration,
-) -> Result<(u16, String), HttpError> {
+pub async fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<(u16, String), HttpError> {
     tokio::time::timeout(timeout, get_inner(addr, host, path))
         .await
         .map_err(|_| HttpError::Timeout { addr })?
@@ -68,8 +63,5 @@ async fn get_inner(addr: SocketAddr, host: &str, path: &str) -> Result<(u16, Str
 
 /// True when a TCP connection to `addr` succeeds within `timeout`.
 pub async fn tcp_ok(addr: SocketAddr, timeout: Duration) -> bool {
-    matches!(
-        tokio::time::timeout(timeout, TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
+    matches!(tokio::time::timeout(timeout, TcpStream::connect(addr)).await, Ok(Ok(_)))
 }

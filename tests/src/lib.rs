@@ -34,11 +34,7 @@ pub enum EnvError {
     #[error("starting the shared test environment failed earlier: {0}")]
     Failed(String),
     #[error("{what}: not done after {secs}s; last: {last}")]
-    Timeout {
-        what: String,
-        secs: u64,
-        last: String,
-    },
+    Timeout { what: String, secs: u64, last: String },
     #[error("kube: {0}")]
     Kube(#[from] kube::Error),
     #[error("running {cmd}: {detail}")]
@@ -65,9 +61,7 @@ static NS_COUNTER: AtomicU32 = AtomicU32::new(0);
 /// Installs a tracing subscriber for tests (RUST_LOG, default `info`), once.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,kube_client=warn,kube_client::client::builder=off,hyper=warn",
-        )
+        tracing_subscriber::EnvFilter::new("info,kube_client=warn,kube_client::client::builder=off,hyper=warn")
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -84,8 +78,7 @@ pub async fn start_env(
     let client = cp.client().await?;
     let mut cfg = KubeletConfig::new(cp.run_dir.clone());
     configure(&mut cfg);
-    let kubelet =
-        Kubelet::start(client, cp.server.clone(), cp.pki.ca.cert_pem.clone(), cfg).await?;
+    let kubelet = Kubelet::start(client, cp.server.clone(), cp.pki.ca.cert_pem.clone(), cfg).await?;
     Ok((cp, kubelet))
 }
 
@@ -136,8 +129,7 @@ pub fn shared() -> Result<&'static TestEnv, EnvError> {
         if let Err(e) = spawned {
             return Err(format!("spawning the test-env thread: {e}"));
         }
-        rx.recv()
-            .unwrap_or_else(|_| Err("the test-env thread died".into()))
+        rx.recv().unwrap_or_else(|_| Err("the test-env thread died".into()))
     });
     r.as_ref().map_err(|e| EnvError::Failed(e.clone()))
 }
@@ -205,19 +197,11 @@ impl TestEnv {
 }
 
 /// Runs a command with args and optional stdin; stdout on success, an error naming the command and stderr otherwise.
-pub fn run_with_stdin(
-    mut cmd: Command,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> Result<String, EnvError> {
+pub fn run_with_stdin(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Result<String, EnvError> {
     use std::io::Write;
     let desc = format!("{} {}", cmd.get_program().to_string_lossy(), args.join(" "));
     cmd.args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| EnvError::Command {
@@ -225,11 +209,10 @@ pub fn run_with_stdin(
         detail: e.to_string(),
     })?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes())
-            .map_err(|e| EnvError::Command {
-                cmd: desc.clone(),
-                detail: format!("writing stdin: {e}"),
-            })?;
+        pipe.write_all(input.as_bytes()).map_err(|e| EnvError::Command {
+            cmd: desc.clone(),
+            detail: format!("writing stdin: {e}"),
+        })?;
     }
     let out = child.wait_with_output().map_err(|e| EnvError::Command {
         cmd: desc.clone(),
@@ -238,11 +221,7 @@ pub fn run_with_stdin(
     if !out.status.success() {
         return Err(EnvError::Command {
             cmd: desc,
-            detail: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
+            detail: format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())

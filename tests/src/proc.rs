@@ -117,11 +117,7 @@ pub fn log_file(path: &Path) -> Result<(File, File), ProcError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
-    let f = File::options()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(err)?;
+    let f = File::options().create(true).append(true).open(path).map_err(err)?;
     let g = f.try_clone().map_err(err)?;
     Ok((f, g))
 }
@@ -148,11 +144,8 @@ pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<ChildProcess, P
     let (reply_tx, reply_rx) = mpsc::channel();
     {
         let tx = spawner().lock().map_err(|_| ProcError::SpawnerGone)?;
-        tx.send(Request {
-            cmd,
-            reply: reply_tx,
-        })
-        .map_err(|_| ProcError::SpawnerGone)?;
+        tx.send(Request { cmd, reply: reply_tx })
+            .map_err(|_| ProcError::SpawnerGone)?;
     }
     let child = reply_rx
         .recv()

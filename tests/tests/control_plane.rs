@@ -112,9 +112,9 @@ async fn wait_ready_pods(pods: &Api<Pod>, n: usize) -> BTreeMap<String, Pod> {
             })
             .collect();
         let ok = live.len() == n
-            && live.iter().all(|p| {
-                ready(p) && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-            });
+            && live
+                .iter()
+                .all(|p| ready(p) && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
         if ok {
             Ok(live
                 .into_iter()
@@ -158,10 +158,7 @@ async fn deployment_runs_serves_and_recovers() {
     // Three Ready nodes in three zones.
     let nodes: Api<Node> = Api::all(client.clone());
     let zones: BTreeSet<String> = wait_for("3 Ready nodes", WAIT, || async {
-        let list = nodes
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?;
+        let list = nodes.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
         let zones: BTreeSet<String> = list
             .items
             .iter()
@@ -196,11 +193,7 @@ async fn deployment_runs_serves_and_recovers() {
         .values()
         .filter_map(|p| p.spec.as_ref()?.node_name.clone())
         .collect();
-    assert_eq!(
-        nodes_used.len(),
-        3,
-        "pods should spread over the nodes: {nodes_used:?}"
-    );
+    assert_eq!(nodes_used.len(), 3, "pods should spread over the nodes: {nodes_used:?}");
     for ip in &ips {
         echo_roundtrip(ip).await;
     }
@@ -247,16 +240,10 @@ async fn deployment_runs_serves_and_recovers() {
 
     // Deleting a pod: graceful termination, then the ReplicaSet replaces it.
     let victim = running.keys().next().cloned().expect("a pod");
-    env.kubectl_run(
-        &["delete", "pod", "-n", &ns, &victim, "--timeout=60s"],
-        None,
-    )
-    .expect("kubectl delete pod");
+    env.kubectl_run(&["delete", "pod", "-n", &ns, &victim, "--timeout=60s"], None)
+        .expect("kubectl delete pod");
     let after = wait_ready_pods(&pods, 3).await;
-    assert!(
-        !after.contains_key(&victim),
-        "deleted pod {victim} still listed"
-    );
+    assert!(!after.contains_key(&victim), "deleted pod {victim} still listed");
     assert_eq!(
         after.keys().filter(|k| !running.contains_key(*k)).count(),
         1,
@@ -308,10 +295,7 @@ async fn deployment_runs_serves_and_recovers() {
         .and_then(|c| c.first())
         .cloned()
         .expect("container status");
-    let last = cs
-        .last_state
-        .and_then(|l| l.terminated)
-        .expect("lastState.terminated");
+    let last = cs.last_state.and_then(|l| l.terminated).expect("lastState.terminated");
     assert_eq!(last.exit_code, 137);
     assert_eq!(last.signal, Some(9));
     echo_roundtrip(&pod_ip(&restarted).expect("pod ip")).await;
@@ -324,16 +308,11 @@ async fn components_report_pinned_versions() {
         .kubectl_run(&["version", "-o", "json"], None)
         .expect("kubectl version");
     let v: serde_json::Value = serde_json::from_str(&out).expect("kubectl version json");
-    let client = v["clientVersion"]["gitVersion"]
-        .as_str()
-        .unwrap_or_default();
-    let server = v["serverVersion"]["gitVersion"]
-        .as_str()
-        .unwrap_or_default();
+    let client = v["clientVersion"]["gitVersion"].as_str().unwrap_or_default();
+    let server = v["serverVersion"]["gitVersion"].as_str().unwrap_or_default();
     assert!(client.starts_with("v1."), "kubectl version: {out}");
     assert_eq!(client, server, "kubectl and apiserver come from one pin");
-    let helm = ringcache_tests::run_with_stdin(env.helm(), &["version", "--short"], None)
-        .expect("helm version");
+    let helm = ringcache_tests::run_with_stdin(env.helm(), &["version", "--short"], None).expect("helm version");
     assert!(helm.trim().starts_with("v3."), "helm version: {helm}");
     let etcd = ringcache_tests::run_with_stdin(
         std::process::Command::new(env.bin_dir.join("etcd")),
@@ -405,11 +384,8 @@ async fn deletion_waits_for_the_grace_period_then_kills() {
         .parse()
         .expect("numeric pid");
     let t0 = std::time::Instant::now();
-    env.kubectl_run(
-        &["delete", "pod", "-n", &ns, "stubborn", "--timeout=60s"],
-        None,
-    )
-    .expect("kubectl delete");
+    env.kubectl_run(&["delete", "pod", "-n", &ns, "stubborn", "--timeout=60s"], None)
+        .expect("kubectl delete");
     let took = t0.elapsed();
     assert!(
         took >= Duration::from_millis(1900),
@@ -425,17 +401,15 @@ async fn failing_liveness_probe_restarts_the_container() {
     let env = env();
     let client = env.client().await.expect("client");
     let ns = env.namespace("liveness").await.expect("namespace");
-    let probe = "    livenessProbe:\n      tcpSocket: { port: 7999 }\n      periodSeconds: 1\n      failureThreshold: 2\n";
+    let probe =
+        "    livenessProbe:\n      tcpSocket: { port: 7999 }\n      periodSeconds: 1\n      failureThreshold: 2\n";
     env.kubectl_run(
         &["apply", "-n", &ns, "-f", "-"],
         Some(&pod_manifest("unhealthy", "", 1, probe)),
     )
     .expect("kubectl apply");
     let pods: Api<Pod> = Api::namespaced(client, &ns);
-    let p = wait_pod(&pods, "unhealthy", "restartCount >= 1", |p| {
-        restart_count(p) >= 1
-    })
-    .await;
+    let p = wait_pod(&pods, "unhealthy", "restartCount >= 1", |p| restart_count(p) >= 1).await;
     let last = p
         .status
         .as_ref()
@@ -513,10 +487,8 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_get_their_service_account_token_and_rbac() {
     let env = env();
-    env.images.insert(
-        "ringcache-test/kubectl",
-        ImageSource::Path(env.bin_dir.join("kubectl")),
-    );
+    env.images
+        .insert("ringcache-test/kubectl", ImageSource::Path(env.bin_dir.join("kubectl")));
     let client = env.client().await.expect("client");
     let ns = env.namespace("token").await.expect("namespace");
     let manifest = r#"
@@ -547,32 +519,17 @@ spec:
     env.kubectl_run(&["apply", "-n", &ns, "-f", "-"], Some(manifest))
         .expect("kubectl apply");
     let pods: Api<Pod> = Api::namespaced(client, &ns);
-    let phase = |p: &Pod| {
-        p.status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default()
-    };
+    let phase = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
     wait_pod(&pods, "whoami", "Succeeded", |p| phase(p) == "Succeeded").await;
-    let log = std::fs::read_to_string(ringcache_tests::kubelet::log_path(
-        &env.run_dir,
-        &ns,
-        "whoami",
-        "main",
-    ))
-    .expect("whoami log");
+    let log = std::fs::read_to_string(ringcache_tests::kubelet::log_path(&env.run_dir, &ns, "whoami", "main"))
+        .expect("whoami log");
     assert!(
         log.contains(&format!("system:serviceaccount:{ns}:default")),
         "whoami printed {log:?}"
     );
     // The default ServiceAccount may not list pods: RBAC is enforced for pod processes.
     wait_pod(&pods, "lister", "Failed", |p| phase(p) == "Failed").await;
-    let log = std::fs::read_to_string(ringcache_tests::kubelet::log_path(
-        &env.run_dir,
-        &ns,
-        "lister",
-        "main",
-    ))
-    .expect("lister log");
+    let log = std::fs::read_to_string(ringcache_tests::kubelet::log_path(&env.run_dir, &ns, "lister", "main"))
+        .expect("lister log");
     assert!(log.contains("forbidden"), "lister printed {log:?}");
 }

@@ -48,14 +48,13 @@ fn main() -> std::process::ExitCode {
             cp.bin_dir.display()
         );
         println!("export KUBECONFIG={}", cp.kubeconfig.display());
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("ringcache-dev: SIGTERM handler: {e}");
-                    return std::process::ExitCode::FAILURE;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ringcache-dev: SIGTERM handler: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

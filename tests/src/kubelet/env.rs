@@ -51,17 +51,12 @@ pub fn field_ref(pod: &Pod, facts: &PodFacts, var: &str, path: &str) -> Result<S
         "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
         "metadata.uid" => meta.uid.clone().unwrap_or_default(),
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
-        "spec.serviceAccountName" => spec
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_default(),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
         "status.podIP" | "status.podIPs" => facts.pod_ip.clone(),
         "status.hostIP" | "status.hostIPs" => facts.host_ip.clone(),
         p => {
             if let Some(k) = bracketed(p, "metadata.labels") {
-                meta.labels
-                    .as_ref()
-                    .and_then(|l| l.get(k).cloned())
-                    .unwrap_or_default()
+                meta.labels.as_ref().and_then(|l| l.get(k).cloned()).unwrap_or_default()
             } else if let Some(k) = bracketed(p, "metadata.annotations") {
                 meta.annotations
                     .as_ref()
@@ -211,19 +206,13 @@ pub async fn container_env(
                     }
                 }
             } else if let Some(r) = &src.secret_key_ref {
-                let s = secrets
-                    .get_opt(&r.name)
-                    .await
-                    .map_err(|source| EnvError::Api {
-                        var: var.clone(),
-                        kind: "Secret",
-                        name: r.name.clone(),
-                        source: Box::new(source),
-                    })?;
-                match s
-                    .and_then(|c| c.data)
-                    .and_then(|d| d.get(&r.key).map(bytes_to_string))
-                {
+                let s = secrets.get_opt(&r.name).await.map_err(|source| EnvError::Api {
+                    var: var.clone(),
+                    kind: "Secret",
+                    name: r.name.clone(),
+                    source: Box::new(source),
+                })?;
+                match s.and_then(|c| c.data).and_then(|d| d.get(&r.key).map(bytes_to_string)) {
                     Some(v) => v,
                     None if r.optional == Some(true) => continue,
                     None => {

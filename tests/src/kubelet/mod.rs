@@ -72,18 +72,12 @@ impl ImageMap {
     /// The project's images: `ringcache/node`, `ringcache/operator`, `ringcache/testpod`.
     pub fn with_defaults() -> ImageMap {
         let m = ImageMap::default();
-        m.insert(
-            "ringcache/node",
-            ImageSource::Workspace("ringcache-node".into()),
-        );
+        m.insert("ringcache/node", ImageSource::Workspace("ringcache-node".into()));
         m.insert(
             "ringcache/operator",
             ImageSource::Workspace("ringcache-operator".into()),
         );
-        m.insert(
-            "ringcache/testpod",
-            ImageSource::Workspace("testpod".into()),
-        );
+        m.insert("ringcache/testpod", ImageSource::Workspace("testpod".into()));
         m
     }
 
@@ -264,8 +258,7 @@ fn node_status(host_ip: &str, version: &str, since: &str) -> Value {
             "lastHeartbeatTime": now, "lastTransitionTime": since,
         })
     };
-    let resources =
-        json!({ "cpu": "16", "memory": "64Gi", "pods": "250", "ephemeral-storage": "100Gi" });
+    let resources = json!({ "cpu": "16", "memory": "64Gi", "pods": "250", "ephemeral-storage": "100Gi" });
     json!({
         "status": {
             "conditions": [
@@ -335,12 +328,7 @@ async fn heartbeat(ctx: Arc<Ctx>, version: String) {
     }
 }
 
-fn labels_match_expr(
-    labels: &BTreeMap<String, String>,
-    key: &str,
-    op: &str,
-    values: &[String],
-) -> bool {
+fn labels_match_expr(labels: &BTreeMap<String, String>, key: &str, op: &str, values: &[String]) -> bool {
     let v = labels.get(key);
     match op {
         "In" => v.is_some_and(|v| values.contains(v)),
@@ -369,27 +357,32 @@ fn eligible(pod: &Pod, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| {
-            na.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        });
+        .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
     if let Some(req) = required {
         // Terms are ORed; expressions inside a term are ANDed.
         let any = req.node_selector_terms.iter().any(|t| {
-            t.match_expressions.iter().flatten().all(|e| {
-                labels_match_expr(
-                    &labels,
-                    &e.key,
-                    &e.operator,
-                    e.values.as_deref().unwrap_or(&[]),
-                )
-            })
+            t.match_expressions
+                .iter()
+                .flatten()
+                .all(|e| labels_match_expr(&labels, &e.key, &e.operator, e.values.as_deref().unwrap_or(&[])))
         });
         if !any {
             return false;
         }
     }
     true
+}
+
+/// The spreading group of a pod: its controller (a ReplicaSet, StatefulSet, Job…), or itself.
+fn spread_group(p: &Pod) -> String {
+    p.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.clone())
+        .or_else(|| p.metadata.uid.clone())
+        .unwrap_or_default()
 }
 
 struct WorkerEntry {
@@ -437,21 +430,23 @@ async fn sync_loop(ctx: Arc<Ctx>) {
                 continue;
             }
         };
-        // Load per node, for spreading.
+        // Load per node, overall and per spreading group (pods of one controller), like the default scheduler's
+        // spreading of a workload's replicas over hosts.
         let mut load: HashMap<String, usize> = ours.iter().map(|n| (n.clone(), 0)).collect();
+        let mut group_load: HashMap<(String, String), usize> = HashMap::new();
         for p in &list {
             if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_ref()) {
-                if !is_terminal(p) {
+                if !is_terminal(p) && p.metadata.deletion_timestamp.is_none() {
                     if let Some(l) = load.get_mut(n) {
                         *l += 1;
                     }
+                    *group_load.entry((spread_group(p), n.clone())).or_insert(0) += 1;
                 }
             }
         }
-        let unscheduled = list.iter().any(|p| {
-            p.spec.as_ref().is_some_and(|s| s.node_name.is_none())
-                && p.metadata.deletion_timestamp.is_none()
-        });
+        let unscheduled = list
+            .iter()
+            .any(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()) && p.metadata.deletion_timestamp.is_none());
         let node_objs: Vec<Node> = if unscheduled {
             match nodes_api.list(&ListParams::default()).await {
                 Ok(l) => l
@@ -488,38 +483,21 @@ async fn sync_loop(ctx: Arc<Ctx>) {
                 if scheduler != "default-scheduler" {
                     continue;
                 }
-                let mut candidates: Vec<&Node> =
-                    node_objs.iter().filter(|n| eligible(&p, n)).collect();
+                let mut candidates: Vec<&Node> = node_objs.iter().filter(|n| eligible(&p, n)).collect();
                 if candidates.is_empty() {
                     continue;
                 }
-                candidates.sort_by_key(|n| {
+                let group = spread_group(&p);
+                let score = |n: &Node| {
                     let nm = n.metadata.name.clone().unwrap_or_default();
-                    load.get(&nm).copied().unwrap_or(0)
-                });
-                let min = candidates
-                    .first()
-                    .and_then(|n| n.metadata.name.as_ref())
-                    .and_then(|nm| load.get(nm))
-                    .copied()
-                    .unwrap_or(0);
-                let tied: Vec<&&Node> = candidates
-                    .iter()
-                    .filter(|n| {
-                        n.metadata
-                            .name
-                            .as_ref()
-                            .and_then(|nm| load.get(nm))
-                            .copied()
-                            .unwrap_or(0)
-                            == min
-                    })
-                    .collect();
+                    let g = group_load.get(&(group.clone(), nm.clone())).copied().unwrap_or(0);
+                    (g, load.get(&nm).copied().unwrap_or(0))
+                };
+                candidates.sort_by_key(|n| score(n));
+                let best = candidates.first().map(|n| score(n));
+                let tied: Vec<&&Node> = candidates.iter().filter(|n| Some(score(n)) == best).collect();
                 rr = rr.wrapping_add(1);
-                let Some(target) = tied
-                    .get(rr % tied.len().max(1))
-                    .and_then(|n| n.metadata.name.clone())
-                else {
+                let Some(target) = tied.get(rr % tied.len().max(1)).and_then(|n| n.metadata.name.clone()) else {
                     continue;
                 };
                 let binding = json!({
@@ -529,12 +507,7 @@ async fn sync_loop(ctx: Arc<Ctx>) {
                     "target": { "apiVersion": "v1", "kind": "Node", "name": target },
                 });
                 match pods
-                    .create_subresource::<Value, Value>(
-                        "binding",
-                        &name,
-                        &PostParams::default(),
-                        &binding,
-                    )
+                    .create_subresource::<Value, Value>("binding", &name, &PostParams::default(), &binding)
                     .await
                 {
                     Ok(_) => {
@@ -542,6 +515,7 @@ async fn sync_loop(ctx: Arc<Ctx>) {
                         if let Some(l) = load.get_mut(&target) {
                             *l += 1;
                         }
+                        *group_load.entry((group.clone(), target.clone())).or_insert(0) += 1;
                     }
                     Err(e) => tracing::warn!(pod = format!("{ns}/{name}"), error = %e, "binding"),
                 }

@@ -103,10 +103,7 @@ fn ensure_local_route() -> Result<(), NetworkError> {
         });
     }
     if bindable(probe) {
-        tracing::info!(
-            cidr = LOCAL_ROUTE_CIDR,
-            "installed local route for pod addresses"
-        );
+        tracing::info!(cidr = LOCAL_ROUTE_CIDR, "installed local route for pod addresses");
         Ok(())
     } else {
         Err(NetworkError::Route {

@@ -124,12 +124,7 @@ fn ns_name(pod: &Pod) -> (String, String) {
 }
 
 impl PodWorker {
-    pub(super) fn new(
-        ctx: Arc<Ctx>,
-        pod: Pod,
-        rx: watch::Receiver<PodUpdate>,
-        ip: Ipv4Addr,
-    ) -> PodWorker {
+    pub(super) fn new(ctx: Arc<Ctx>, pod: Pod, rx: watch::Receiver<PodUpdate>, ip: Ipv4Addr) -> PodWorker {
         let (ns, name) = ns_name(&pod);
         let dir = ctx.config.run_dir.join("pods").join(format!("{ns}_{name}"));
         let containers = pod
@@ -253,10 +248,7 @@ impl PodWorker {
                 return Some(kc.clone());
             }
         }
-        let sa = spec
-            .service_account_name
-            .clone()
-            .unwrap_or_else(|| "default".into());
+        let sa = spec.service_account_name.clone().unwrap_or_else(|| "default".into());
         let (ns, name) = ns_name(&self.pod);
         let uid = self.pod.metadata.uid.clone().unwrap_or_default();
         let expiration: i64 = 3600;
@@ -273,10 +265,7 @@ impl PodWorker {
             .create_subresource("token", &sa, &PostParams::default(), &body)
             .await;
         let token = match resp {
-            Ok(v) => v
-                .pointer("/status/token")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            Ok(v) => v.pointer("/status/token").and_then(Value::as_str).map(str::to_owned),
             Err(e) => {
                 tracing::warn!(pod = %self.name(), sa, error = %e, "TokenRequest failed");
                 None
@@ -303,10 +292,7 @@ impl PodWorker {
                     KubeconfigAuth::Token(""),
                     &ns,
                 );
-                kc = kc.replace(
-                    "    token: \n",
-                    &format!("    tokenFile: {}\n", token_path.display()),
-                );
+                kc = kc.replace("    token: \n", &format!("    tokenFile: {}\n", token_path.display()));
                 std::fs::write(&kubeconfig, kc)
             });
         if let Err(e) = written {
@@ -314,8 +300,7 @@ impl PodWorker {
             return None;
         }
         // Refresh at 80% of the lifetime, like the kubelet.
-        self.token_refresh_at =
-            Some(Instant::now() + Duration::from_secs((expiration as u64) * 8 / 10));
+        self.token_refresh_at = Some(Instant::now() + Duration::from_secs((expiration as u64) * 8 / 10));
         self.kubeconfig = Some(kubeconfig.clone());
         Some(kubeconfig)
     }
@@ -328,9 +313,7 @@ impl PodWorker {
             let c = &mut self.containers[idx];
             c.state = State::Waiting {
                 reason: "ErrImagePull".into(),
-                message: format!(
-                    "image {image:?} is not mapped to a local binary in the test kubelet"
-                ),
+                message: format!("image {image:?} is not mapped to a local binary in the test kubelet"),
             };
             c.next_start = Some(Instant::now() + Duration::from_secs(2));
             return;
@@ -340,8 +323,7 @@ impl PodWorker {
             host_ip: self.ctx.host_ip.clone(),
         };
         let spec = c.spec.clone();
-        let mut env_map = match env::container_env(&self.ctx.client, &self.pod, &spec, &facts).await
-        {
+        let mut env_map = match env::container_env(&self.ctx.client, &self.pod, &spec, &facts).await {
             Ok(e) => e,
             Err(e) => {
                 let c = &mut self.containers[idx];
@@ -379,10 +361,7 @@ impl PodWorker {
             tracing::warn!(error = %e, dir = %cdir.display(), "creating container dir");
         }
         let mut cmd = Command::new(&program);
-        cmd.args(&argv)
-            .env_clear()
-            .envs(&env_map)
-            .current_dir(&cdir);
+        cmd.args(&argv).env_clear().envs(&env_map).current_dir(&cdir);
         let name = format!("{}/{}", self.name(), spec.name);
         let c = &mut self.containers[idx];
         match proc::spawn(&name, cmd, &log) {
@@ -438,12 +417,7 @@ impl PodWorker {
             .pod
             .metadata
             .deletion_grace_period_seconds
-            .or_else(|| {
-                self.pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-            })
+            .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30)
             .max(0);
         Duration::from_secs(secs as u64)
@@ -476,15 +450,8 @@ impl PodWorker {
         };
         c.proc = None;
         c.kill_deadline = None;
-        let restart =
-            allow_restart && (policy == "Always" || (policy == "OnFailure" && exit_code != 0));
-        tracing::info!(
-            container = c.spec.name,
-            exit_code,
-            ?signal,
-            restart,
-            "container exited"
-        );
+        let restart = allow_restart && (policy == "Always" || (policy == "OnFailure" && exit_code != 0));
+        tracing::info!(container = c.spec.name, exit_code, ?signal, restart, "container exited");
         if restart {
             // A container that ran for a while starts over with a short backoff.
             if c.started_instant

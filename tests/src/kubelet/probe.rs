@@ -51,11 +51,7 @@ pub async fn run_once(probe: &Probe, container: &Container, pod_ip: IpAddr) -> R
     if let Some(tcp) = &probe.tcp_socket {
         let port = resolve_port(container, &tcp.port)
             .ok_or_else(|| format!("tcpSocket port {:?} does not resolve", tcp.port))?;
-        let ip = tcp
-            .host
-            .as_deref()
-            .and_then(|h| h.parse().ok())
-            .unwrap_or(pod_ip);
+        let ip = tcp.host.as_deref().and_then(|h| h.parse().ok()).unwrap_or(pod_ip);
         let addr = SocketAddr::new(ip, port);
         return if http::tcp_ok(addr, timeout).await {
             Ok(())
@@ -64,19 +60,12 @@ pub async fn run_once(probe: &Probe, container: &Container, pod_ip: IpAddr) -> R
         };
     }
     if let Some(h) = &probe.http_get {
-        let port = resolve_port(container, &h.port)
-            .ok_or_else(|| format!("httpGet port {:?} does not resolve", h.port))?;
-        if h.scheme
-            .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("https"))
-        {
+        let port =
+            resolve_port(container, &h.port).ok_or_else(|| format!("httpGet port {:?} does not resolve", h.port))?;
+        if h.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("https")) {
             return Err("httpGet with scheme HTTPS is not supported by the test kubelet".into());
         }
-        let ip = h
-            .host
-            .as_deref()
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(pod_ip);
+        let ip = h.host.as_deref().and_then(|x| x.parse().ok()).unwrap_or(pod_ip);
         let addr = SocketAddr::new(ip, port);
         let path = h.path.clone().unwrap_or_else(|| "/".into());
         return match http::get(addr, &ip.to_string(), &path, timeout).await {
@@ -115,8 +104,7 @@ impl ProbeState {
     /// Runs the probe if it is due.
     pub async fn tick(&mut self, container: &Container, pod_ip: IpAddr) -> ProbeVerdict {
         let now = Instant::now();
-        let delay =
-            Duration::from_secs(self.probe.initial_delay_seconds.unwrap_or(0).max(0) as u64);
+        let delay = Duration::from_secs(self.probe.initial_delay_seconds.unwrap_or(0).max(0) as u64);
         if now < self.started + delay {
             return ProbeVerdict::Unchanged;
         }
