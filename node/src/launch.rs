@@ -23,6 +23,8 @@ pub enum LaunchError {
     Server(#[from] ServerError),
     #[error("cannot listen on admin address {addr}: {source}")]
     Admin { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on control address {addr}: {source}")]
+    Control { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start thread: {0}")]
     Thread(std::io::Error),
     #[error(transparent)]
@@ -35,6 +37,8 @@ pub struct NodeHandle {
     pub admin_addr: SocketAddr,
     /// The proxy port for cluster-unaware clients.
     pub proxy_addr: SocketAddr,
+    /// The gRPC control listener.
+    pub control_addr: SocketAddr,
     pub store: Arc<Store>,
     pub state: Arc<ServerState>,
     shutdown: CancellationToken,
@@ -43,7 +47,9 @@ pub struct NodeHandle {
 
 impl std::fmt::Debug for NodeHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeHandle").field("resp_addr", &self.resp_addr).finish()
+        f.debug_struct("NodeHandle")
+            .field("resp_addr", &self.resp_addr)
+            .finish()
     }
 }
 
@@ -51,7 +57,10 @@ impl NodeHandle {
     /// Starts a node from `config`.
     pub fn start(config: &Config) -> Result<NodeHandle, LaunchError> {
         let threads = config.effective_threads();
-        let store = Arc::new(Store::new(config.effective_maxmemory() as usize, config.maxmemory_policy));
+        let store = Arc::new(Store::new(
+            config.effective_maxmemory() as usize,
+            config.maxmemory_policy,
+        ));
         let listeners = server::bind_listeners(SocketAddr::new(config.bind, config.port), threads)?;
         let resp_addr = listeners[0].local_addr().map_err(|source| ServerError::Listen {
             addr: SocketAddr::new(config.bind, config.port),
@@ -73,9 +82,16 @@ impl NodeHandle {
         let admin_bind = SocketAddr::new(config.bind, config.admin_port);
         let admin = std::net::TcpListener::bind(admin_bind)
             .and_then(|l| l.set_nonblocking(true).map(|_| l))
-            .map_err(|source| LaunchError::Admin { addr: admin_bind, source })?;
-        let admin_addr = admin.local_addr().map_err(|source| LaunchError::Admin { addr: admin_bind, source })?;
+            .map_err(|source| LaunchError::Admin {
+                addr: admin_bind,
+                source,
+            })?;
+        let admin_addr = admin.local_addr().map_err(|source| LaunchError::Admin {
+            addr: admin_bind,
+            source,
+        })?;
 
+        let (control, control_addr) = bind_control(config)?;
         let (proxy_listeners, proxy_addr) =
             crate::proxy::bind(SocketAddr::new(config.bind, config.proxy_port), threads)?;
         let mut handles = server::spawn_workers(listeners, store.clone(), state.clone(), shutdown.clone())?;
@@ -85,6 +101,8 @@ impl NodeHandle {
             state.clone(),
             shutdown.clone(),
         )?);
+        let control_service = crate::control::ControlService::new(state.clone(), store.clone(), resp_addr);
+        handles.push(spawn_control(control, control_service, shutdown.clone())?);
         handles.push(expiry::spawn(store.clone()).map_err(LaunchError::Thread)?);
         let (s2, st2, sd2) = (store.clone(), state.clone(), shutdown.clone());
         handles.push(
@@ -103,8 +121,17 @@ impl NodeHandle {
                 .map_err(LaunchError::Thread)?,
         );
         state.ready.store(true, Ordering::Relaxed);
-        info!(%resp_addr, %admin_addr, threads, maxmemory = store.mem.max(), policy = store.mem.policy().name(), "ringcache-node ready");
-        Ok(NodeHandle { resp_addr, admin_addr, proxy_addr, store, state, shutdown, threads: handles })
+        info!(%resp_addr, %admin_addr, %control_addr, threads, maxmemory = store.mem.max(), policy = store.mem.policy().name(), "ringcache-node ready");
+        Ok(NodeHandle {
+            resp_addr,
+            admin_addr,
+            proxy_addr,
+            control_addr,
+            store,
+            state,
+            shutdown,
+            threads: handles,
+        })
     }
 
     /// Stops accepting, lets connections finish the replies they owe, and waits.
@@ -122,4 +149,40 @@ impl NodeHandle {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
+}
+
+/// Binds the gRPC control listener (`bind:control_port`, 0 = a free port).
+fn bind_control(config: &Config) -> Result<(std::net::TcpListener, SocketAddr), LaunchError> {
+    let addr = SocketAddr::new(config.bind, config.control_port);
+    let err = |source| LaunchError::Control { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
+/// Serves the control service on its own thread and runtime until `shutdown`.
+fn spawn_control(
+    listener: std::net::TcpListener,
+    service: crate::control::ControlService,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>, LaunchError> {
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!(error = %e, "control: cannot start runtime"),
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => return tracing::error!(error = %e, "control: cannot use listener"),
+                };
+                if let Err(e) = crate::control::serve(listener, service, shutdown).await {
+                    tracing::error!(error = %e, "control server failed");
+                }
+            });
+        })
+        .map_err(LaunchError::Thread)
 }

@@ -5,14 +5,15 @@
 //! command family) → `store` (per-slot tables, memory accounting, eviction, expiry).
 //! `cluster` holds slot hashing, topology and placement; `admin` the HTTP port.
 
-pub mod cluster;
-pub mod resp;
-pub mod store;
 pub mod admin;
+pub mod cluster;
 pub mod cmd;
 pub mod config;
+pub mod control;
 pub mod launch;
 pub mod metrics;
 pub mod proxy;
+pub mod resp;
 pub mod server;
+pub mod store;
 pub mod util;

@@ -6,6 +6,11 @@ use ringcache_node::launch::NodeHandle;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // `ringcache-node cluster …`: administration subcommands (see control::bootstrap).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "cluster") {
+        init_logging("text");
+        std::process::exit(ringcache_node::control::bootstrap::run_cli(std::env::args_os().skip(2)));
+    }
     let config = match Config::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -31,18 +36,12 @@ fn main() {
     };
     let token = node.shutdown_token();
     let signals = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
             return;
         };
         rt.block_on(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
                 return;
             };
             tokio::select! {

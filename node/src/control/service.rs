@@ -1,0 +1,195 @@
+//! The `Control` gRPC service: converts wire types with [`super::convert`] and calls
+//! [`ClusterState`] and the [`Store`]; no cluster logic lives here.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::cluster::state::{ApplyError, ClusterState};
+use crate::cluster::topology::{SlotRange, LAST_SLOT};
+use crate::server::state::ServerState;
+use crate::store::Store;
+
+use super::convert::topology_from_pb;
+use super::pb;
+use super::pb::control_server::Control;
+
+/// The control service of one node.
+#[derive(Clone)]
+pub struct ControlService {
+    state: Arc<ServerState>,
+    store: Arc<Store>,
+    resp_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for ControlService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlService")
+            .field("resp_addr", &self.resp_addr)
+            .finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The gRPC status for a refused topology: invalid input → INVALID_ARGUMENT, a
+/// conflict with this node's state → FAILED_PRECONDITION.
+pub fn apply_error_status(err: &ApplyError) -> Status {
+    match err {
+        ApplyError::Invalid(e) => Status::invalid_argument(format!("topology.{e}")),
+        ApplyError::StaleEpoch { .. } | ApplyError::ConflictingEpoch { .. } => {
+            Status::failed_precondition(format!("topology.epoch: {err}"))
+        }
+        ApplyError::NotAMember { .. } => Status::failed_precondition(format!("topology.nodes: {err}")),
+        ApplyError::WrongInstance { .. } => Status::failed_precondition(format!("topology.nodes[].instance: {err}")),
+        ApplyError::NotClusterMode => Status::failed_precondition(err.to_string()),
+    }
+}
+
+impl ControlService {
+    pub fn new(state: Arc<ServerState>, store: Arc<Store>, resp_addr: SocketAddr) -> Self {
+        Self {
+            state,
+            store,
+            resp_addr,
+        }
+    }
+
+    fn cluster(&self) -> &ClusterState {
+        &self.state.cluster
+    }
+
+    /// Per-range stats of the slots this node owns (all slots without a topology),
+    /// one entry per topology range of equal ownership.
+    fn slot_range_stats(&self) -> Vec<pb::SlotRangeStats> {
+        let ranges: Vec<SlotRange> = match self.cluster().view() {
+            Some(view) => {
+                let me = view.me.id.as_str();
+                let mut r: Vec<SlotRange> = view
+                    .topology
+                    .slots
+                    .iter()
+                    .filter(|a| a.owners.iter().any(|o| o == me))
+                    .map(|a| a.range)
+                    .collect();
+                r.sort();
+                r
+            }
+            None => vec![SlotRange::new(0, LAST_SLOT)],
+        };
+        ranges
+            .into_iter()
+            .map(|range| {
+                let mut out = pb::SlotRangeStats {
+                    start: u32::from(range.start),
+                    end: u32::from(range.end),
+                    ..Default::default()
+                };
+                for slot in range.iter() {
+                    let s = self.store.slot_stats(slot);
+                    out.keys += s.keys as u64;
+                    out.bytes += s.bytes as u64;
+                    out.hits += s.hits;
+                    out.misses += s.misses;
+                }
+                out
+            })
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn apply_topology(
+        &self,
+        request: Request<pb::ApplyTopologyRequest>,
+    ) -> Result<Response<pb::ApplyTopologyResponse>, Status> {
+        let topology = topology_from_pb("topology", request.into_inner().topology)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let epoch = topology.epoch;
+        match self.cluster().apply(topology) {
+            Ok(view) => {
+                info!(
+                    epoch = view.topology.epoch,
+                    nodes = view.topology.nodes.len(),
+                    "topology applied"
+                );
+                Ok(Response::new(pb::ApplyTopologyResponse {
+                    epoch: view.topology.epoch,
+                }))
+            }
+            Err(e) => {
+                warn!(epoch, error = %e, "topology refused");
+                Err(apply_error_status(&e))
+            }
+        }
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let cluster = self.cluster();
+        let store = self.store.clone();
+        let svc = self.clone();
+        // 16384 shard-lock acquisitions: keep them off the async worker.
+        let slot_ranges = tokio::task::spawn_blocking(move || svc.slot_range_stats())
+            .await
+            .map_err(|e| Status::internal(format!("slot statistics: {e}")))?;
+        Ok(Response::new(pb::GetStatusResponse {
+            node_id: cluster.node_id.clone(),
+            instance: cluster.instance.clone(),
+            epoch: cluster.epoch(),
+            cluster_enabled: cluster.enabled,
+            used_memory: store.mem.used() as u64,
+            maxmemory: store.mem.max() as u64,
+            keys: store.dbsize() as u64,
+            lease_until_ms: cluster.lease_until_ms(),
+            slot_ranges,
+        }))
+    }
+
+    async fn health(&self, _request: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
+        let cluster = self.cluster();
+        Ok(Response::new(pb::HealthResponse {
+            ready: self.state.ready.load(Ordering::Relaxed),
+            node_id: cluster.node_id.clone(),
+            instance: cluster.instance.clone(),
+            epoch: cluster.epoch(),
+            resp_addr: self.resp_addr.to_string(),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let cluster = self.cluster();
+        if !cluster.enabled {
+            return Err(Status::failed_precondition(ApplyError::NotClusterMode.to_string()));
+        }
+        if req.lease_ms == 0 {
+            return Err(Status::invalid_argument("lease_ms: must be at least 1"));
+        }
+        let current = cluster.epoch();
+        if req.epoch < current {
+            return Err(Status::failed_precondition(format!(
+                "epoch: {} is older than this node's epoch {current}",
+                req.epoch
+            )));
+        }
+        cluster.grant_lease(now_ms().saturating_add(req.lease_ms));
+        Ok(Response::new(pb::HeartbeatResponse {
+            lease_until_ms: cluster.lease_until_ms(),
+        }))
+    }
+}
