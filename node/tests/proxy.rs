@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use ringcache_node::cluster::placement::{next_topology, Member};
-use ringcache_node::cluster::slot::key_slot;
+use ringcache_node::cluster::slot::{key_slot, SLOT_COUNT};
 use ringcache_node::cluster::topology::{NodeInfo, Topology};
 use ringcache_node::launch::NodeHandle;
 
@@ -65,6 +65,15 @@ fn key_owned(topo: &Topology, prefix: &str, id: &str, want: bool, skip: usize) -
         .expect("some key")
 }
 
+/// Keys a node holds in the slots it serves as primary (replica copies excluded).
+fn primary_keys(node: &NodeHandle, topo: &Topology) -> usize {
+    let id = &node.state.cluster.node_id;
+    (0..SLOT_COUNT as u16)
+        .filter(|&s| topo.primary_of(s).is_some_and(|p| p == id.as_str()))
+        .map(|s| node.store.slot_stats(s).keys)
+        .sum()
+}
+
 fn shutdown_all(nodes: Vec<NodeHandle>) {
     for n in nodes {
         n.shutdown();
@@ -99,7 +108,7 @@ fn standalone_proxy_port_serves_locally() {
 
 #[test]
 fn every_proxy_port_reaches_every_key_with_pipelining() {
-    let (nodes, _topo) = three_nodes();
+    let (nodes, topo) = three_nodes();
     let mut cons: Vec<redis::Connection> = nodes.iter().map(proxy).collect();
     const N: usize = 20_000;
     // Each node's proxy writes a third of the keys, in pipelines of 1000.
@@ -112,7 +121,7 @@ fn every_proxy_port_reaches_every_key_with_pipelining() {
             let () = p.query(con).expect("pipelined SETs");
         }
     }
-    let per_node: Vec<usize> = nodes.iter().map(|n| n.store.dbsize()).collect();
+    let per_node: Vec<usize> = nodes.iter().map(|n| primary_keys(n, &topo)).collect();
     assert_eq!(per_node.iter().sum::<usize>(), N, "{per_node:?}");
     assert!(per_node.iter().all(|&k| k > N / 5), "{per_node:?}");
     // Every key reads back through a proxy other than the one that wrote it.
@@ -167,7 +176,7 @@ fn multi_key_commands_split_across_owners_and_merge() {
     let mut del = vec!["DEL"];
     del.extend(keys.iter().map(String::as_str));
     assert_eq!(cmd::<i64>(&mut con, &del), 28);
-    assert_eq!(nodes.iter().map(|n| n.store.dbsize()).sum::<usize>(), 0);
+    assert_eq!(nodes.iter().map(|n| primary_keys(n, &topo)).sum::<usize>(), 0);
 
     // Same slot: forwarded whole. Different slots: commands that cannot split refuse.
     cmd::<()>(&mut con, &["MSET", "{t}a", "1", "{t}b", "2"]);
@@ -260,7 +269,8 @@ fn moved_is_followed_once_and_tryagain_retried() {
         .expect("a key moving from b to c");
     let mut con = proxy(&nodes[0]);
     cmd::<()>(&mut con, &["SET", &key, "moved"]);
-    assert_eq!(nodes[2].store.dbsize(), 1, "written on the new primary");
+    let slot = key_slot(key.as_bytes());
+    assert_eq!(nodes[2].store.slot_stats(slot).keys, 1, "written on the new primary");
     assert_eq!(cmd::<String>(&mut con, &["GET", &key]), "moved");
 
     // A primary without a write lease answers TRYAGAIN; the proxy retries once, then
@@ -305,6 +315,38 @@ fn a_dead_owner_fails_only_its_own_keys() {
     }
     let err = mget.query::<redis::Value>(&mut con).expect_err("part of it is down");
     assert_eq!(err.code(), Some("CLUSTERDOWN"), "{err}");
+    drop(con);
+    shutdown_all(nodes);
+}
+
+#[test]
+fn with_a_password_the_proxy_authenticates_clients_and_its_upstream_connections() {
+    let nodes: Vec<NodeHandle> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            let id = id.to_string();
+            start_with(move |c| {
+                c.cluster_enabled = true;
+                c.node_id = Some(id);
+                c.requirepass = Some("s3cret".into());
+            })
+        })
+        .collect();
+    let infos: Vec<NodeInfo> = nodes.iter().map(info).collect();
+    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
+    let topo = next_topology(None, &infos, &members, 1).expect("placement");
+    for n in &nodes {
+        n.state.cluster.apply(topo.clone()).expect("topology applies");
+    }
+    let remote = key_owned(&topo, "pw", "a", false, 0);
+    let out = raw_proxy(&nodes[0], format!("GET {remote}\r\n").as_bytes(), b"\r\n");
+    assert!(out.starts_with(b"-NOAUTH"), "{}", String::from_utf8_lossy(&out));
+    let mut con = redis::Client::open(format!("redis://:s3cret@{}/", nodes[0].proxy_addr))
+        .expect("valid url")
+        .get_connection()
+        .expect("connects with the password");
+    cmd::<()>(&mut con, &["SET", &remote, "v"]);
+    assert_eq!(cmd::<String>(&mut con, &["GET", &remote]), "v");
     drop(con);
     shutdown_all(nodes);
 }

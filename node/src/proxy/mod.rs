@@ -179,7 +179,8 @@ struct PartState {
 
 enum Wait {
     Done(Bytes),
-    Reply(ReplyRx),
+    /// Queued upstream; the flag is the protocol of the connection it went on.
+    Reply(ReplyRx, bool),
     Failed(PoolError),
 }
 
@@ -246,10 +247,10 @@ impl Conn {
                     }
                 };
                 let (pending, flow) = self.dispatch(&args).await;
+                // Local replies count too: they hold reply bytes until the batch is written.
                 in_flight += match &pending {
-                    Pending::Ready(_) => 0,
-                    Pending::Whole(_) => 1,
-                    Pending::Split { parts, .. } => parts.len(),
+                    Pending::Ready(_) | Pending::Whole(_) => 1,
+                    Pending::Split { parts, .. } => parts.len().max(1),
                 };
                 batch.push(pending);
                 if flow == Flow::Close {
@@ -387,8 +388,13 @@ impl Conn {
             Target::Remote(addr) => {
                 let password = self.state.requirepass.read().clone();
                 let request = pool::encode_request(args);
-                match self.pool.send(addr, self.out.resp3, password.as_deref(), request).await {
-                    Ok(rx) => Wait::Reply(rx),
+                let resp3 = self.out.resp3;
+                match self
+                    .pool
+                    .send(addr, resp3, password.as_deref(), request, UPSTREAM_TIMEOUT)
+                    .await
+                {
+                    Ok(rx) => Wait::Reply(rx, resp3),
                     Err(e) => Wait::Failed(e),
                 }
             }
@@ -449,11 +455,17 @@ impl Conn {
         match wait {
             Wait::Done(b) => b,
             Wait::Failed(e) => clusterdown(&e.to_string()),
-            Wait::Reply(rx) => match tokio::time::timeout(UPSTREAM_TIMEOUT, rx).await {
+            Wait::Reply(rx, resp3) => match tokio::time::timeout(UPSTREAM_TIMEOUT, rx).await {
                 Ok(Ok(Ok(reply))) => reply,
                 Ok(Ok(Err(e))) => clusterdown(&e.to_string()),
                 Ok(Err(_)) => clusterdown(&format!("connection to {addr} lost")),
-                Err(_) => clusterdown(&format!("{addr} did not answer within {UPSTREAM_TIMEOUT:?}")),
+                Err(_) => {
+                    // An owner that holds a reply this long is treated as stuck: drop the
+                    // connection so later requests reconnect instead of queueing behind it.
+                    warn!(addr, "proxy: owner did not answer in time; reconnecting");
+                    self.pool.reset(addr, resp3);
+                    clusterdown(&format!("{addr} did not answer within {UPSTREAM_TIMEOUT:?}"))
+                }
             },
         }
     }

@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 use tracing::debug;
 
 use super::reply::{self, Progress};
@@ -46,6 +47,8 @@ pub enum PoolError {
     Handshake { addr: String, reply: String },
     #[error("{addr} was unreachable moments ago")]
     RecentlyDown { addr: String },
+    #[error("{addr} has too many requests in flight")]
+    Busy { addr: String },
     #[error("connection to {addr} lost")]
     Closed { addr: String },
     #[error("{addr} sent an invalid reply: {source}")]
@@ -95,6 +98,8 @@ struct Upstream {
     tx: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     link: Rc<Link>,
+    /// The writer and reader tasks, to stop them when the owner stops answering.
+    tasks: [AbortHandle; 2],
 }
 
 /// Upstream connections of one worker thread (not `Send`: lives on a `LocalSet`).
@@ -111,17 +116,25 @@ impl Pool {
 
     /// Queues `request` (an encoded RESP command) to `addr`, on a connection speaking
     /// RESP3 when `resp3`, authenticating with `password` when connecting. Returns
-    /// where the reply will arrive; waits only for a connection and a free in-flight
-    /// slot.
+    /// where the reply will arrive; waits only for a connection and (at most `wait`)
+    /// for a free in-flight slot.
     pub async fn send(
         &self,
         addr: &str,
         resp3: bool,
         password: Option<&str>,
         request: Bytes,
+        wait: Duration,
     ) -> Result<ReplyRx, PoolError> {
         let up = self.upstream(addr, resp3, password).await?;
-        let permit = up.permits.clone().acquire_owned().await.map_err(|_| up.link.closed())?;
+        let permit = match tokio::time::timeout(wait, up.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(up.link.closed()),
+            Err(_) => {
+                self.reset(addr, resp3);
+                return Err(PoolError::Busy { addr: addr.to_string() });
+            }
+        };
         let (reply, rx) = oneshot::channel();
         if up.link.dead.get() {
             return Err(up.link.closed());
@@ -131,6 +144,18 @@ impl Pool {
             .await
             .map_err(|_| up.link.closed())?;
         Ok(rx)
+    }
+
+    /// Drops the connection to `addr` (e.g. after a reply timed out): its waiters get
+    /// an error, its tasks stop, and the next request reconnects.
+    pub fn reset(&self, addr: &str, resp3: bool) {
+        let removed = self.conns.borrow_mut().remove(&(addr.to_string(), resp3));
+        if let Some(up) = removed {
+            for t in &up.tasks {
+                t.abort();
+            }
+            up.link.fail(up.link.closed());
+        }
     }
 
     async fn upstream(&self, addr: &str, resp3: bool, password: Option<&str>) -> Result<Rc<Upstream>, PoolError> {
@@ -238,13 +263,14 @@ async fn connect(addr: &str, resp3: bool, password: Option<&str>) -> Result<Upst
         waiters: RefCell::new(VecDeque::new()),
     });
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-    tokio::task::spawn_local(writer(wr, rx, link.clone()));
-    tokio::task::spawn_local(reader(rd, link.clone()));
+    let w = tokio::task::spawn_local(writer(wr, rx, link.clone())).abort_handle();
+    let r = tokio::task::spawn_local(reader(rd, link.clone())).abort_handle();
     debug!(addr, resp3, "proxy: connected to owner");
     Ok(Upstream {
         tx,
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         link,
+        tasks: [w, r],
     })
 }
 
