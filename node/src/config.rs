@@ -65,6 +65,16 @@ pub struct Config {
     #[arg(long, env = "RINGCACHE_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// Acknowledged writes (`minReplicasToAck`): a write's reply waits until this many
+    /// replicas of its slot have it, else `-NOREPLICAS` after --replica-ack-timeout-ms
+    /// (the write stays applied on the primary, as with Redis WAIT). 0: asynchronous.
+    #[arg(long, env = "RINGCACHE_MIN_REPLICAS_TO_ACK", default_value_t = 0)]
+    pub min_replicas_to_ack: u16,
+
+    /// How long a write waits for replica acknowledgements (with --min-replicas-to-ack).
+    #[arg(long, env = "RINGCACHE_REPLICA_ACK_TIMEOUT_MS", default_value_t = 1000)]
+    pub replica_ack_timeout_ms: u64,
+
     /// Log format: text or json.
     #[arg(long, env = "RINGCACHE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -140,6 +150,8 @@ impl Config {
             proxy_port: 0,
             cluster_enabled: false,
             node_id: None,
+            min_replicas_to_ack: 0,
+            replica_ack_timeout_ms: 1000,
         }
     }
 }

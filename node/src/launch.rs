@@ -78,6 +78,9 @@ impl NodeHandle {
             threads,
             Arc::new(ClusterState::new(config.cluster_enabled, config.node_id.clone())),
         ));
+        state
+            .replication
+            .configure(usize::from(config.min_replicas_to_ack), config.replica_ack_timeout_ms);
         let shutdown = CancellationToken::new();
         let admin_bind = SocketAddr::new(config.bind, config.admin_port);
         let admin = std::net::TcpListener::bind(admin_bind)
@@ -104,6 +107,10 @@ impl NodeHandle {
         let control_service = crate::control::ControlService::new(state.clone(), store.clone(), resp_addr);
         handles.push(spawn_control(control, control_service, shutdown.clone())?);
         handles.push(expiry::spawn(store.clone()).map_err(LaunchError::Thread)?);
+        if config.cluster_enabled {
+            let repl = crate::replication::replica::spawn(store.clone(), state.clone(), shutdown.clone());
+            handles.push(repl.map_err(LaunchError::Thread)?);
+        }
         let (s2, st2, sd2) = (store.clone(), state.clone(), shutdown.clone());
         handles.push(
             std::thread::Builder::new()

@@ -13,6 +13,7 @@ pub mod control;
 pub mod launch;
 pub mod metrics;
 pub mod proxy;
+pub mod replication;
 pub mod resp;
 pub mod server;
 pub mod store;

@@ -65,10 +65,18 @@ fn three_nodes_serve_every_key_through_a_cluster_client() {
         let v: i64 = con.get(format!("key:{i}")).expect("get");
         assert_eq!(v, i);
     }
-    // Keys are spread over the three primaries, each holding only its own slots.
-    let per_node: Vec<usize> = nodes.iter().map(|n| n.store.dbsize()).collect();
-    assert_eq!(per_node.iter().sum::<usize>(), 3000, "{per_node:?}");
-    assert!(per_node.iter().all(|&k| k > 800), "{per_node:?}");
+    // Keys are spread over the three primaries, each holding only its own slots plus
+    // the copies it replicates (R=2: every key on two nodes, asynchronously).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let per_node = loop {
+        let per_node: Vec<usize> = nodes.iter().map(|n| n.store.dbsize()).collect();
+        if per_node.iter().sum::<usize>() == 6000 || std::time::Instant::now() > deadline {
+            break per_node;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(per_node.iter().sum::<usize>(), 6000, "{per_node:?}");
+    assert!(per_node.iter().all(|&k| k > 1600), "{per_node:?}");
 
     // A node that does not own a key's slot redirects to the primary.
     let slot = ringcache_node::cluster::slot::key_slot(b"key:1");

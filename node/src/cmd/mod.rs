@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod connection;
 pub mod hashes;
 pub mod keys;
+pub mod replication;
 pub mod server;
 pub mod strings;
 
@@ -154,6 +155,7 @@ pub fn registry() -> &'static Registry {
             strings::COMMANDS,
             keys::COMMANDS,
             hashes::COMMANDS,
+            replication::COMMANDS,
         ]
         .iter()
         .flat_map(|t| t.iter())
@@ -191,7 +193,12 @@ fn check_and_run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> CmdRe
     if spec.flags & flag::DENYOOM != 0 && !ctx.client.no_evict {
         ctx.store.ensure_memory()?;
     }
-    (spec.handler)(ctx, args)
+    let result = (spec.handler)(ctx, args);
+    if spec.flags & flag::WRITE != 0 {
+        // Also after an error: a handler may have changed a key before failing.
+        crate::replication::after_write(ctx, spec, args, result.is_ok());
+    }
+    result
 }
 
 fn unknown_command(args: &[Bytes]) -> String {

@@ -78,6 +78,7 @@ async fn run(
                 }
             };
             let started = Instant::now();
+            let mark = out.buf.len();
             let mut ctx = Ctx {
                 store,
                 server: state,
@@ -89,6 +90,21 @@ async fn run(
             let index = cmd::execute(&mut ctx, &args);
             let flow = ctx.flow;
             metrics.record(index, started.elapsed());
+            let (wait, sync) = client.shared.repl.take();
+            if let Some(wait) = wait {
+                // minReplicasToAck: the reply goes out once enough replicas have the write.
+                if !state.replication.wait_for_acks(wait).await {
+                    out.buf.truncate(mark);
+                    out.error(crate::replication::NOREPLICAS);
+                }
+            }
+            if let Some(req) = sync {
+                // RINGCACHE.SYNC: this connection now carries a replication stream.
+                stream.write_all(&out.buf).await?;
+                let rest = rbuf.split();
+                crate::replication::primary::serve(stream, rest, req, store, state, shutdown).await;
+                return Ok(());
+            }
             if flow == Flow::Close {
                 close = true;
                 break;

@@ -29,6 +29,8 @@ pub struct ServerState {
     pub ready: AtomicBool,
     pub threads: usize,
     pub cluster: Arc<ClusterState>,
+    /// Backlog, replica acknowledgements and links to primaries.
+    pub replication: Arc<crate::replication::Replication>,
 }
 
 impl ServerState {
@@ -55,6 +57,7 @@ impl ServerState {
             metrics: Metrics::new(threads),
             ready: AtomicBool::new(false),
             threads,
+            replication: Arc::new(crate::replication::Replication::new(cluster.clone())),
             cluster,
         }
     }
@@ -83,6 +86,8 @@ pub struct ClientShared {
     pub laddr: SocketAddr,
     pub connected: Instant,
     pub meta: Mutex<ClientMeta>,
+    /// Acknowledgement wait or replication stream requested by the last command.
+    pub repl: crate::replication::ClientRepl,
 }
 
 impl ClientShared {
@@ -123,6 +128,7 @@ impl ClientRegistry {
                 resp: 2,
                 ..ClientMeta::default()
             }),
+            repl: Default::default(),
         });
         self.clients.lock().insert(id, c.clone());
         c

@@ -1,0 +1,61 @@
+//! Internal replication commands between cluster nodes: `RINGCACHE.SYNC` turns the
+//! connection into a replication stream from this primary (see
+//! [`crate::replication`]); `RINGCACHE.ACK` is only meaningful on such a stream.
+
+use bytes::Bytes;
+
+use super::args::text;
+use super::flag::*;
+use super::{CmdError, CmdResult, CommandSpec, Ctx};
+use crate::replication::SyncRequest;
+
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "ringcache.sync",
+        arity: 4,
+        flags: ADMIN | NOSCRIPT | LOADING | STALE,
+        keys: (0, 0, 0),
+        group: "server",
+        summary: "Internal: RINGCACHE.SYNC <replica-id> <epoch> <next-offset> streams this primary's writes.",
+        handler: sync,
+    },
+    CommandSpec {
+        name: "ringcache.ack",
+        arity: 2,
+        flags: ADMIN | NOSCRIPT | FAST | LOADING | STALE,
+        keys: (0, 0, 0),
+        group: "server",
+        summary: "Internal: a replica acknowledges applied offsets on a replication stream.",
+        handler: ack,
+    },
+];
+
+fn offset(b: &[u8]) -> Result<u64, CmdError> {
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(CmdError::NotInteger)
+}
+
+fn sync(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    if !ctx.server.cluster.enabled {
+        return Err(CmdError::Other("This instance has cluster support disabled".into()));
+    }
+    let replica_id = text(&args[1]);
+    if replica_id.is_empty() || replica_id == ctx.server.cluster.node_id {
+        return Err(CmdError::Other("invalid replica id".into()));
+    }
+    ctx.client.shared.repl.set_sync(SyncRequest {
+        replica_id,
+        epoch: offset(&args[2])?,
+        next_offset: offset(&args[3])?,
+    });
+    // No reply: the connection now carries the stream (RBEGIN ... or an error line).
+    Ok(())
+}
+
+fn ack(_ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
+    Err(CmdError::Other(
+        "RINGCACHE.ACK is only valid on a replication stream".into(),
+    ))
+}

@@ -1,0 +1,324 @@
+//! Replica side: one link per primary this node replicates, on a thread of its own.
+//! A manager follows the topology (every 100 ms) and restarts a link when its primary,
+//! the primary's address or instance, the replicated slots or the epoch change. A link
+//! reconnects with exponential backoff (100 ms … 2 s) and resumes from the next offset
+//! it wants; offsets are kept per primary instance and slot set, so a different
+//! primary process or a different set of slots starts over with a full copy.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::record::{apply, clear_slots, write_command, Frame};
+use super::{LinkProgress, ReplicationError, SlotSet};
+use crate::cluster::slot::{Slot, SLOT_COUNT};
+use crate::resp::parse_request;
+use crate::server::state::ServerState;
+use crate::store::{now_ms, Store};
+
+const POLL: Duration = Duration::from_millis(100);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The primary sends a heartbeat every 500 ms; silence this long ends the session.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// What a link is for; a link is restarted when this changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LinkKey {
+    primary_id: String,
+    instance: String,
+    addr: String,
+    epoch: u64,
+    slots: SlotSet,
+}
+
+/// Starts the replica-side thread (cluster mode only does anything).
+pub fn spawn(
+    store: Arc<Store>,
+    state: Arc<ServerState>,
+    shutdown: CancellationToken,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("replication".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return warn!(error = %e, "replication: cannot start runtime"),
+        };
+        rt.block_on(manager(store, state, shutdown));
+    })
+}
+
+/// The links this node should have: primary id → what to replicate from it.
+fn wanted(state: &ServerState) -> HashMap<String, LinkKey> {
+    let mut out: HashMap<String, LinkKey> = HashMap::new();
+    let Some(view) = state.cluster.view() else { return out };
+    let me = view.me.id.as_str();
+    for slot in 0..SLOT_COUNT as u32 {
+        let slot = slot as Slot;
+        let owners = view.slots.owners(slot);
+        let Some((primary, replicas)) = owners.split_first() else {
+            continue;
+        };
+        if primary == me || !replicas.iter().any(|r| r == me) {
+            continue;
+        }
+        if let Some(key) = out.get_mut(primary) {
+            key.slots.insert(slot);
+            continue;
+        }
+        let Some(node) = view.topology.node(primary) else {
+            continue;
+        };
+        let mut slots = SlotSet::empty();
+        slots.insert(slot);
+        out.insert(
+            primary.clone(),
+            LinkKey {
+                primary_id: primary.clone(),
+                instance: node.instance.clone(),
+                addr: node.resp_addr.clone(),
+                epoch: view.topology.epoch,
+                slots,
+            },
+        );
+    }
+    out
+}
+
+async fn manager(store: Arc<Store>, state: Arc<ServerState>, shutdown: CancellationToken) {
+    let repl = &state.replication;
+    let mut paused = repl.paused();
+    let mut resyncs = repl.resyncs();
+    let mut running: HashMap<String, (LinkKey, CancellationToken)> = HashMap::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let mut seen: Option<(u64, bool, u64)> = None;
+    let mut tick = tokio::time::interval(POLL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = paused.changed() => {}
+            _ = resyncs.changed() => {}
+            _ = shutdown.cancelled() => break,
+        }
+        let is_paused = *paused.borrow_and_update();
+        let generation = *resyncs.borrow_and_update();
+        let now_seen = (state.cluster.epoch(), is_paused, generation);
+        if seen.is_some_and(|s| s.2 != generation) {
+            // Restart every link; their progress was reset, so each copies again.
+            for (_, cancel) in running.values() {
+                cancel.cancel();
+            }
+            running.clear();
+        }
+        if seen == Some(now_seen) {
+            continue;
+        }
+        seen = Some(now_seen);
+        let wanted = if is_paused { HashMap::new() } else { wanted(&state) };
+        running.retain(|id, (key, cancel)| {
+            let keep = wanted.get(id) == Some(key);
+            if !keep {
+                cancel.cancel();
+            }
+            keep
+        });
+        if !is_paused {
+            // Forget progress with primaries this node no longer replicates.
+            repl.links.lock().retain(|id, _| wanted.contains_key(id));
+        }
+        for (id, key) in wanted {
+            if running.contains_key(&id) {
+                continue;
+            }
+            let cancel = shutdown.child_token();
+            running.insert(id, (key.clone(), cancel.clone()));
+            let (store, state) = (store.clone(), state.clone());
+            tracker.spawn(async move { link(key, generation, &store, &state, cancel).await });
+        }
+    }
+    for (_, (_, cancel)) in running {
+        cancel.cancel();
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Updates a link's progress, unless a resync started a newer generation since.
+fn update(state: &ServerState, primary: &str, generation: u64, f: impl FnOnce(&mut LinkProgress)) {
+    if let Some(p) = state.replication.links.lock().get_mut(primary) {
+        if p.generation == generation {
+            f(p);
+        }
+    }
+}
+
+fn set_connected(state: &ServerState, primary: &str, generation: u64, connected: bool) {
+    update(state, primary, generation, |p| p.connected = connected);
+}
+
+/// Keeps a stream from one primary running until cancelled.
+async fn link(key: LinkKey, generation: u64, store: &Store, state: &ServerState, cancel: CancellationToken) {
+    {
+        let mut links = state.replication.links.lock();
+        let fresh = LinkProgress {
+            instance: key.instance.clone(),
+            slots: key.slots.clone(),
+            next: 0,
+            connected: false,
+            generation,
+        };
+        let p = links.entry(key.primary_id.clone()).or_insert_with(|| fresh.clone());
+        if p.instance != key.instance || p.slots != key.slots || p.generation != generation {
+            *p = fresh;
+        }
+    }
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let mut started = false;
+        let result = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Ok(()),
+            r = session(&key, generation, store, state, &mut started) => r,
+        };
+        set_connected(state, &key.primary_id, generation, false);
+        if cancel.is_cancelled() {
+            return;
+        }
+        if let Err(e) = result {
+            debug!(primary = %key.primary_id, error = %e, "replication link failed");
+        }
+        if started {
+            backoff = BACKOFF_MIN;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = cancel.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One connection to the primary: sync, apply frames, acknowledge.
+async fn session(
+    key: &LinkKey,
+    generation: u64,
+    store: &Store,
+    state: &ServerState,
+    started: &mut bool,
+) -> Result<(), ReplicationError> {
+    let repl = &state.replication;
+    let mut next = repl.links.lock().get(&key.primary_id).map_or(0, |p| p.next);
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(key.addr.as_str()))
+        .await
+        .map_err(|_| ReplicationError::Timeout(CONNECT_TIMEOUT))??;
+    let _ = stream.set_nodelay(true);
+    let mut wbuf = BytesMut::new();
+    let password = state.requirepass.read().clone();
+    if let Some(pass) = password {
+        write_command(&mut wbuf, &[b"AUTH", pass.as_bytes()]);
+    }
+    let me = state.cluster.node_id.as_bytes();
+    let (epoch, from) = (key.epoch.to_string(), next.to_string());
+    write_command(&mut wbuf, &[b"RINGCACHE.SYNC", me, epoch.as_bytes(), from.as_bytes()]);
+    stream.write_all(&wbuf).await?;
+    wbuf.clear();
+
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let mut copying = false;
+    let mut acked = next.saturating_sub(1);
+    loop {
+        let n = tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(&mut rbuf))
+            .await
+            .map_err(|_| ReplicationError::Idle(IDLE_TIMEOUT))??;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        let _ = store.ensure_memory();
+        let now = now_ms();
+        while let Some(args) = parse_request(&mut rbuf, &state.limits)? {
+            if !*started && args.len() == 1 && &args[0][..] == b"+OK" {
+                continue; // the AUTH reply
+            }
+            let frame = Frame::parse(&args)?;
+            match frame {
+                Frame::Begin { offset, full } => {
+                    if *started {
+                        return Err(ReplicationError::Unexpected("a second RBEGIN".into()));
+                    }
+                    *started = true;
+                    if full {
+                        repl.counters.full_syncs_received.fetch_add(1, Ordering::Relaxed);
+                        info!(primary = %key.primary_id, slots = key.slots.len(), "replication: receiving a full copy");
+                        // Until the copy is complete, a reconnect must copy again.
+                        set_next(state, &key.primary_id, generation, 0);
+                        clear_slots(store, &key.slots, now);
+                        copying = true;
+                        acked = 0;
+                        next = offset;
+                    } else {
+                        if offset != next {
+                            return Err(ReplicationError::Unexpected(format!(
+                                "partial resume from {offset}, wanted {next}"
+                            )));
+                        }
+                        repl.counters.partial_syncs_received.fetch_add(1, Ordering::Relaxed);
+                        debug!(primary = %key.primary_id, from = offset, "replication: resuming");
+                    }
+                    set_connected(state, &key.primary_id, generation, true);
+                }
+                _ if !*started => return Err(ReplicationError::Unexpected("data before RBEGIN".into())),
+                Frame::CopyDone { offset } => {
+                    if !copying || offset != next {
+                        return Err(ReplicationError::Unexpected("RCOPYDONE".into()));
+                    }
+                    copying = false;
+                }
+                Frame::Ping { offset } => {
+                    if !copying {
+                        next = next.max(offset + 1);
+                    }
+                }
+                data => {
+                    let offset = data.offset();
+                    if copying != (offset == 0) {
+                        return Err(ReplicationError::Unexpected(format!("record offset {offset}")));
+                    }
+                    if offset != 0 && offset < next {
+                        continue; // already applied
+                    }
+                    if apply(store, &data, &key.slots, now) {
+                        repl.counters.records_applied.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if offset != 0 {
+                        next = offset + 1;
+                    }
+                }
+            }
+        }
+        if rbuf.len() > state.max_query_buffer {
+            return Err(ReplicationError::BufferLimit(state.max_query_buffer));
+        }
+        if !copying && next > 0 && next - 1 > acked {
+            set_next(state, &key.primary_id, generation, next);
+            acked = next - 1;
+            let off = acked.to_string();
+            write_command(&mut wbuf, &[b"RINGCACHE.ACK", off.as_bytes()]);
+            stream.write_all(&wbuf).await?;
+            wbuf.clear();
+        } else if !copying && next > 0 {
+            set_next(state, &key.primary_id, generation, next);
+        }
+    }
+}
+
+fn set_next(state: &ServerState, primary: &str, generation: u64, next: u64) {
+    update(state, primary, generation, |p| p.next = next);
+}

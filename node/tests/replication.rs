@@ -1,0 +1,443 @@
+//! Replication primary → replicas on three in-process nodes with two copies of every
+//! slot: data reaches replicas (strings, TTLs, hashes, deletions), a short break
+//! resumes from the offset, a long one copies again, and acknowledged writes wait for
+//! a replica or answer `-NOREPLICAS`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis::Commands;
+use ringcache_node::cluster::placement::{next_topology, Member};
+use ringcache_node::cluster::slot::key_slot;
+use ringcache_node::cluster::topology::{NodeInfo, Topology};
+use ringcache_node::config::Config;
+use ringcache_node::launch::NodeHandle;
+
+fn cluster_node(id: &str, tweak: impl FnOnce(&mut Config)) -> NodeHandle {
+    let id = id.to_string();
+    start_with(move |c| {
+        c.cluster_enabled = true;
+        c.node_id = Some(id);
+        tweak(c);
+    })
+}
+
+fn info(node: &NodeHandle) -> NodeInfo {
+    NodeInfo {
+        id: node.state.cluster.node_id.clone(),
+        instance: node.state.cluster.instance.clone(),
+        resp_addr: node.resp_addr.to_string(),
+        control_addr: "127.0.0.1:0".into(),
+        zone: None,
+    }
+}
+
+fn form(nodes: &[NodeHandle], r: usize) -> Topology {
+    let infos: Vec<NodeInfo> = nodes.iter().map(info).collect();
+    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
+    let topo = next_topology(None, &infos, &members, r).expect("placement");
+    for n in nodes {
+        n.state.cluster.apply(topo.clone()).expect("topology applies");
+    }
+    topo
+}
+
+fn three_nodes(tweak: impl Fn(&mut Config)) -> (Vec<NodeHandle>, Topology) {
+    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id, &tweak)).collect();
+    let topo = form(&nodes, 2);
+    (nodes, topo)
+}
+
+fn by_id<'a>(nodes: &'a [NodeHandle], id: &str) -> &'a NodeHandle {
+    nodes
+        .iter()
+        .find(|n| n.state.cluster.node_id == id)
+        .expect("node in topology")
+}
+
+fn primary_of<'a>(nodes: &'a [NodeHandle], topo: &Topology, key: &str) -> &'a NodeHandle {
+    by_id(nodes, &topo.owners_of(key_slot(key.as_bytes()))[0])
+}
+
+fn replica_of<'a>(nodes: &'a [NodeHandle], topo: &Topology, key: &str) -> &'a NodeHandle {
+    by_id(nodes, &topo.owners_of(key_slot(key.as_bytes()))[1])
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every live node has a connected link to each of its primaries, and has applied
+/// everything those primaries wrote.
+fn caught_up(nodes: &[&NodeHandle]) -> bool {
+    nodes.iter().all(|n| {
+        let st = n.state.replication.status();
+        !st.links.is_empty()
+            && st.links.iter().all(|l| {
+                let Some(p) = nodes.iter().find(|p| p.state.cluster.node_id == l.primary_id) else {
+                    return true;
+                };
+                l.connected && l.applied_offset == p.state.replication.status().current_offset
+            })
+    })
+}
+
+fn links_up(nodes: &[NodeHandle]) -> bool {
+    nodes.iter().all(|n| {
+        let st = n.state.replication.status();
+        st.links.len() == 2 && st.links.iter().all(|l| l.connected)
+    })
+}
+
+/// The expected contents: key → value (strings) or fields (hashes); `None` = deleted.
+#[derive(Debug, Clone, PartialEq)]
+enum Want {
+    Str(String),
+    Hash(Vec<(String, String)>),
+    Gone,
+}
+
+/// Writes `n` keys with prefix `p` through the cluster client: plain strings, strings
+/// with a TTL, counters (INCR), hashes (HSET + HINCRBY), and keys written then deleted.
+fn write_keys(con: &mut redis::cluster::ClusterConnection, p: &str, n: usize, want: &mut HashMap<String, Want>) {
+    for i in 0..n {
+        let key = format!("{p}:{i}");
+        match i % 6 {
+            0 => {
+                let _: () = con
+                    .hset_multiple(&key, &[("f1", format!("v{i}")), ("n", "1".into())])
+                    .expect("hset");
+                let _: i64 = con.hincr(&key, "n", 2).expect("hincrby");
+                want.insert(
+                    key,
+                    Want::Hash(vec![("f1".into(), format!("v{i}")), ("n".into(), "3".into())]),
+                );
+            }
+            1 => {
+                let _: () = con.set_ex(&key, format!("ttl{i}"), 1000).expect("setex");
+                want.insert(key, Want::Str(format!("ttl{i}")));
+            }
+            2 => {
+                let _: () = con.set(&key, 0).expect("set");
+                let _: i64 = con.incr(&key, 5).expect("incr");
+                let _: i64 = con.incr(&key, 1).expect("incr");
+                want.insert(key, Want::Str("6".into()));
+            }
+            3 => {
+                let _: () = con.set(&key, "doomed").expect("set");
+                let _: i64 = con.del(&key).expect("del");
+                want.insert(key, Want::Gone);
+            }
+            _ => {
+                let _: () = con.set(&key, format!("value-{i}")).expect("set");
+                want.insert(key, Want::Str(format!("value-{i}")));
+            }
+        }
+    }
+}
+
+fn read_want(con: &mut redis::Connection, key: &str, like: &Want) -> Want {
+    match like {
+        Want::Hash(_) => {
+            let mut fields: Vec<(String, String)> = con.hgetall(key).expect("hgetall");
+            fields.sort();
+            if fields.is_empty() {
+                Want::Gone
+            } else {
+                Want::Hash(fields)
+            }
+        }
+        _ => match con.get::<_, Option<String>>(key).expect("get") {
+            Some(v) => Want::Str(v),
+            None => Want::Gone,
+        },
+    }
+}
+
+fn readonly_client(node: &NodeHandle) -> redis::Connection {
+    let mut con = client(node);
+    cmd::<()>(&mut con, &["READONLY"]);
+    con
+}
+
+/// Checks every key on its replica (through READONLY reads); returns the mismatches.
+fn replica_mismatches(nodes: &[NodeHandle], topo: &Topology, want: &HashMap<String, Want>) -> Vec<String> {
+    let mut cons: HashMap<String, redis::Connection> = nodes
+        .iter()
+        .map(|n| (n.state.cluster.node_id.clone(), readonly_client(n)))
+        .collect();
+    let mut bad = Vec::new();
+    for (key, w) in want {
+        let replica = &topo.owners_of(key_slot(key.as_bytes()))[1];
+        let Some(con) = cons.get_mut(replica) else { continue };
+        let got = read_want(con, key, w);
+        if &got != w {
+            bad.push(format!("{key}: want {w:?}, replica {replica} has {got:?}"));
+        }
+    }
+    bad
+}
+
+fn cluster_client(nodes: &[NodeHandle]) -> redis::cluster::ClusterConnection {
+    let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{}/", n.resp_addr)).collect();
+    redis::cluster::ClusterClient::new(urls)
+        .expect("cluster client")
+        .get_connection()
+        .expect("connects")
+}
+
+#[test]
+fn ten_thousand_keys_reach_their_replicas_and_a_replica_shutdown_loses_nothing() {
+    let (mut nodes, topo) = three_nodes(|_| {});
+    let mut con = cluster_client(&nodes);
+    let mut want = HashMap::new();
+    write_keys(&mut con, "key", 10_000, &mut want);
+
+    let refs: Vec<&NodeHandle> = nodes.iter().collect();
+    wait_until("replicas to catch up", Duration::from_secs(30), || caught_up(&refs));
+    let bad = replica_mismatches(&nodes, &topo, &want);
+    assert!(
+        bad.is_empty(),
+        "{} keys differ on replicas, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+    // Each replica holds exactly its share: live keys of the slots it replicates.
+    let live = want.values().filter(|w| **w != Want::Gone).count();
+    let total: usize = nodes.iter().map(|n| n.store.dbsize()).sum();
+    assert_eq!(total, 2 * live, "every live key is on exactly two nodes");
+    // The absolute expiry travels with the value.
+    let ttl_key = "key:1";
+    let pttl: i64 = cmd(
+        &mut readonly_client(replica_of(&nodes, &topo, ttl_key)),
+        &["PTTL", ttl_key],
+    );
+    assert!(pttl > 990_000 && pttl <= 1_000_000, "{pttl}");
+    // One full copy per primary (the first sync), and primaries see no lag once the
+    // acknowledgements are in.
+    for n in &nodes {
+        let st = n.state.replication.status();
+        assert_eq!(st.full_syncs_received, 2, "{}: {st:?}", n.state.cluster.node_id);
+        wait_until("acknowledgements", Duration::from_secs(10), || {
+            let st = n.state.replication.status();
+            st.peers.len() == 2 && st.peers.iter().all(|p| p.connected && p.lag_records == 0)
+        });
+    }
+
+    // A replica node goes away: primaries keep every key and keep taking writes.
+    let gone = nodes.remove(2);
+    let gone_id = gone.state.cluster.node_id.clone();
+    gone.shutdown();
+    let mut cons: HashMap<String, redis::Connection> = nodes
+        .iter()
+        .map(|n| (n.state.cluster.node_id.clone(), client(n)))
+        .collect();
+    let mut checked = 0;
+    for (key, w) in &want {
+        let primary = &topo.owners_of(key_slot(key.as_bytes()))[0];
+        if *primary == gone_id {
+            continue;
+        }
+        let con = cons.get_mut(primary).expect("live primary");
+        assert_eq!(&read_want(con, key, w), w, "{key} on primary {primary}");
+        let _: () = con
+            .set(format!("{{{key}}}-after"), "x")
+            .expect("write after replica loss");
+        checked += 1;
+    }
+    assert!(checked > 5000, "{checked}");
+    for n in nodes {
+        n.shutdown();
+    }
+}
+
+#[test]
+fn a_short_break_resumes_from_the_offset_and_a_long_one_copies_again() {
+    let (nodes, topo) = three_nodes(|_| {});
+    let mut con = cluster_client(&nodes);
+    let mut want = HashMap::new();
+    write_keys(&mut con, "early", 600, &mut want);
+    let refs: Vec<&NodeHandle> = nodes.iter().collect();
+    wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
+
+    // Short break: the replica resumes from its offset, no copy.
+    let b = &nodes[1];
+    let before = b.state.replication.status();
+    b.state.replication.set_paused(true);
+    wait_until("links to close", Duration::from_secs(5), || {
+        b.state.replication.status().links.iter().all(|l| !l.connected)
+    });
+    write_keys(&mut con, "early", 300, &mut want); // overwrites
+    write_keys(&mut con, "short", 600, &mut want);
+    b.state.replication.set_paused(false);
+    wait_until(
+        "replicas to catch up after a short break",
+        Duration::from_secs(20),
+        || caught_up(&refs),
+    );
+    let after = b.state.replication.status();
+    assert_eq!(after.full_syncs_received, before.full_syncs_received, "{after:?}");
+    assert_eq!(
+        after.partial_syncs_received,
+        before.partial_syncs_received + 2,
+        "{after:?}"
+    );
+    let bad = replica_mismatches(&nodes, &topo, &want);
+    assert!(bad.is_empty(), "{:?}", &bad[..bad.len().min(5)]);
+
+    // Long break: the primaries' backlogs no longer hold the replica's position, so it
+    // gets a full copy of its slots (including deletions made meanwhile).
+    for n in &nodes {
+        n.state.replication.set_backlog_cap(16 * 1024);
+    }
+    b.state.replication.set_paused(true);
+    wait_until("links to close", Duration::from_secs(5), || {
+        b.state.replication.status().links.iter().all(|l| !l.connected)
+    });
+    for i in (4..600).step_by(6) {
+        let key = format!("early:{i}");
+        let _: i64 = con.del(&key).expect("del");
+        want.insert(key, Want::Gone);
+    }
+    write_keys(&mut con, "long", 1200, &mut want);
+    b.state.replication.set_paused(false);
+    wait_until(
+        "replicas to catch up after a long break",
+        Duration::from_secs(20),
+        || caught_up(&refs),
+    );
+    let last = b.state.replication.status();
+    assert_eq!(last.full_syncs_received, before.full_syncs_received + 2, "{last:?}");
+    let bad = replica_mismatches(&nodes, &topo, &want);
+    assert!(bad.is_empty(), "{:?}", &bad[..bad.len().min(5)]);
+    for n in nodes {
+        n.shutdown();
+    }
+}
+
+#[test]
+fn flushall_empties_the_primary_slots_everywhere_and_recopies_replicated_ones() {
+    let (nodes, topo) = three_nodes(|_| {});
+    let mut con = cluster_client(&nodes);
+    let mut want = HashMap::new();
+    write_keys(&mut con, "f", 600, &mut want);
+    let refs: Vec<&NodeHandle> = nodes.iter().collect();
+    wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
+    let a = &nodes[0];
+    let before = a.state.replication.status().full_syncs_received;
+    cmd::<()>(&mut client(a), &["FLUSHALL"]);
+    for (key, w) in want.iter_mut() {
+        if topo.owners_of(key_slot(key.as_bytes()))[0] == "a" {
+            *w = Want::Gone;
+        }
+    }
+    wait_until("a to copy its replicated slots again", Duration::from_secs(20), || {
+        a.state.replication.status().full_syncs_received == before + 2 && caught_up(&refs)
+    });
+    let bad = replica_mismatches(&nodes, &topo, &want);
+    assert!(bad.is_empty(), "{:?}", &bad[..bad.len().min(5)]);
+    for n in nodes {
+        n.shutdown();
+    }
+}
+
+#[test]
+fn acknowledged_writes_wait_for_a_replica_or_answer_noreplicas() {
+    let (mut nodes, topo) = three_nodes(|c| {
+        c.min_replicas_to_ack = 1;
+        c.replica_ack_timeout_ms = 500;
+    });
+    wait_until("replication links", Duration::from_secs(10), || links_up(&nodes));
+    let mut primaries: HashMap<String, redis::Connection> = nodes
+        .iter()
+        .map(|n| (n.state.cluster.node_id.clone(), client(n)))
+        .collect();
+    let mut replicas: HashMap<String, redis::Connection> = nodes
+        .iter()
+        .map(|n| (n.state.cluster.node_id.clone(), readonly_client(n)))
+        .collect();
+    for i in 0..300 {
+        let key = format!("acked:{i}");
+        let owners = topo.owners_of(key_slot(key.as_bytes()));
+        let p = primaries.get_mut(&owners[0]).expect("primary");
+        let _: () = p.set(&key, i).expect("acknowledged write");
+        let r = replicas.get_mut(&owners[1]).expect("replica");
+        let got: Option<i64> = r.get(&key).expect("replica read");
+        assert_eq!(
+            got,
+            Some(i),
+            "{key} is on replica {} as soon as the write returned",
+            owners[1]
+        );
+    }
+
+    // With the slot's only replica gone, a write is applied but answers NOREPLICAS.
+    let key = "acked:lonely";
+    let replica_id = replica_of(&nodes, &topo, key).state.cluster.node_id.clone();
+    let primary_id = primary_of(&nodes, &topo, key).state.cluster.node_id.clone();
+    let idx = nodes
+        .iter()
+        .position(|n| n.state.cluster.node_id == replica_id)
+        .expect("replica");
+    drop(replicas);
+    nodes.remove(idx).shutdown();
+    let p = primaries.get_mut(&primary_id).expect("primary");
+    let started = Instant::now();
+    let err = cmd_err(p, &["SET", key, "v"]);
+    assert_eq!(err, "NOREPLICAS Not enough good replicas to write.");
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(cmd::<String>(p, &["GET", key]), "v", "the write stays applied locally");
+    // Reads and writes of slots without replicas are unaffected by the wait.
+    assert_eq!(cmd::<String>(p, &["PING"]), "PONG");
+    for n in nodes {
+        n.shutdown();
+    }
+}
+
+#[test]
+fn internal_commands_refuse_misuse() {
+    let plain = start();
+    let out = raw(&plain, b"RINGCACHE.SYNC x 1 0\r\nRINGCACHE.ACK 1\r\n", 200);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("-ERR This instance has cluster support disabled\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-ERR RINGCACHE.ACK is only valid on a replication stream\r\n"),
+        "{text}"
+    );
+    plain.shutdown();
+
+    let (nodes, _topo) = three_nodes(|_| {});
+    let a = &nodes[0];
+    // Wrong epoch: refused with TRYAGAIN, then the connection closes.
+    let out = raw(a, b"RINGCACHE.SYNC b 999 0\r\n", 200);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("-TRYAGAIN topology epoch mismatch"), "{text}");
+    let epoch = a.state.cluster.epoch();
+    let out = raw(a, format!("RINGCACHE.SYNC nobody {epoch} 0\r\n").as_bytes(), 200);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("-ERR node \"nobody\" replicates no slot"), "{text}");
+    let out = raw(a, b"RINGCACHE.SYNC b notanumber 0\r\n", 200);
+    assert!(String::from_utf8_lossy(&out).starts_with("-ERR value is not an integer"));
+    // A real sync answers with a stream that starts with RBEGIN, and garbage instead of
+    // acknowledgements ends it without harming the node.
+    let out = raw(a, format!("RINGCACHE.SYNC b {epoch} 0\r\nGARBAGE\r\n").as_bytes(), 20);
+    assert!(String::from_utf8_lossy(&out).starts_with("*3\r\n$6\r\nRBEGIN\r\n"));
+    assert_eq!(cmd::<String>(&mut client(a), &["PING"]), "PONG");
+    for n in nodes {
+        n.shutdown();
+    }
+}
