@@ -359,6 +359,9 @@ impl ControlPlane {
             .arg("--use-service-account-credentials=true")
             .arg("--controllers=*")
             .arg("--leader-elect=false")
+            // 4× the test kubelet's 4 s heartbeat, as a real cluster's 40 s is 4× its kubelets' 10 s.
+            .arg("--node-monitor-grace-period=16s")
+            .arg("--node-monitor-period=2s")
             .arg("--profiling=false")
             .arg("--v=1");
         let mut controller_manager = proc::spawn("kube-controller-manager", cmd, &cm_log)?;

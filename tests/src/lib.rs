@@ -23,7 +23,7 @@ use kube::api::PostParams;
 use kube::Api;
 
 pub use control_plane::{ControlPlane, ControlPlaneError, ControlPlaneOptions};
-pub use kubelet::{ImageMap, ImageSource, Kubelet, KubeletConfig, KubeletError};
+pub use kubelet::{ImageMap, ImageSource, Kubelet, KubeletConfig, KubeletError, NodeControl};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
@@ -51,6 +51,8 @@ pub struct TestEnv {
     pub bin_dir: PathBuf,
     pub run_dir: PathBuf,
     pub images: ImageMap,
+    /// Simulated node crashes (see [`kubelet::NodeControl`]).
+    pub nodes: kubelet::NodeControl,
     pub network: kubelet::network::PodNetwork,
     pub startup: Duration,
 }
@@ -112,6 +114,7 @@ pub fn shared() -> Result<&'static TestEnv, EnvError> {
                                 bin_dir: cp.bin_dir.clone(),
                                 run_dir: cp.run_dir.clone(),
                                 images: kubelet.images().clone(),
+                                nodes: kubelet.node_control().clone(),
                                 network: kubelet.network(),
                                 startup: t0.elapsed(),
                             };

@@ -7,7 +7,7 @@ pub mod network;
 mod pod;
 pub mod probe;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -53,6 +53,33 @@ pub enum KubeletError {
 pub struct NodeConfig {
     pub name: String,
     pub zone: String,
+}
+
+/// Simulated node crashes, shared between the kubelet and tests.
+#[derive(Debug, Clone, Default)]
+pub struct NodeControl(Arc<RwLock<HashSet<String>>>);
+
+impl NodeControl {
+    /// Crashes `node`: its status heartbeats and lease renewals stop, its pods' processes are SIGKILLed and the
+    /// kubelet stops managing them (no status, no restarts, no release of deleted pods) until
+    /// [`NodeControl::recover`]. The node-lifecycle controller then treats it as it treats a dead node (Ready
+    /// Unknown, `node.kubernetes.io/unreachable` taints, pods NotReady, taint-based eviction).
+    pub fn fail(&self, node: &str) {
+        if let Ok(mut g) = self.0.write() {
+            g.insert(node.to_owned());
+        }
+    }
+
+    /// Brings `node` back: heartbeats resume and its pods are started again (a kubelet restart).
+    pub fn recover(&self, node: &str) {
+        if let Ok(mut g) = self.0.write() {
+            g.remove(node);
+        }
+    }
+
+    pub fn is_down(&self, node: &str) -> bool {
+        self.0.read().map(|g| g.contains(node)).unwrap_or(false)
+    }
 }
 
 /// Where an image's "entrypoint" binary comes from.
@@ -123,7 +150,11 @@ pub struct KubeletConfig {
     pub extra_env: BTreeMap<String, String>,
     /// Hand each pod its ServiceAccount's token (TokenRequest) as a kubeconfig in `KUBECONFIG`.
     pub service_account_tokens: bool,
+    /// Node status and lease renewal period (the controller-manager's node-monitor grace period is 4× this
+    /// default, as with a real kubelet's 10 s / 40 s).
     pub heartbeat: Duration,
+    /// Simulated node crashes.
+    pub node_control: NodeControl,
 }
 
 impl KubeletConfig {
@@ -150,7 +181,8 @@ impl KubeletConfig {
             backoff_max: Duration::from_secs(20),
             extra_env,
             service_account_tokens: true,
-            heartbeat: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(4),
+            node_control: NodeControl::default(),
         }
     }
 }
@@ -159,7 +191,10 @@ impl KubeletConfig {
 #[derive(Debug, Clone)]
 pub(crate) enum PodUpdate {
     Pod(Box<Pod>),
+    /// The pod object is gone: kill the processes.
     Gone,
+    /// The node crashed: kill the processes and touch nothing in the API.
+    NodeDown,
 }
 
 pub(crate) struct Ctx {
@@ -214,6 +249,7 @@ fn format_time(micros: bool) -> String {
 pub struct Kubelet {
     tasks: JoinSet<()>,
     images: ImageMap,
+    node_control: NodeControl,
     network: PodNetwork,
     run_dir: PathBuf,
 }
@@ -288,6 +324,9 @@ async fn heartbeat(ctx: Arc<Ctx>, version: String) {
     let since = rfc3339_now();
     loop {
         for n in &ctx.config.nodes {
+            if ctx.config.node_control.is_down(&n.name) {
+                continue;
+            }
             let st = node_status(&ctx.host_ip, &version, &since);
             if let Err(e) = nodes
                 .patch_status(&n.name, &PatchParams::default(), &Patch::Merge(&st))
@@ -308,7 +347,7 @@ async fn heartbeat(ctx: Arc<Ctx>, version: String) {
                         "metadata": { "name": n.name, "namespace": "kube-node-lease" },
                         "spec": {
                             "holderIdentity": n.name,
-                            "leaseDurationSeconds": 40,
+                            "leaseDurationSeconds": (ctx.config.heartbeat.as_secs() * 4).max(1),
                             "renewTime": rfc3339_micro_now(),
                         }
                     });
@@ -348,6 +387,27 @@ fn eligible(pod: &Pod, node: &Node) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
         return false;
     };
+    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    for t in taints {
+        if t.effect != "NoSchedule" && t.effect != "NoExecute" {
+            continue;
+        }
+        let tolerated = spec.tolerations.iter().flatten().any(|tol| {
+            let key_ok = match tol.key.as_deref() {
+                None | Some("") => tol.operator.as_deref() == Some("Exists"),
+                Some(k) => k == t.key,
+            };
+            let value_ok = match tol.operator.as_deref() {
+                Some("Exists") => true,
+                _ => tol.value.as_deref().unwrap_or("") == t.value.as_deref().unwrap_or(""),
+            };
+            let effect_ok = tol.effect.as_deref().is_none_or(|e| e.is_empty() || e == t.effect);
+            key_ok && value_ok && effect_ok
+        });
+        if !tolerated {
+            return false;
+        }
+    }
     if let Some(sel) = &spec.node_selector {
         if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
             return false;
@@ -524,6 +584,12 @@ async fn sync_loop(ctx: Arc<Ctx>) {
             if !ours.contains(&node_name) {
                 continue;
             }
+            if ctx.config.node_control.is_down(&node_name) {
+                if let Some(w) = workers.remove(&uid) {
+                    let _ = w.tx.send(PodUpdate::NodeDown);
+                }
+                continue;
+            }
             if let Some(w) = workers.get_mut(&uid) {
                 if w.handle.is_finished() {
                     if p.metadata.deletion_timestamp.is_some() {
@@ -617,6 +683,7 @@ impl Kubelet {
                 })?;
         }
         let images = config.images.clone();
+        let node_control = config.node_control.clone();
         let run_dir = config.run_dir.clone();
         let ctx = Arc::new(Ctx {
             client,
@@ -633,6 +700,7 @@ impl Kubelet {
         Ok(Kubelet {
             tasks,
             images,
+            node_control,
             network,
             run_dir,
         })
@@ -641,6 +709,11 @@ impl Kubelet {
     /// The image map; tests may add their own images at any time.
     pub fn images(&self) -> &ImageMap {
         &self.images
+    }
+
+    /// Simulated node crashes.
+    pub fn node_control(&self) -> &NodeControl {
+        &self.node_control
     }
 
     pub fn network(&self) -> PodNetwork {

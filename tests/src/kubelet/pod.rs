@@ -198,6 +198,11 @@ impl PodWorker {
                     self.kill_all();
                     break;
                 }
+                PodUpdate::NodeDown => {
+                    tracing::info!(pod = %self.name(), "node crashed: killing its processes");
+                    self.kill_all();
+                    break;
+                }
             }
             if self.pod.metadata.deletion_timestamp.is_some() {
                 self.terminate().await;
@@ -678,7 +683,7 @@ impl PodWorker {
                     }
                 }
             }
-            if matches!(*self.rx.borrow(), PodUpdate::Gone) {
+            if matches!(*self.rx.borrow(), PodUpdate::Gone | PodUpdate::NodeDown) {
                 self.kill_all();
                 return;
             }
