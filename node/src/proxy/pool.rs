@@ -7,9 +7,11 @@
 //! the oldest waiter in a FIFO. In-flight requests per connection are capped by a
 //! semaphore, so a slow owner makes senders wait instead of growing buffers.
 //!
-//! A connection that fails is marked dead, its waiters get an error, and the next
-//! request reconnects. After a failed connect the owner is considered down for a
-//! short while, so requests fail fast instead of each waiting for a connect attempt.
+//! Connecting happens in the connection's own task: requests queue meanwhile, so a
+//! client pipeline never stalls on a connect to one owner while it has requests for
+//! others. A connection that fails is marked dead, its waiters get an error, and the
+//! next request reconnects. After a failed connect the owner is reported down (with
+//! the connect error) for a short while instead of being retried by every request.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -33,7 +35,7 @@ pub const MAX_IN_FLIGHT: usize = 4096;
 const WRITE_BATCH: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long an owner whose connect failed is reported down without retrying.
+/// How long an owner whose connect failed is reported down without a new attempt.
 const DOWN_FOR: Duration = Duration::from_millis(200);
 
 /// Why an upstream request got no reply.
@@ -45,8 +47,6 @@ pub enum PoolError {
     ConnectTimeout { addr: String },
     #[error("{addr} refused the proxy's handshake: {reply}")]
     Handshake { addr: String, reply: String },
-    #[error("{addr} was unreachable moments ago")]
-    RecentlyDown { addr: String },
     #[error("{addr} has too many requests in flight")]
     Busy { addr: String },
     #[error("connection to {addr} lost")]
@@ -75,6 +75,9 @@ struct Link {
     addr: String,
     dead: Cell<bool>,
     waiters: RefCell<VecDeque<Waiter>>,
+    /// Set when the connect failed: the owner is reported down for [`DOWN_FOR`].
+    connect_failed_at: Cell<Option<Instant>>,
+    last_error: RefCell<Option<PoolError>>,
 }
 
 impl Link {
@@ -85,6 +88,11 @@ impl Link {
         for w in waiters {
             let _ = w.reply.send(Err(err.clone()));
         }
+    }
+
+    /// The error a request on this dead connection gets.
+    fn error(&self) -> PoolError {
+        self.last_error.borrow().clone().unwrap_or_else(|| self.closed())
     }
 
     fn closed(&self) -> PoolError {
@@ -98,15 +106,25 @@ struct Upstream {
     tx: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     link: Rc<Link>,
-    /// The writer and reader tasks, to stop them when the owner stops answering.
-    tasks: [AbortHandle; 2],
+    /// The connection task (connect, then write), to stop it when the owner stops
+    /// answering; it stops the reader it spawned when it ends.
+    task: AbortHandle,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // Nobody can queue more requests; the task ends by itself once the queue is
+        // drained, unless it is stuck writing to an owner that does not read.
+        if self.link.dead.get() {
+            self.task.abort();
+        }
+    }
 }
 
 /// Upstream connections of one worker thread (not `Send`: lives on a `LocalSet`).
 #[derive(Default)]
 pub struct Pool {
     conns: RefCell<HashMap<(String, bool), Rc<Upstream>>>,
-    down_until: RefCell<HashMap<String, Instant>>,
 }
 
 impl Pool {
@@ -116,8 +134,8 @@ impl Pool {
 
     /// Queues `request` (an encoded RESP command) to `addr`, on a connection speaking
     /// RESP3 when `resp3`, authenticating with `password` when connecting. Returns
-    /// where the reply will arrive; waits only for a connection and (at most `wait`)
-    /// for a free in-flight slot.
+    /// where the reply will arrive. Never waits for a connect (requests queue while
+    /// the connection is being made); waits at most `wait` for a free in-flight slot.
     pub async fn send(
         &self,
         addr: &str,
@@ -126,23 +144,23 @@ impl Pool {
         request: Bytes,
         wait: Duration,
     ) -> Result<ReplyRx, PoolError> {
-        let up = self.upstream(addr, resp3, password).await?;
+        let up = self.upstream(addr, resp3, password)?;
         let permit = match tokio::time::timeout(wait, up.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(up.link.closed()),
+            Ok(Err(_)) => return Err(up.link.error()),
             Err(_) => {
                 self.reset(addr, resp3);
                 return Err(PoolError::Busy { addr: addr.to_string() });
             }
         };
-        let (reply, rx) = oneshot::channel();
         if up.link.dead.get() {
-            return Err(up.link.closed());
+            return Err(up.link.error());
         }
+        let (reply, rx) = oneshot::channel();
         up.tx
             .send(Job { request, reply, permit })
             .await
-            .map_err(|_| up.link.closed())?;
+            .map_err(|_| up.link.error())?;
         Ok(rx)
     }
 
@@ -151,44 +169,26 @@ impl Pool {
     pub fn reset(&self, addr: &str, resp3: bool) {
         let removed = self.conns.borrow_mut().remove(&(addr.to_string(), resp3));
         if let Some(up) = removed {
-            for t in &up.tasks {
-                t.abort();
-            }
             up.link.fail(up.link.closed());
+            up.task.abort();
         }
     }
 
-    async fn upstream(&self, addr: &str, resp3: bool, password: Option<&str>) -> Result<Rc<Upstream>, PoolError> {
+    fn upstream(&self, addr: &str, resp3: bool, password: Option<&str>) -> Result<Rc<Upstream>, PoolError> {
         let key = (addr.to_string(), resp3);
         if let Some(up) = self.conns.borrow().get(&key) {
             if !up.link.dead.get() {
                 return Ok(up.clone());
             }
-        }
-        if let Some(until) = self.down_until.borrow().get(addr) {
-            if Instant::now() < *until {
-                return Err(PoolError::RecentlyDown { addr: addr.to_string() });
+            if let Some(at) = up.link.connect_failed_at.get() {
+                if at.elapsed() < DOWN_FOR {
+                    return Err(up.link.error());
+                }
             }
         }
-        let up = match connect(addr, resp3, password).await {
-            Ok(up) => Rc::new(up),
-            Err(e) => {
-                self.down_until
-                    .borrow_mut()
-                    .insert(addr.to_string(), Instant::now() + DOWN_FOR);
-                return Err(e);
-            }
-        };
-        self.down_until.borrow_mut().remove(addr);
-        // Another client of this worker may have connected meanwhile: keep one.
-        let mut conns = self.conns.borrow_mut();
-        match conns.get(&key) {
-            Some(existing) if !existing.link.dead.get() => Ok(existing.clone()),
-            _ => {
-                conns.insert(key, up.clone());
-                Ok(up)
-            }
-        }
+        let up = Rc::new(start(addr, resp3, password.map(str::to_string)));
+        self.conns.borrow_mut().insert(key, up.clone());
+        Ok(up)
     }
 }
 
@@ -204,7 +204,61 @@ pub fn encode_request(args: &[Bytes]) -> Bytes {
     out.freeze()
 }
 
-async fn connect(addr: &str, resp3: bool, password: Option<&str>) -> Result<Upstream, PoolError> {
+/// Creates an upstream whose task connects in the background, then writes.
+fn start(addr: &str, resp3: bool, password: Option<String>) -> Upstream {
+    let link = Rc::new(Link {
+        addr: addr.to_string(),
+        dead: Cell::new(false),
+        waiters: RefCell::new(VecDeque::new()),
+        connect_failed_at: Cell::new(None),
+        last_error: RefCell::new(None),
+    });
+    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let task = tokio::task::spawn_local(run(resp3, password, rx, link.clone())).abort_handle();
+    Upstream {
+        tx,
+        permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        link,
+        task,
+    }
+}
+
+/// Connects, then runs the writer (and spawns the reader). A failed connect fails
+/// every request queued meanwhile with the connect error.
+async fn run(resp3: bool, password: Option<String>, mut rx: mpsc::Receiver<Job>, link: Rc<Link>) {
+    let stream = match connect(&link.addr, resp3, password.as_deref()).await {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(addr = %link.addr, error = %e, "proxy: cannot reach owner");
+            link.connect_failed_at.set(Some(Instant::now()));
+            *link.last_error.borrow_mut() = Some(e.clone());
+            link.dead.set(true);
+            rx.close();
+            while let Some(job) = rx.recv().await {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let (rd, wr) = stream.into_split();
+    let reader_task = tokio::task::spawn_local(reader(rd, link.clone())).abort_handle();
+    // If this task is aborted (Pool::reset), the guard stops the reader too.
+    let guard = AbortOnDrop(reader_task);
+    writer(wr, rx, &link).await;
+    // The queue closed normally: the reader still collects the replies owed.
+    std::mem::forget(guard);
+}
+
+/// Aborts a task when dropped (the connection task was aborted).
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn connect(addr: &str, resp3: bool, password: Option<&str>) -> Result<TcpStream, PoolError> {
     let connect_err = |e: std::io::Error| PoolError::Connect {
         addr: addr.to_string(),
         reason: e.to_string(),
@@ -256,27 +310,13 @@ async fn connect(addr: &str, resp3: bool, password: Option<&str>) -> Result<Upst
             .await
             .map_err(|_| PoolError::ConnectTimeout { addr: addr.to_string() })??;
     }
-    let (rd, wr) = stream.into_split();
-    let link = Rc::new(Link {
-        addr: addr.to_string(),
-        dead: Cell::new(false),
-        waiters: RefCell::new(VecDeque::new()),
-    });
-    let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-    let w = tokio::task::spawn_local(writer(wr, rx, link.clone())).abort_handle();
-    let r = tokio::task::spawn_local(reader(rd, link.clone())).abort_handle();
     debug!(addr, resp3, "proxy: connected to owner");
-    Ok(Upstream {
-        tx,
-        permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-        link,
-        tasks: [w, r],
-    })
+    Ok(stream)
 }
 
 /// Writes queued requests, registering each waiter before its bytes leave, so the
 /// reader always finds the waiter of the reply it parses.
-async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Job>, link: Rc<Link>) {
+async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Job>, link: &Link) {
     let mut buf = BytesMut::with_capacity(WRITE_BATCH);
     while let Some(job) = rx.recv().await {
         let mut next = Some(job);
