@@ -123,6 +123,9 @@ pub struct Gauges {
     pub expired: u64,
     pub connected_clients: usize,
     pub total_connections: u64,
+    /// Replication metrics, already in the exposition format
+    /// ([`crate::replication::render_metrics`]).
+    pub replication: String,
 }
 
 /// Renders everything in the Prometheus text exposition format.
@@ -192,6 +195,7 @@ pub fn render(metrics: &Metrics, g: &Gauges) -> String {
         "Client connections accepted.",
         g.total_connections.to_string(),
     );
+    s.push_str(&g.replication);
 
     let reg = registry();
     let _ = writeln!(

@@ -185,6 +185,16 @@ fn replica_mismatches(nodes: &[NodeHandle], topo: &Topology, want: &HashMap<Stri
     bad
 }
 
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("admin port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").expect("request");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
 fn cluster_client(nodes: &[NodeHandle]) -> redis::cluster::ClusterConnection {
     let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{}/", n.resp_addr)).collect();
     redis::cluster::ClusterClient::new(urls)
@@ -230,6 +240,18 @@ fn ten_thousand_keys_reach_their_replicas_and_a_replica_shutdown_loses_nothing()
             st.peers.len() == 2 && st.peers.iter().all(|p| p.connected && p.lag_records == 0)
         });
     }
+
+    // Prometheus: this node's offset and each replica's lag.
+    let metrics = http_get(nodes[0].admin_addr, "/metrics");
+    let offset = nodes[0].state.replication.status().current_offset;
+    assert!(
+        metrics.contains(&format!("ringcache_replication_offset {offset}\n")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ringcache_replication_lag_records{peer=\"b\"} 0\n"),
+        "{metrics}"
+    );
 
     // A replica node goes away: primaries keep every key and keep taking writes.
     let gone = nodes.remove(2);

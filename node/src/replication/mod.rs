@@ -425,6 +425,91 @@ impl Replication {
     }
 }
 
+/// Prometheus text for a status: this node's offset and backlog as a primary, each
+/// replica's lag, each link's applied offset, and sync counters.
+pub fn render_metrics(st: &ReplicationStatus) -> String {
+    use std::fmt::Write;
+    let label = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let mut s = String::new();
+    let head = |s: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    head(
+        &mut s,
+        "ringcache_replication_offset",
+        "gauge",
+        "Offset of the last record this node wrote as a primary.",
+    );
+    let _ = writeln!(s, "ringcache_replication_offset {}", st.current_offset);
+    head(
+        &mut s,
+        "ringcache_replication_backlog_bytes",
+        "gauge",
+        "Bytes held in the replication backlog.",
+    );
+    let _ = writeln!(s, "ringcache_replication_backlog_bytes {}", st.backlog_bytes);
+    head(
+        &mut s,
+        "ringcache_replication_lag_records",
+        "gauge",
+        "Records a replica has not acknowledged yet, by replica.",
+    );
+    for p in &st.peers {
+        let _ = writeln!(
+            s,
+            "ringcache_replication_lag_records{{peer=\"{}\"}} {}",
+            label(&p.replica_id),
+            p.lag_records
+        );
+    }
+    head(
+        &mut s,
+        "ringcache_replication_peer_connected",
+        "gauge",
+        "Whether a replica's stream is connected, by replica.",
+    );
+    for p in &st.peers {
+        let _ = writeln!(
+            s,
+            "ringcache_replication_peer_connected{{peer=\"{}\"}} {}",
+            label(&p.replica_id),
+            u8::from(p.connected)
+        );
+    }
+    head(
+        &mut s,
+        "ringcache_replication_applied_offset",
+        "gauge",
+        "Last offset applied from a primary, by primary.",
+    );
+    for l in &st.links {
+        let _ = writeln!(
+            s,
+            "ringcache_replication_applied_offset{{primary=\"{}\"}} {}",
+            label(&l.primary_id),
+            l.applied_offset
+        );
+    }
+    head(
+        &mut s,
+        "ringcache_replication_syncs_total",
+        "counter",
+        "Replication syncs, by role (served as primary, received as replica) and kind.",
+    );
+    for (role, kind, n) in [
+        ("served", "full", st.full_syncs_served),
+        ("served", "partial", st.partial_syncs_served),
+        ("received", "full", st.full_syncs_received),
+        ("received", "partial", st.partial_syncs_received),
+    ] {
+        let _ = writeln!(
+            s,
+            "ringcache_replication_syncs_total{{role=\"{role}\",kind=\"{kind}\"}} {n}"
+        );
+    }
+    s
+}
+
 /// The hook run after a write command (that passed routing and the memory check): in
 /// cluster mode, on the primary of the keys' slot when the slot has replicas, appends
 /// the state of every written key to the backlog, and when the command `succeeded`
@@ -488,5 +573,40 @@ mod tests {
         assert!(s.contains(0) && s.contains(64) && s.contains(16383) && !s.contains(1));
         assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 64, 16383]);
         assert_eq!(SlotSet::all().len(), SLOT_COUNT);
+    }
+
+    #[test]
+    fn metrics_render_per_peer_and_escape_labels() {
+        let st = ReplicationStatus {
+            current_offset: 42,
+            backlog_first_offset: 1,
+            backlog_bytes: 100,
+            peers: vec![PeerStatus {
+                replica_id: "b\"x".into(),
+                acked_offset: 40,
+                lag_records: 2,
+                connected: true,
+            }],
+            links: vec![LinkStatus {
+                primary_id: "c".into(),
+                applied_offset: 7,
+                connected: true,
+            }],
+            full_syncs_served: 1,
+            partial_syncs_served: 0,
+            full_syncs_received: 2,
+            partial_syncs_received: 3,
+        };
+        let text = render_metrics(&st);
+        assert!(text.contains("ringcache_replication_offset 42\n"), "{text}");
+        assert!(
+            text.contains("ringcache_replication_lag_records{peer=\"b\\\"x\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ringcache_replication_applied_offset{primary=\"c\"} 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("ringcache_replication_syncs_total{role=\"received\",kind=\"partial\"} 3\n"));
     }
 }
