@@ -395,3 +395,82 @@ async fn reader(mut rd: OwnedReadHalf, link: Rc<Link>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::{parse_request, Limits};
+    use tokio::net::TcpListener;
+
+    /// A fake owner answering `ECHO x` with `$len x`, one byte per write, so replies
+    /// reach the reader in fragments.
+    async fn dribbling_echo_server(listener: TcpListener, requests: usize) {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = BytesMut::new();
+        let mut answered = 0;
+        while answered < requests {
+            if s.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                return;
+            }
+            while let Ok(Some(args)) = parse_request(&mut buf, &Limits::default()) {
+                let arg = args.get(1).cloned().unwrap_or_default();
+                let mut reply = format!("${}\r\n", arg.len()).into_bytes();
+                reply.extend_from_slice(&arg);
+                reply.extend_from_slice(b"\r\n");
+                for b in reply {
+                    if s.write_all(&[b]).await.is_err() {
+                        return;
+                    }
+                }
+                answered += 1;
+            }
+        }
+    }
+
+    fn echo(i: usize) -> Bytes {
+        encode_request(&[Bytes::from_static(b"ECHO"), Bytes::from(format!("value-{i}"))])
+    }
+
+    #[tokio::test]
+    async fn fragmented_replies_reach_their_waiters_in_order_and_a_dead_owner_errors() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+                let addr = listener.local_addr().expect("addr").to_string();
+                let server = tokio::task::spawn_local(dribbling_echo_server(listener, 50));
+                let pool = Pool::new();
+                let wait = Duration::from_secs(5);
+                let mut rxs = Vec::new();
+                for i in 0..50 {
+                    rxs.push(pool.send(&addr, false, None, echo(i), wait).await.expect("queued"));
+                }
+                for (i, rx) in rxs.into_iter().enumerate() {
+                    let reply = rx.await.expect("answered").expect("a reply");
+                    let v = format!("value-{i}");
+                    assert_eq!(reply, Bytes::from(format!("${}\r\n{v}\r\n", v.len())));
+                }
+                // The owner goes away: the request in flight fails, then so do new ones,
+                // without waiting for a timeout.
+                let _ = server.await;
+                let rx = pool.send(&addr, false, None, echo(0), wait).await;
+                let err = match rx {
+                    Ok(rx) => rx.await.expect("answered").expect_err("owner is gone"),
+                    Err(e) => e,
+                };
+                assert!(
+                    matches!(err, PoolError::Closed { .. } | PoolError::Connect { .. }),
+                    "{err}"
+                );
+                let again = pool.send(&addr, false, None, echo(1), wait).await;
+                let err = match again {
+                    Ok(rx) => rx.await.expect("answered").expect_err("owner is gone"),
+                    Err(e) => e,
+                };
+                assert!(matches!(err, PoolError::Connect { .. }), "{err}");
+            })
+            .await;
+    }
+}
