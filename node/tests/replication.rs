@@ -314,6 +314,23 @@ fn a_short_break_resumes_from_the_offset_and_a_long_one_copies_again() {
     let bad = replica_mismatches(&nodes, &topo, &want);
     assert!(bad.is_empty(), "{:?}", &bad[..bad.len().min(5)]);
 
+    // A new epoch with the same placement restarts the links, which resume.
+    let mut next = topo.clone();
+    next.epoch += 1;
+    for n in &nodes {
+        n.state.cluster.apply(next.clone()).expect("newer epoch");
+    }
+    write_keys(&mut con, "epoch", 300, &mut want);
+    wait_until("links on the new epoch", Duration::from_secs(20), || {
+        caught_up(&refs) && b.state.replication.status().partial_syncs_received >= before.partial_syncs_received + 4
+    });
+    assert_eq!(
+        b.state.replication.status().full_syncs_received,
+        before.full_syncs_received
+    );
+    let bad = replica_mismatches(&nodes, &topo, &want);
+    assert!(bad.is_empty(), "{:?}", &bad[..bad.len().min(5)]);
+
     // Long break: the primaries' backlogs no longer hold the replica's position, so it
     // gets a full copy of its slots (including deletions made meanwhile).
     for n in &nodes {
@@ -337,6 +354,38 @@ fn a_short_break_resumes_from_the_offset_and_a_long_one_copies_again() {
     );
     let last = b.state.replication.status();
     assert_eq!(last.full_syncs_received, before.full_syncs_received + 2, "{last:?}");
+    let bad = replica_mismatches(&nodes, &topo, &want);
+    assert!(bad.is_empty(), "{:?}", &bad[..bad.len().min(5)]);
+    for n in nodes {
+        n.shutdown();
+    }
+}
+
+#[test]
+fn replicas_added_to_a_cluster_with_data_get_a_full_copy() {
+    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id, |_| {})).collect();
+    let single = form(&nodes, 1);
+    let mut con = cluster_client(&nodes);
+    let mut want = HashMap::new();
+    write_keys(&mut con, "before", 1200, &mut want);
+    assert!(
+        nodes.iter().all(|n| n.state.replication.status().current_offset == 0),
+        "R=1 keeps no backlog"
+    );
+
+    // Going to two copies per slot keeps the primaries and adds a replica to each slot.
+    let infos: Vec<NodeInfo> = nodes.iter().map(info).collect();
+    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
+    let topo = next_topology(Some(&single), &infos, &members, 2).expect("placement");
+    assert!((0..16384u16).all(|s| topo.owners_of(s)[0] == single.owners_of(s)[0]));
+    for n in &nodes {
+        n.state.cluster.apply(topo.clone()).expect("newer epoch");
+    }
+    let refs: Vec<&NodeHandle> = nodes.iter().collect();
+    wait_until("the new replicas to copy", Duration::from_secs(20), || caught_up(&refs));
+    for n in &nodes {
+        assert_eq!(n.state.replication.status().full_syncs_received, 2);
+    }
     let bad = replica_mismatches(&nodes, &topo, &want);
     assert!(bad.is_empty(), "{:?}", &bad[..bad.len().min(5)]);
     for n in nodes {
@@ -425,6 +474,30 @@ fn acknowledged_writes_wait_for_a_replica_or_answer_noreplicas() {
     for n in nodes {
         n.shutdown();
     }
+}
+
+#[test]
+fn replicas_authenticate_when_a_password_is_required() {
+    let (nodes, topo) = three_nodes(|c| c.requirepass = Some("s3cret".into()));
+    wait_until("replication links", Duration::from_secs(10), || links_up(&nodes));
+    let key = "auth:key";
+    let mut p = client_with_password(primary_of(&nodes, &topo, key));
+    cmd::<()>(&mut p, &["SET", key, "v"]);
+    let mut r = client_with_password(replica_of(&nodes, &topo, key));
+    cmd::<()>(&mut r, &["READONLY"]);
+    wait_until("the key on its replica", Duration::from_secs(10), || {
+        cmd::<Option<String>>(&mut r, &["GET", key]).is_some()
+    });
+    for n in nodes {
+        n.shutdown();
+    }
+}
+
+fn client_with_password(node: &NodeHandle) -> redis::Connection {
+    redis::Client::open(format!("redis://:s3cret@{}/", node.resp_addr))
+        .expect("valid url")
+        .get_connection()
+        .expect("connects")
 }
 
 #[test]
