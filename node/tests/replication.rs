@@ -449,6 +449,23 @@ fn acknowledged_writes_wait_for_a_replica_or_answer_noreplicas() {
         );
     }
 
+    // A pipeline of acknowledged writes: every reply is OK and every key is on the
+    // replica when the replies are in.
+    let key0 = "{piped}:0";
+    let owners = topo.owners_of(key_slot(key0.as_bytes()));
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.cmd("SET").arg(format!("{{piped}}:{i}")).arg(i).ignore();
+    }
+    let () = pipe
+        .query(primaries.get_mut(&owners[0]).expect("primary"))
+        .expect("pipelined acknowledged writes");
+    let r = replicas.get_mut(&owners[1]).expect("replica");
+    let got: Vec<Option<i64>> = (0..2000)
+        .map(|i| r.get(format!("{{piped}}:{i}")).expect("replica read"))
+        .collect();
+    assert!(got.iter().enumerate().all(|(i, v)| *v == Some(i as i64)));
+
     // With the slot's only replica gone, a write is applied but answers NOREPLICAS.
     let key = "acked:lonely";
     let replica_id = replica_of(&nodes, &topo, key).state.cluster.node_id.clone();

@@ -22,6 +22,19 @@
 //!   N replicas of its slot acknowledged its offset, else `-NOREPLICAS` after
 //!   `--replica-ack-timeout-ms`. As with Redis `WAIT`, the write stays applied on the
 //!   primary in that case; the client only learns it is not known to be replicated.
+//!   Slots without a replica in the topology are not waited on. Each acknowledged
+//!   write waits on its own, so a pipeline of them costs one replica round trip each.
+//!
+//! Known limits:
+//! - A hash is shipped whole on every write to it (O(fields) per `HSET`).
+//! - Eviction and expiry are not shipped: replicas expire by the absolute time they
+//!   were given and evict under their own `maxmemory`.
+//! - A replica shows a slot partially while a full copy of it is in progress, and
+//!   keeps the keys of slots it stops replicating (cleaning up is the handover's job).
+//! - A hash with more fields than the RESP multibulk limit (512 Ki fields) cannot be
+//!   shipped; its stream fails and retries.
+//! - Writes through the proxy port are replicated but do not wait for
+//!   acknowledgements (the proxy does not consume [`ClientRepl`] yet).
 
 pub mod backlog;
 pub mod primary;

@@ -147,6 +147,16 @@ async fn run(
             }
             next = batch.next;
             write(stream, &mut wbuf).await?;
+            // Under a steady stream of writes this loop may not reach the select below
+            // for a while: take acknowledgements that arrived meanwhile.
+            loop {
+                match stream.try_read_buf(&mut rbuf) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => handle_acks(&mut rbuf, req, state)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         let event = tokio::select! {
             r = appended.changed() => if r.is_ok() { Event::Appended } else { Event::Stop },
@@ -157,15 +167,7 @@ async fn run(
         match event {
             Event::Appended => {}
             Event::Stop | Event::Read(0) => return Ok(()),
-            Event::Read(_) => {
-                while let Some(args) = parse_request(&mut rbuf, &state.limits)? {
-                    let offset = parse_ack(&args)?;
-                    repl.peer_acked(&req.replica_id, offset);
-                }
-                if rbuf.len() > MAX_ACK_BUFFER {
-                    return Err(ReplicationError::BufferLimit(MAX_ACK_BUFFER));
-                }
-            }
+            Event::Read(_) => handle_acks(&mut rbuf, req, state)?,
             Event::Heartbeat => {
                 if state.cluster.epoch() != req.epoch {
                     return Err(ReplicationError::TopologyChanged);
@@ -175,6 +177,18 @@ async fn run(
             }
         }
     }
+}
+
+/// Applies every complete `RINGCACHE.ACK` in `rbuf`.
+fn handle_acks(rbuf: &mut BytesMut, req: &SyncRequest, state: &ServerState) -> Result<(), ReplicationError> {
+    while let Some(args) = parse_request(rbuf, &state.limits)? {
+        let offset = parse_ack(&args)?;
+        state.replication.peer_acked(&req.replica_id, offset);
+    }
+    if rbuf.len() > MAX_ACK_BUFFER {
+        return Err(ReplicationError::BufferLimit(MAX_ACK_BUFFER));
+    }
+    Ok(())
 }
 
 /// `RINGCACHE.ACK <offset>` → offset.
