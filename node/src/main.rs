@@ -27,6 +27,26 @@ fn main() {
         }
     };
     init_logging(&config.log_format);
+    // Signal handlers are installed before the node reports ready, so a SIGTERM that
+    // arrives right after "ready" still shuts down gracefully.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ringcache-node: cannot start the signal runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _guard = rt.enter();
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => (term, int),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("ringcache-node: cannot install signal handlers: {e}");
+                std::process::exit(1);
+            }
+        }
+    };
     let node = match NodeHandle::start(&config) {
         Ok(n) => n,
         Err(e) => {
@@ -35,24 +55,15 @@ fn main() {
         }
     };
     let token = node.shutdown_token();
-    let signals = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-            return;
-        };
-        rt.block_on(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-                _ = token.cancelled() => {}
-            }
-            token.cancel();
-        });
+    let (mut term, mut int) = signals;
+    rt.block_on(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = token.cancelled() => {}
+        }
+        token.cancel();
     });
-    let _ = signals.join();
     node.shutdown();
 }
 
