@@ -283,7 +283,7 @@ async fn session(
                 }
                 Frame::Ping { offset } => {
                     if !copying {
-                        next = next.max(offset + 1);
+                        next = next.max(offset.saturating_add(1));
                     }
                 }
                 data => {
@@ -298,7 +298,7 @@ async fn session(
                         repl.counters.records_applied.fetch_add(1, Ordering::Relaxed);
                     }
                     if offset != 0 {
-                        next = offset + 1;
+                        next = offset.saturating_add(1);
                     }
                 }
             }
