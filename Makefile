@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: dev test lint build k8s-bins bench bench-quick node redis-tools clean
+.PHONY: dev test lint build k8s-bins bench bench-cluster bench-quick node redis-tools clean
 
 ## dev: build, start a real local Kubernetes control plane with the test kubelet,
 ## run ringcache pods on it, and print how to connect (Ctrl-C tears it all down).
@@ -36,6 +36,10 @@ redis-tools:
 ## bench: ringcache-node vs Debian's redis-server on this machine (run by hand).
 bench:
 	python3 bench/node_vs_redis.py
+
+## bench-cluster: 3 ringcache nodes vs a 3-primary Redis Cluster, and the proxy port.
+bench-cluster:
+	python3 bench/cluster_vs_redis.py
 
 bench-quick:
 	python3 bench/node_vs_redis.py --quick --rounds 1 --keys 200000
