@@ -51,7 +51,11 @@ pub fn gauges(store: &Store, state: &ServerState) -> Gauges {
         expired: store.stats.expired_keys.load(Ordering::Relaxed),
         connected_clients: state.clients.count(),
         total_connections: state.total_connections.load(Ordering::Relaxed),
-        replication: crate::replication::render_metrics(&state.replication.status()),
+        replication: {
+            let mut s = crate::replication::render_metrics(&state.replication.status());
+            s.push_str(&crate::handover::render_metrics(&state.handovers.snapshots()));
+            s
+        },
     }
 }
 

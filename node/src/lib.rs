@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod control;
+pub mod handover;
 pub mod launch;
 pub mod metrics;
 pub mod proxy;

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod cluster;
 pub mod connection;
+pub mod handover;
 pub mod hashes;
 pub mod keys;
 pub mod replication;
@@ -156,6 +157,7 @@ pub fn registry() -> &'static Registry {
             keys::COMMANDS,
             hashes::COMMANDS,
             replication::COMMANDS,
+            handover::COMMANDS,
         ]
         .iter()
         .flat_map(|t| t.iter())
@@ -189,6 +191,11 @@ fn check_and_run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> CmdRe
     }
     if spec.keys.0 > 0 {
         cluster::route(ctx, spec, args)?;
+    }
+    if !crate::handover::before_command(ctx, spec, args) {
+        // The connection reads keys through from a handover's source, then runs the
+        // command again.
+        return Ok(());
     }
     if spec.flags & flag::DENYOOM != 0 && !ctx.client.no_evict {
         ctx.store.ensure_memory()?;

@@ -17,6 +17,8 @@ use crate::store::Store;
 use super::convert::topology_from_pb;
 use super::pb;
 use super::pb::control_server::Control;
+use crate::handover::{check_id, slots_from_ranges, HandoverError, HandoverSnapshot};
+use crate::replication::SlotSet;
 
 /// The control service of one node.
 #[derive(Clone)]
@@ -54,7 +56,61 @@ pub fn apply_error_status(err: &ApplyError) -> Status {
     }
 }
 
+/// The gRPC status for a refused handover request.
+pub fn handover_error_status(err: &HandoverError) -> Status {
+    match err {
+        HandoverError::Empty { .. }
+        | HandoverError::TooLong { .. }
+        | HandoverError::SlotOutOfRange { .. }
+        | HandoverError::InvertedRange { .. }
+        | HandoverError::BadAddress { .. }
+        | HandoverError::SourceIsSelf(_) => Status::invalid_argument(err.to_string()),
+        HandoverError::NotFound(_) => Status::not_found(err.to_string()),
+        HandoverError::AlreadyExists(_) => Status::already_exists(err.to_string()),
+        HandoverError::NotClusterMode
+        | HandoverError::NoTopology
+        | HandoverError::NotOwned { .. }
+        | HandoverError::Overlap { .. } => Status::failed_precondition(err.to_string()),
+        HandoverError::TooMany => Status::resource_exhausted(err.to_string()),
+    }
+}
+
+fn handover_to_pb(h: &HandoverSnapshot) -> pb::HandoverStatus {
+    pb::HandoverStatus {
+        handover_id: h.id.clone(),
+        slots: h
+            .slots
+            .iter()
+            .map(|r| pb::SlotRange {
+                start: u32::from(r.start),
+                end: u32::from(r.end),
+            })
+            .collect(),
+        local_hits: h.local_hits,
+        read_through_hits: h.read_through_hits,
+        misses: h.misses,
+        started_ms: h.started_ms,
+        source_node_id: h.source_node_id.clone(),
+        source_resp_addr: h.source_addr.clone(),
+        written_keys: h.written_keys,
+        read_through_stopped: h.read_through_stopped,
+        read_through_errors: h.read_through_errors,
+    }
+}
+
+fn pb_slots(slots: &[pb::SlotRange]) -> Result<SlotSet, HandoverError> {
+    let ranges: Vec<(u32, u32)> = slots.iter().map(|r| (r.start, r.end)).collect();
+    slots_from_ranges("slots", &ranges)
+}
+
 impl ControlService {
+    fn handover_cluster(&self) -> Result<(), Status> {
+        if !self.cluster().enabled {
+            return Err(handover_error_status(&HandoverError::NotClusterMode));
+        }
+        Ok(())
+    }
+
     pub fn new(state: Arc<ServerState>, store: Arc<Store>, resp_addr: SocketAddr) -> Self {
         Self {
             state,
@@ -154,6 +210,7 @@ impl Control for ControlService {
             keys: store.dbsize() as u64,
             lease_until_ms: cluster.lease_until_ms(),
             slot_ranges,
+            handovers: self.state.handovers.snapshots().iter().map(handover_to_pb).collect(),
         }))
     }
 
@@ -190,6 +247,80 @@ impl Control for ControlService {
         cluster.grant_lease(now_ms().saturating_add(req.lease_ms));
         Ok(Response::new(pb::HeartbeatResponse {
             lease_until_ms: cluster.lease_until_ms(),
+        }))
+    }
+
+    async fn begin_handover(
+        &self,
+        request: Request<pb::BeginHandoverRequest>,
+    ) -> Result<Response<pb::BeginHandoverResponse>, Status> {
+        let req = request.into_inner();
+        check_id("handover_id", &req.handover_id).map_err(|e| handover_error_status(&e))?;
+        let slots = pb_slots(&req.slots).map_err(|e| handover_error_status(&e))?;
+        self.handover_cluster()?;
+        let view = self.cluster().view();
+        let h = self
+            .state
+            .handovers
+            .begin(
+                &req.handover_id,
+                slots,
+                &req.source_node_id,
+                &req.source_resp_addr,
+                view.as_deref(),
+                now_ms(),
+            )
+            .map_err(|e| handover_error_status(&e))?;
+        info!(handover = %h.id, source = %h.source_node_id, slots = h.slots().len(), "handover begun");
+        crate::handover::fetch::notify_source(&self.state, &h.source_addr, &h.id, Some(&h.slots())).await;
+        Ok(Response::new(pb::BeginHandoverResponse {
+            handover: Some(handover_to_pb(&h.snapshot())),
+        }))
+    }
+
+    async fn advance_handover(
+        &self,
+        request: Request<pb::AdvanceHandoverRequest>,
+    ) -> Result<Response<pb::AdvanceHandoverResponse>, Status> {
+        let req = request.into_inner();
+        check_id("handover_id", &req.handover_id).map_err(|e| handover_error_status(&e))?;
+        let slots = pb_slots(&req.slots).map_err(|e| handover_error_status(&e))?;
+        self.handover_cluster()?;
+        let view = self.cluster().view();
+        let h = self
+            .state
+            .handovers
+            .advance(&req.handover_id, &slots, view.as_deref())
+            .map_err(|e| handover_error_status(&e))?;
+        info!(handover = %h.id, slots = h.slots().len(), "handover advanced");
+        crate::handover::fetch::notify_source(&self.state, &h.source_addr, &h.id, Some(&h.slots())).await;
+        Ok(Response::new(pb::AdvanceHandoverResponse {
+            handover: Some(handover_to_pb(&h.snapshot())),
+        }))
+    }
+
+    async fn complete_handover(
+        &self,
+        request: Request<pb::CompleteHandoverRequest>,
+    ) -> Result<Response<pb::CompleteHandoverResponse>, Status> {
+        let req = request.into_inner();
+        check_id("handover_id", &req.handover_id).map_err(|e| handover_error_status(&e))?;
+        self.handover_cluster()?;
+        let snap = self
+            .state
+            .handovers
+            .complete(&req.handover_id)
+            .map_err(|e| handover_error_status(&e))?;
+        info!(
+            handover = %snap.id,
+            local_hits = snap.local_hits,
+            read_through_hits = snap.read_through_hits,
+            misses = snap.misses,
+            "handover completed"
+        );
+        crate::handover::fetch::notify_source(&self.state, &snap.source_addr, &snap.id, None).await;
+        Ok(Response::new(pb::CompleteHandoverResponse {
+            handover: Some(handover_to_pb(&snap)),
         }))
     }
 }

@@ -223,8 +223,12 @@ async fn copy(
                 continue;
             }
             let mut keys = Vec::with_capacity(s.len());
-            s.for_each_key(now, |e| keys.push(Bytes::copy_from_slice(e.key())));
-            keys
+            s.for_each_key(now, |e| {
+                keys.push((Bytes::copy_from_slice(e.key()), e.freq(), e.clock()))
+            });
+            // Warm-up (DESIGN.md §6): a new owner gets the hottest keys first.
+            crate::handover::sort_hottest_first(&mut keys, crate::store::clock_of(now));
+            keys.into_iter().map(|k| k.0).collect()
         };
         for chunk in keys.chunks(COPY_BATCH) {
             {

@@ -43,6 +43,8 @@ pub async fn serve(
     let peer = stream.peer_addr()?;
     let local = stream.local_addr()?;
     let shared = state.clients.register(peer, local);
+    // This loop runs handover read-throughs the commands ask for.
+    shared.handover.enable();
     let mut client = ClientState {
         shared,
         authenticated: !state.auth_required(),
@@ -87,8 +89,27 @@ async fn run(
                 now: now_ms(),
                 flow: Flow::Continue,
             };
-            let index = cmd::execute(&mut ctx, &args);
-            let flow = ctx.flow;
+            let mut index = cmd::execute(&mut ctx, &args);
+            let mut flow = ctx.flow;
+            if let Some(fetch) = client.shared.handover.take_request() {
+                // Handover read-through: the command wrote no reply; fill its missing
+                // keys from the slots' previous owner, then run it again (once).
+                out.buf.truncate(mark);
+                let filled = crate::handover::fetch::read_through(&fetch, store, state).await;
+                client.shared.handover.set_filled(filled);
+                let mut ctx = Ctx {
+                    store,
+                    server: state,
+                    client,
+                    out: &mut out,
+                    now: now_ms(),
+                    flow: Flow::Continue,
+                };
+                index = cmd::execute(&mut ctx, &args);
+                flow = ctx.flow;
+                let _ = client.shared.handover.take_request();
+                client.shared.handover.clear_filled();
+            }
             metrics.record(index, started.elapsed());
             let (wait, sync) = client.shared.repl.take();
             if let Some(wait) = wait {

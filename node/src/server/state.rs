@@ -31,6 +31,8 @@ pub struct ServerState {
     pub cluster: Arc<ClusterState>,
     /// Backlog, replica acknowledgements and links to primaries.
     pub replication: Arc<crate::replication::Replication>,
+    /// Slot handovers to this node, and slots retained here for others.
+    pub handovers: Arc<crate::handover::Handovers>,
 }
 
 impl ServerState {
@@ -58,6 +60,7 @@ impl ServerState {
             ready: AtomicBool::new(false),
             threads,
             replication: Arc::new(crate::replication::Replication::new(cluster.clone())),
+            handovers: Arc::new(crate::handover::Handovers::default()),
             cluster,
         }
     }
@@ -88,6 +91,8 @@ pub struct ClientShared {
     pub meta: Mutex<ClientMeta>,
     /// Acknowledgement wait or replication stream requested by the last command.
     pub repl: crate::replication::ClientRepl,
+    /// Handover read-through requested by the last command.
+    pub handover: crate::handover::ClientHandover,
 }
 
 impl ClientShared {
@@ -129,6 +134,7 @@ impl ClientRegistry {
                 ..ClientMeta::default()
             }),
             repl: Default::default(),
+            handover: Default::default(),
         });
         self.clients.lock().insert(id, c.clone());
         c

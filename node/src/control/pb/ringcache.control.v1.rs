@@ -93,6 +93,9 @@ pub struct GetStatusResponse {
     /// slots when there is none, merged into ranges of equal ownership.
     #[prost(message, repeated, tag = "9")]
     pub slot_ranges: ::prost::alloc::vec::Vec<SlotRangeStats>,
+    /// Active handovers to this node.
+    #[prost(message, repeated, tag = "10")]
+    pub handovers: ::prost::alloc::vec::Vec<HandoverStatus>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HealthRequest {}
@@ -123,6 +126,86 @@ pub struct HeartbeatRequest {
 pub struct HeartbeatResponse {
     #[prost(uint64, tag = "1")]
     pub lease_until_ms: u64,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SlotRange {
+    #[prost(uint32, tag = "1")]
+    pub start: u32,
+    /// Inclusive.
+    #[prost(uint32, tag = "2")]
+    pub end: u32,
+}
+/// Counters of one handover, kept by the new owner. Only reads of keys in `slots`
+/// served while this node is their primary are counted: a key found here is a local
+/// hit, a key read through from the source a read-through hit, a key found nowhere a
+/// miss. The origin saw no miss for local_hits + read_through_hits.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HandoverStatus {
+    #[prost(string, tag = "1")]
+    pub handover_id: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "2")]
+    pub slots: ::prost::alloc::vec::Vec<SlotRange>,
+    #[prost(uint64, tag = "3")]
+    pub local_hits: u64,
+    #[prost(uint64, tag = "4")]
+    pub read_through_hits: u64,
+    #[prost(uint64, tag = "5")]
+    pub misses: u64,
+    /// Unix ms of BeginHandover.
+    #[prost(uint64, tag = "6")]
+    pub started_ms: u64,
+    #[prost(string, tag = "7")]
+    pub source_node_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub source_resp_addr: ::prost::alloc::string::String,
+    /// Keys written or deleted here since BeginHandover (never read through).
+    #[prost(uint64, tag = "9")]
+    pub written_keys: u64,
+    /// Read-through stopped because the written-keys set was full (or a flush).
+    #[prost(bool, tag = "10")]
+    pub read_through_stopped: bool,
+    /// Read-through attempts that failed (source unreachable, timeout, bad reply).
+    #[prost(uint64, tag = "11")]
+    pub read_through_errors: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BeginHandoverRequest {
+    #[prost(string, tag = "1")]
+    pub handover_id: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "2")]
+    pub slots: ::prost::alloc::vec::Vec<SlotRange>,
+    #[prost(string, tag = "3")]
+    pub source_node_id: ::prost::alloc::string::String,
+    /// host:port of the source's RESP listener.
+    #[prost(string, tag = "4")]
+    pub source_resp_addr: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BeginHandoverResponse {
+    #[prost(message, optional, tag = "1")]
+    pub handover: ::core::option::Option<HandoverStatus>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AdvanceHandoverRequest {
+    #[prost(string, tag = "1")]
+    pub handover_id: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "2")]
+    pub slots: ::prost::alloc::vec::Vec<SlotRange>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AdvanceHandoverResponse {
+    #[prost(message, optional, tag = "1")]
+    pub handover: ::core::option::Option<HandoverStatus>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CompleteHandoverRequest {
+    #[prost(string, tag = "1")]
+    pub handover_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CompleteHandoverResponse {
+    #[prost(message, optional, tag = "1")]
+    pub handover: ::core::option::Option<HandoverStatus>,
 }
 /// Generated client implementations.
 pub mod control_client {
@@ -316,6 +399,93 @@ pub mod control_client {
                 .insert(GrpcMethod::new("ringcache.control.v1.Control", "Heartbeat"));
             self.inner.unary(req, path, codec).await
         }
+        /// Handover of slots to this node (the new owner) from a source node, with
+        /// read-through (DESIGN.md §6): called before the epoch that makes this node primary
+        /// of `slots`. While active, a key of those slots missing here is read from the
+        /// source and kept. INVALID_ARGUMENT for bad input (the message names the field),
+        /// ALREADY_EXISTS for a reused id, FAILED_PRECONDITION outside cluster mode, when a
+        /// slot's primary is neither the source nor this node, or when a slot is already in
+        /// another handover.
+        pub async fn begin_handover(
+            &mut self,
+            request: impl tonic::IntoRequest<super::BeginHandoverRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::BeginHandoverResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/ringcache.control.v1.Control/BeginHandover",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("ringcache.control.v1.Control", "BeginHandover"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Adds slots to an active handover (the next stage). NOT_FOUND for an unknown id.
+        pub async fn advance_handover(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AdvanceHandoverRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AdvanceHandoverResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/ringcache.control.v1.Control/AdvanceHandover",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("ringcache.control.v1.Control", "AdvanceHandover"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Ends read-through and returns the final counters. NOT_FOUND for an unknown id.
+        pub async fn complete_handover(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CompleteHandoverRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CompleteHandoverResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/ringcache.control.v1.Control/CompleteHandover",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("ringcache.control.v1.Control", "CompleteHandover"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -360,6 +530,36 @@ pub mod control_server {
             request: tonic::Request<super::HeartbeatRequest>,
         ) -> std::result::Result<
             tonic::Response<super::HeartbeatResponse>,
+            tonic::Status,
+        >;
+        /// Handover of slots to this node (the new owner) from a source node, with
+        /// read-through (DESIGN.md §6): called before the epoch that makes this node primary
+        /// of `slots`. While active, a key of those slots missing here is read from the
+        /// source and kept. INVALID_ARGUMENT for bad input (the message names the field),
+        /// ALREADY_EXISTS for a reused id, FAILED_PRECONDITION outside cluster mode, when a
+        /// slot's primary is neither the source nor this node, or when a slot is already in
+        /// another handover.
+        async fn begin_handover(
+            &self,
+            request: tonic::Request<super::BeginHandoverRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::BeginHandoverResponse>,
+            tonic::Status,
+        >;
+        /// Adds slots to an active handover (the next stage). NOT_FOUND for an unknown id.
+        async fn advance_handover(
+            &self,
+            request: tonic::Request<super::AdvanceHandoverRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AdvanceHandoverResponse>,
+            tonic::Status,
+        >;
+        /// Ends read-through and returns the final counters. NOT_FOUND for an unknown id.
+        async fn complete_handover(
+            &self,
+            request: tonic::Request<super::CompleteHandoverRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CompleteHandoverResponse>,
             tonic::Status,
         >;
     }
@@ -598,6 +798,141 @@ pub mod control_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = HeartbeatSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/ringcache.control.v1.Control/BeginHandover" => {
+                    #[allow(non_camel_case_types)]
+                    struct BeginHandoverSvc<T: Control>(pub Arc<T>);
+                    impl<
+                        T: Control,
+                    > tonic::server::UnaryService<super::BeginHandoverRequest>
+                    for BeginHandoverSvc<T> {
+                        type Response = super::BeginHandoverResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::BeginHandoverRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Control>::begin_handover(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = BeginHandoverSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/ringcache.control.v1.Control/AdvanceHandover" => {
+                    #[allow(non_camel_case_types)]
+                    struct AdvanceHandoverSvc<T: Control>(pub Arc<T>);
+                    impl<
+                        T: Control,
+                    > tonic::server::UnaryService<super::AdvanceHandoverRequest>
+                    for AdvanceHandoverSvc<T> {
+                        type Response = super::AdvanceHandoverResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AdvanceHandoverRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Control>::advance_handover(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AdvanceHandoverSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/ringcache.control.v1.Control/CompleteHandover" => {
+                    #[allow(non_camel_case_types)]
+                    struct CompleteHandoverSvc<T: Control>(pub Arc<T>);
+                    impl<
+                        T: Control,
+                    > tonic::server::UnaryService<super::CompleteHandoverRequest>
+                    for CompleteHandoverSvc<T> {
+                        type Response = super::CompleteHandoverResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CompleteHandoverRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Control>::complete_handover(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CompleteHandoverSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

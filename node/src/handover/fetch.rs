@@ -1,0 +1,241 @@
+//! Read-through I/O on the new owner: `RINGCACHE.FETCH` from the source over RESP
+//! (pooled connections per handover), filling the local store; and the best-effort
+//! `RINGCACHE.RETAIN` / `RINGCACHE.RELEASE` calls to the source.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+
+use super::{FetchRequest, Handover};
+use crate::cluster::slot::key_slot;
+use crate::replication::record::{write_command, Frame};
+use crate::replication::SlotSet;
+use crate::resp::{parse_request, Limits};
+use crate::server::state::ServerState;
+use crate::store::{now_ms, Entry, Hash, Object, Store};
+
+/// Longest a command waits for its keys from the source (connect included).
+pub const FETCH_TIMEOUT: Duration = Duration::from_millis(500);
+/// Idle connections kept per handover.
+const POOL: usize = 8;
+/// Most reply bytes buffered from the source.
+const MAX_REPLY_BUFFER: usize = 512 * 1024 * 1024;
+
+/// Why talking to the source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(#[from] crate::resp::ProtocolError),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("the source closed the connection")]
+    Closed,
+    #[error("the source answered {0}")]
+    Refused(String),
+    #[error("reply larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+async fn connect(addr: &str, password: Option<&str>, limits: &Limits) -> Result<TcpStream, FetchError> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    if let Some(pass) = password {
+        let mut buf = BytesMut::new();
+        write_command(&mut buf, &[b"AUTH", pass.as_bytes()]);
+        let replies = exchange(&mut stream, &buf, 1, limits).await?;
+        check_ok(&replies)?;
+    }
+    Ok(stream)
+}
+
+fn check_ok(replies: &[Vec<Bytes>]) -> Result<(), FetchError> {
+    match replies.first() {
+        Some(r) if r.first().is_some_and(|a| a.starts_with(b"+") || a.starts_with(b":")) => Ok(()),
+        Some(r) => Err(FetchError::Refused(words(r))),
+        None => Err(FetchError::Closed),
+    }
+}
+
+fn words(args: &[Bytes]) -> String {
+    let all: Vec<String> = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    all.join(" ").chars().take(256).collect()
+}
+
+/// Writes `request` and reads `n` replies (each parsed as a request: arrays of bulk
+/// strings, or an inline line for `+OK` / `-ERR ...`).
+async fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    n: usize,
+    limits: &Limits,
+) -> Result<Vec<Vec<Bytes>>, FetchError> {
+    stream.write_all(request).await?;
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut replies = Vec::with_capacity(n);
+    while replies.len() < n {
+        while replies.len() < n {
+            match parse_request(&mut rbuf, limits)? {
+                Some(args) => replies.push(args),
+                None => break,
+            }
+        }
+        if replies.len() == n {
+            break;
+        }
+        if rbuf.len() > MAX_REPLY_BUFFER {
+            return Err(FetchError::TooLarge(MAX_REPLY_BUFFER));
+        }
+        if stream.read_buf(&mut rbuf).await? == 0 {
+            return Err(FetchError::Closed);
+        }
+    }
+    Ok(replies)
+}
+
+/// Fetches the records of `keys` from the handover's source.
+async fn fetch_records(h: &Handover, keys: &[Bytes], state: &ServerState) -> Result<Vec<Vec<Bytes>>, FetchError> {
+    let pooled = h.pool.lock().pop();
+    let mut stream = match pooled.map(TcpStream::from_std) {
+        Some(Ok(s)) => s,
+        _ => {
+            let password = state.requirepass.read().clone();
+            connect(&h.source_addr, password.as_deref(), &state.limits).await?
+        }
+    };
+    let mut buf = BytesMut::new();
+    for k in keys {
+        write_command(&mut buf, &[b"RINGCACHE.FETCH", k]);
+    }
+    let replies = exchange(&mut stream, &buf, keys.len(), &state.limits).await?;
+    if let Ok(std) = stream.into_std() {
+        let mut pool = h.pool.lock();
+        if pool.len() < POOL {
+            pool.push(std);
+        }
+    }
+    Ok(replies)
+}
+
+/// Reads `req.keys` through from the source and fills what may still be filled.
+/// Returns the keys this call filled. Failures count as read-through errors (the
+/// command then sees misses).
+pub async fn read_through(req: &FetchRequest, store: &Store, state: &ServerState) -> Vec<Bytes> {
+    let h = &req.handover;
+    let replies = match tokio::time::timeout(FETCH_TIMEOUT, fetch_records(h, &req.keys, state)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            h.count_error();
+            debug!(handover = %h.id, source = %h.source_addr, error = %e, "handover: read-through failed");
+            return Vec::new();
+        }
+        Err(_) => {
+            h.count_error();
+            debug!(handover = %h.id, source = %h.source_addr, "handover: read-through timed out");
+            return Vec::new();
+        }
+    };
+    let now = now_ms();
+    let mut filled = Vec::new();
+    for (key, reply) in req.keys.iter().zip(&replies) {
+        match fill(store, h, key, reply, now) {
+            Ok(true) => filled.push(key.clone()),
+            Ok(false) => {}
+            Err(e) => {
+                h.count_error();
+                debug!(handover = %h.id, error = %e, "handover: bad read-through reply");
+            }
+        }
+    }
+    filled
+}
+
+/// Applies one `RINGCACHE.FETCH` reply for `key`: inserts the record when the key is
+/// still missing here and may be read through. Returns whether it filled the key.
+pub fn fill(store: &Store, h: &Handover, key: &[u8], reply: &[Bytes], now: u64) -> Result<bool, FetchError> {
+    let frame = Frame::parse(reply).map_err(|e| FetchError::Refused(e.to_string()))?;
+    let entry = match frame {
+        Frame::Set {
+            key: k,
+            value,
+            expire_at,
+            ..
+        } if k == key => {
+            if expire_at != 0 && expire_at <= now {
+                return Ok(false);
+            }
+            Entry::string(key, value, expire_at, 0)
+        }
+        Frame::HSet {
+            key: k,
+            expire_at,
+            fields,
+            ..
+        } if k == key => {
+            if expire_at != 0 && expire_at <= now {
+                return Ok(false);
+            }
+            let mut hash = Hash::default();
+            for pair in fields.chunks_exact(2) {
+                hash.insert(&pair[0], &pair[1]);
+            }
+            if hash.is_empty() {
+                return Ok(false);
+            }
+            Entry::object(key, Object::Hash(hash), expire_at, 0)
+        }
+        Frame::Del { key: k, .. } if k == key => return Ok(false),
+        _ => return Err(FetchError::Refused(words(reply))),
+    };
+    if store.ensure_memory().is_err() {
+        return Ok(false);
+    }
+    let slot = key_slot(key);
+    let mut locked = store.lock(slot);
+    let mut s = locked.slot();
+    if s.get(key, now).is_some() {
+        return Ok(false);
+    }
+    Ok(h.fill_if_allowed(key, || {
+        s.insert(entry, now);
+    }))
+}
+
+/// `RINGCACHE.RETAIN <id> <start> <end> ...` or `RINGCACHE.RELEASE <id>` on the
+/// source, best effort: failures are logged.
+pub async fn notify_source(state: &ServerState, addr: &str, id: &str, retain: Option<&SlotSet>) {
+    let mut args: Vec<Vec<u8>> = Vec::new();
+    match retain {
+        Some(slots) => {
+            args.push(b"RINGCACHE.RETAIN".to_vec());
+            args.push(id.as_bytes().to_vec());
+            for r in crate::cluster::topology::ranges_from_slots(slots.iter()) {
+                args.push(r.start.to_string().into_bytes());
+                args.push(r.end.to_string().into_bytes());
+            }
+        }
+        None => {
+            args.push(b"RINGCACHE.RELEASE".to_vec());
+            args.push(id.as_bytes().to_vec());
+        }
+    }
+    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    let mut buf = BytesMut::new();
+    write_command(&mut buf, &refs);
+    let password = state.requirepass.read().clone();
+    let result = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut stream = connect(addr, password.as_deref(), &state.limits).await?;
+        let replies = exchange(&mut stream, &buf, 1, &state.limits).await?;
+        check_ok(&replies)
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => debug!(handover = %id, source = %addr, retain = retain.is_some(), "handover: source notified"),
+        Ok(Err(e)) => warn!(handover = %id, source = %addr, error = %e, "handover: could not notify the source"),
+        Err(_) => warn!(handover = %id, source = %addr, "handover: notifying the source timed out"),
+    }
+}

@@ -1,0 +1,630 @@
+//! Slot handover with warm-up (DESIGN.md §6) on in-process nodes: three nodes (R=1)
+//! with 30k keys, a fourth joins and takes over the slots placement moves to it, while
+//! a cluster client keeps writing and reading. One test copies first (the new owner is
+//! an extra replica), then flips; the other flips without a copy, so reads are served
+//! by read-through from the old owners. Both check every acknowledged write at the
+//! end, the new owner's hit ratio from `GetStatus`, that the old owners drop the moved
+//! keys, and that a stale epoch is still refused.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis::Commands;
+use ringcache_node::cluster::placement::{next_topology, Member};
+use ringcache_node::cluster::slot::{key_slot, Slot};
+use ringcache_node::cluster::state::ApplyError;
+use ringcache_node::cluster::topology::{ranges_from_slots, NodeInfo, Topology};
+use ringcache_node::control::pb::control_client::ControlClient;
+use ringcache_node::control::pb::{
+    AdvanceHandoverRequest, BeginHandoverRequest, CompleteHandoverRequest, GetStatusRequest, HandoverStatus, SlotRange,
+};
+use ringcache_node::launch::NodeHandle;
+use tonic::Code;
+
+const KEYS: usize = 30_000;
+
+fn cluster_node(id: &str) -> NodeHandle {
+    let id = id.to_string();
+    start_with(move |c| {
+        c.cluster_enabled = true;
+        c.node_id = Some(id);
+    })
+}
+
+fn info(node: &NodeHandle) -> NodeInfo {
+    NodeInfo {
+        id: node.state.cluster.node_id.clone(),
+        instance: node.state.cluster.instance.clone(),
+        resp_addr: node.resp_addr.to_string(),
+        control_addr: node.control_addr.to_string(),
+        zone: None,
+    }
+}
+
+fn key(i: usize) -> String {
+    format!("key:{i}")
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn apply(nodes: &[&NodeHandle], topo: &Topology) {
+    for n in nodes {
+        n.state.cluster.apply(topo.clone()).expect("topology applies");
+    }
+}
+
+fn cluster_client(nodes: &[&NodeHandle]) -> redis::cluster::ClusterConnection {
+    let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{}/", n.resp_addr)).collect();
+    redis::cluster::ClusterClientBuilder::new(urls)
+        .retries(30)
+        .min_retry_wait(5)
+        .max_retry_wait(100)
+        .build()
+        .expect("cluster client")
+        .get_connection()
+        .expect("connects")
+}
+
+/// What the background client saw: the last acknowledged value of each key it wrote,
+/// values of writes that failed after it (they may or may not have happened), and
+/// reads that contradicted an acknowledged write.
+#[derive(Default)]
+struct Seen {
+    acked: HashMap<usize, String>,
+    uncertain: HashMap<usize, Vec<String>>,
+    stale_reads: Vec<String>,
+    ops: u64,
+    errors: u64,
+}
+
+/// A client that keeps writing and reading known keys until `stop`.
+fn background(
+    nodes: Vec<String>,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    reads: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let client = redis::cluster::ClusterClientBuilder::new(nodes)
+            .retries(30)
+            .min_retry_wait(5)
+            .max_retry_wait(100)
+            .build()
+            .expect("cluster client");
+        let mut con = client.get_connection().expect("connects");
+        let mut seq = 0u64;
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        while !stop.load(Ordering::Relaxed) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % KEYS as u64) as usize;
+            seq += 1;
+            let mut s = seen.lock().unwrap();
+            s.ops += 1;
+            // Only even keys are written: odd ones keep their initial value.
+            if seq % 3 == 0 && i % 2 == 0 {
+                let value = format!("w{seq}");
+                match con.set::<_, _, ()>(key(i), &value) {
+                    Ok(()) => {
+                        s.acked.insert(i, value);
+                        s.uncertain.remove(&i);
+                    }
+                    Err(_) => {
+                        s.errors += 1;
+                        s.uncertain.entry(i).or_default().push(value);
+                    }
+                }
+            } else {
+                match con.get::<_, Option<String>>(key(i)) {
+                    Ok(v) => {
+                        reads.fetch_add(1, Ordering::Relaxed);
+                        let want = s.acked.get(&i).cloned().unwrap_or_else(|| format!("v{i}"));
+                        let maybe = s
+                            .uncertain
+                            .get(&i)
+                            .is_some_and(|u| v.as_ref().is_some_and(|v| u.contains(v)));
+                        if v.as_deref() != Some(want.as_str()) && !maybe && s.stale_reads.len() < 20 {
+                            s.stale_reads
+                                .push(format!("{}: got {v:?}, acknowledged {want}", key(i)));
+                        }
+                    }
+                    Err(_) => s.errors += 1,
+                }
+            }
+        }
+    })
+}
+
+/// Moving slots grouped by old primary: source id → slots.
+fn moves(old: &Topology, new: &Topology, to: &str) -> BTreeMap<String, Vec<Slot>> {
+    let mut out: BTreeMap<String, Vec<Slot>> = BTreeMap::new();
+    for slot in 0..16384u16 {
+        if new.primary_of(slot) == Some(to) {
+            if let Some(from) = old.primary_of(slot) {
+                out.entry(from.to_string()).or_default().push(slot);
+            }
+        }
+    }
+    out
+}
+
+fn pb_ranges(slots: &[Slot]) -> Vec<SlotRange> {
+    ranges_from_slots(slots.iter().copied())
+        .into_iter()
+        .map(|r| SlotRange {
+            start: u32::from(r.start),
+            end: u32::from(r.end),
+        })
+        .collect()
+}
+
+/// `old` with `owners_for(slot, old owners)` replacing the owners of `moving` slots.
+fn variant(
+    old: &Topology,
+    nodes: Vec<NodeInfo>,
+    epoch: u64,
+    moving: &HashSet<Slot>,
+    owners_for: impl Fn(&[String]) -> Vec<String>,
+) -> Topology {
+    let owners = old
+        .to_slot_owners()
+        .into_iter()
+        .enumerate()
+        .map(|(s, o)| {
+            if moving.contains(&(s as Slot)) {
+                owners_for(&o)
+            } else {
+                o
+            }
+        })
+        .collect();
+    Topology::from_slot_owners(epoch, nodes, owners).expect("valid topology")
+}
+
+fn keys_in(node: &NodeHandle, slots: &HashSet<Slot>) -> usize {
+    slots.iter().map(|&s| node.store.slot_stats(s).keys).sum()
+}
+
+struct Totals {
+    local: u64,
+    read_through: u64,
+    misses: u64,
+}
+
+impl Totals {
+    fn of(hs: &[HandoverStatus]) -> Totals {
+        Totals {
+            local: hs.iter().map(|h| h.local_hits).sum(),
+            read_through: hs.iter().map(|h| h.read_through_hits).sum(),
+            misses: hs.iter().map(|h| h.misses).sum(),
+        }
+    }
+    fn ratio(&self) -> f64 {
+        let hits = self.local + self.read_through;
+        hits as f64 / (hits + self.misses).max(1) as f64
+    }
+}
+
+/// The whole scenario; `copy_first` adds the copy epoch before the flip.
+fn scale_out(copy_first: bool) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let olds: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
+    let infos: Vec<NodeInfo> = olds.iter().map(info).collect();
+    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
+    let mut t1 = next_topology(None, &infos, &members, 1).expect("placement");
+    t1.epoch = 1;
+    apply(&olds.iter().collect::<Vec<_>>(), &t1);
+
+    let old_refs: Vec<&NodeHandle> = olds.iter().collect();
+    let mut con = cluster_client(&old_refs);
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::cluster::cluster_pipe();
+        for &i in chunk {
+            pipe.set(key(i), format!("v{i}")).ignore();
+        }
+        let () = pipe.query(&mut con).expect("initial writes");
+    }
+    drop(con);
+
+    let d = cluster_node("d");
+    let mut all_infos = infos.clone();
+    all_infos.push(info(&d));
+    let mut all_members = members.clone();
+    all_members.push(Member::new("d"));
+    let mut final_topo = next_topology(Some(&t1), &all_infos, &all_members, 1).expect("placement");
+    final_topo.epoch = 4;
+    let by_source = moves(&t1, &final_topo, "d");
+    let moving: HashSet<Slot> = by_source.values().flatten().copied().collect();
+    eprintln!(
+        "handover: {} of 16384 slots move to d from {:?}",
+        moving.len(),
+        by_source.iter().map(|(k, v)| (k.clone(), v.len())).collect::<Vec<_>>()
+    );
+    assert!(
+        (3000..=5000).contains(&moving.len()),
+        "about a quarter moves: {}",
+        moving.len()
+    );
+    let moved_keys = (0..KEYS)
+        .filter(|&i| moving.contains(&key_slot(key(i).as_bytes())))
+        .count();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let reads = Arc::new(AtomicU64::new(0));
+    let bg = background(
+        olds.iter().map(|n| format!("redis://{}/", n.resp_addr)).collect(),
+        stop.clone(),
+        seen.clone(),
+        reads.clone(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let everyone: Vec<&NodeHandle> = olds.iter().chain([&d]).collect();
+    let started = Instant::now();
+
+    // 1. Copy: d becomes an extra replica of the moving slots.
+    if copy_first {
+        let t2 = variant(&t1, all_infos.clone(), 2, &moving, |o| {
+            let mut o = o.to_vec();
+            o.push("d".into());
+            o
+        });
+        apply(&everyone, &t2);
+        wait_until(
+            "d holds a full copy of the moving slots",
+            Duration::from_secs(60),
+            || {
+                let st = d.state.replication.status();
+                st.links.len() == 3 && st.links.iter().all(|l| l.connected) && keys_in(&d, &moving) >= moved_keys
+            },
+        );
+        eprintln!("handover: copy of {moved_keys} keys done after {:?}", started.elapsed());
+    }
+
+    if !copy_first {
+        // d joins the membership without slots (BeginHandover needs a topology).
+        let t2 = variant(&t1, all_infos.clone(), 2, &HashSet::new(), |o| o.to_vec());
+        apply(&everyone, &t2);
+    }
+
+    // 2. Begin a handover per source, then flip (the old owners first, so no write
+    // is acknowledged by an old owner after the new one stopped replicating from it).
+    let mut control = rt
+        .block_on(ControlClient::connect(format!("http://{}", d.control_addr)))
+        .unwrap();
+    for (source, slots) in &by_source {
+        let src = olds.iter().find(|n| &n.state.cluster.node_id == source).unwrap();
+        // The first stage takes a tenth of the slots, AdvanceHandover the rest.
+        let first = (slots.len() / 10).max(1);
+        let begun = rt
+            .block_on(control.begin_handover(BeginHandoverRequest {
+                handover_id: format!("to-d-from-{source}"),
+                slots: pb_ranges(&slots[..first]),
+                source_node_id: source.clone(),
+                source_resp_addr: src.resp_addr.to_string(),
+            }))
+            .expect("begin handover")
+            .into_inner();
+        assert_eq!(begun.handover.unwrap().handover_id, format!("to-d-from-{source}"));
+        rt.block_on(control.advance_handover(AdvanceHandoverRequest {
+            handover_id: format!("to-d-from-{source}"),
+            slots: pb_ranges(&slots[first..]),
+        }))
+        .expect("advance handover");
+    }
+    let flip = if copy_first {
+        // d primary, the old owner a replica.
+        variant(&t1, all_infos.clone(), 3, &moving, |o| {
+            vec!["d".to_string(), o[0].clone()]
+        })
+    } else {
+        // Without a copy the old owner must not become a replica (that would copy d's
+        // empty slots over its own); it keeps the slots for read-through (retained).
+        let mut t = final_topo.clone();
+        t.epoch = 3;
+        t
+    };
+    apply(&old_refs, &flip);
+    if copy_first {
+        let targets: Vec<(String, u64)> = olds
+            .iter()
+            .map(|n| {
+                (
+                    n.state.cluster.node_id.clone(),
+                    n.state.replication.status().current_offset,
+                )
+            })
+            .collect();
+        let caught_up = Instant::now();
+        while caught_up.elapsed() < Duration::from_secs(3) {
+            let st = d.state.replication.status();
+            if targets
+                .iter()
+                .all(|(id, off)| st.links.iter().any(|l| &l.primary_id == id && l.applied_offset >= *off))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        eprintln!("handover: d caught up with the old owners in {:?}", caught_up.elapsed());
+    }
+    d.state.cluster.apply(flip.clone()).expect("flip applies on d");
+    let flipped = Instant::now();
+
+    // Keys no one touched since the start: d serves them (read-through without a copy).
+    let mut direct = client(&d);
+    let untouched: Vec<usize> = {
+        (0..KEYS)
+            .filter(|&i| i % 2 == 1 && moving.contains(&key_slot(key(i).as_bytes())))
+            .take(300)
+            .collect()
+    };
+    for &i in &untouched {
+        let v: Option<String> = direct.get(key(i)).unwrap();
+        assert_eq!(v, Some(format!("v{i}")), "{} on d after the flip", key(i));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+
+    if !copy_first {
+        // Without a copy, moved keys nobody read before CompleteHandover are gone
+        // afterwards (later origin misses): stop the client and read every key once
+        // while read-through is on; each must show its last acknowledged value.
+        stop.store(true, Ordering::Relaxed);
+        let s = seen.lock().unwrap();
+        let mut con = cluster_client(&everyone);
+        let sweep = Instant::now();
+        for i in 0..KEYS {
+            let v: Option<String> = con.get(key(i)).unwrap();
+            let want = s.acked.get(&i).cloned().unwrap_or_else(|| format!("v{i}"));
+            let maybe = s
+                .uncertain
+                .get(&i)
+                .is_some_and(|u| v.as_ref().is_some_and(|v| u.contains(v)));
+            assert!(
+                v.as_deref() == Some(want.as_str()) || maybe,
+                "{}: {v:?} != {want} during read-through",
+                key(i)
+            );
+        }
+        eprintln!(
+            "handover: read all {KEYS} keys during read-through in {:?}",
+            sweep.elapsed()
+        );
+    }
+    let status = rt
+        .block_on(control.get_status(GetStatusRequest {}))
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.handovers.len(), by_source.len());
+    let mut finals = Vec::new();
+    for source in by_source.keys() {
+        let done = rt
+            .block_on(control.complete_handover(CompleteHandoverRequest {
+                handover_id: format!("to-d-from-{source}"),
+            }))
+            .expect("complete")
+            .into_inner();
+        finals.push(done.handover.unwrap());
+    }
+    let handover_took = started.elapsed();
+    let totals = Totals::of(&finals);
+    let errors: u64 = finals.iter().map(|h| h.read_through_errors).sum();
+    eprintln!(
+        "handover ({}): {:?} from start to complete ({:?} since the flip); new owner on moved slots: \
+         local hits {}, read-through hits {}, misses {}, read-through errors {errors}, hit ratio {:.4}",
+        if copy_first {
+            "copy, then flip"
+        } else {
+            "flip without copy"
+        },
+        handover_took,
+        flipped.elapsed(),
+        totals.local,
+        totals.read_through,
+        totals.misses,
+        totals.ratio()
+    );
+    assert!(rt
+        .block_on(control.get_status(GetStatusRequest {}))
+        .unwrap()
+        .into_inner()
+        .handovers
+        .is_empty());
+    let err = rt
+        .block_on(control.complete_handover(CompleteHandoverRequest {
+            handover_id: "to-d-from-a".into(),
+        }))
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // 3. Final topology: the old owners drop the moved slots.
+    apply(&everyone, &final_topo);
+    stop.store(true, Ordering::Relaxed);
+    bg.join().unwrap();
+
+    assert!(totals.ratio() >= 0.95, "hit ratio {:.4} on moved slots", totals.ratio());
+    assert!(
+        totals.local + totals.read_through > 0,
+        "reads of moved slots were counted"
+    );
+    if copy_first {
+        assert!(totals.local > totals.read_through, "the copy serves most reads locally");
+    } else {
+        assert!(
+            totals.read_through >= untouched.len() as u64,
+            "reads were served by read-through"
+        );
+        assert_eq!(totals.misses, 0, "no read of an existing key missed");
+    }
+
+    wait_until("old owners drop the moved keys", Duration::from_secs(10), || {
+        olds.iter().all(|n| keys_in(n, &moving) == 0)
+    });
+
+    // Every acknowledged write is readable with its last acknowledged value.
+    let s = seen.lock().unwrap();
+    eprintln!(
+        "handover: background client did {} operations ({} reads, {} errors, {} keys written)",
+        s.ops,
+        reads.load(Ordering::Relaxed),
+        s.errors,
+        s.acked.len()
+    );
+    assert!(
+        s.stale_reads.is_empty(),
+        "reads contradicting acknowledged writes: {:?}",
+        s.stale_reads
+    );
+    let mut con = cluster_client(&everyone);
+    let mut wrong = Vec::new();
+    for i in 0..KEYS {
+        let v: Option<String> = con.get(key(i)).unwrap();
+        let want = s.acked.get(&i).cloned().unwrap_or_else(|| format!("v{i}"));
+        let maybe = s
+            .uncertain
+            .get(&i)
+            .is_some_and(|u| v.as_ref().is_some_and(|v| u.contains(v)));
+        if v.as_deref() != Some(want.as_str()) && !maybe {
+            wrong.push(format!("{}: {v:?} != {want}", key(i)));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} keys lost their last acknowledged write: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+    assert_eq!(keys_in(&d, &moving), moved_keys, "d holds every moved key");
+
+    // A stale epoch is still refused.
+    assert!(matches!(
+        d.state.cluster.apply(flip),
+        Err(ApplyError::StaleEpoch { offered: 3, current: 4 })
+    ));
+    drop(s);
+    drop(control);
+    drop(rt);
+    for n in olds.into_iter().chain([d]) {
+        n.shutdown();
+    }
+}
+
+#[test]
+fn scale_out_with_copy_then_flip_keeps_every_acknowledged_write() {
+    scale_out(true);
+}
+
+#[test]
+fn scale_out_without_copy_serves_reads_by_read_through() {
+    scale_out(false);
+}
+
+#[test]
+fn handover_requests_are_validated() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let standalone = start();
+    let a = cluster_node("a");
+    let b = cluster_node("b");
+    let infos = vec![info(&a), info(&b)];
+    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
+    let mut t = next_topology(None, &infos, &members, 1).unwrap();
+    t.epoch = 1;
+    apply(&[&a, &b], &t);
+    let a_slot = (0..16384u16).find(|&s| t.primary_of(s) == Some("a")).unwrap();
+    let req = |id: &str, start: u32, end: u32, source: &str| BeginHandoverRequest {
+        handover_id: id.into(),
+        slots: vec![SlotRange { start, end }],
+        source_node_id: source.into(),
+        source_resp_addr: a.resp_addr.to_string(),
+    };
+    let s = u32::from(a_slot);
+    rt.block_on(async {
+        let mut cb = ControlClient::connect(format!("http://{}", b.control_addr))
+            .await
+            .unwrap();
+        for (r, code, field) in [
+            (req("", s, s, "a"), Code::InvalidArgument, "handover_id"),
+            (req("h", s, 16384, "a"), Code::InvalidArgument, "slots[0].end"),
+            (req("h", s + 1, s, "a"), Code::InvalidArgument, "slots[0]"),
+            (req("h", s, s, ""), Code::InvalidArgument, "source_node_id"),
+            (req("h", s, s, "b"), Code::InvalidArgument, "source_node_id"),
+            (
+                BeginHandoverRequest {
+                    slots: vec![],
+                    ..req("h", s, s, "a")
+                },
+                Code::InvalidArgument,
+                "slots",
+            ),
+            (
+                BeginHandoverRequest {
+                    source_resp_addr: "nohost".into(),
+                    ..req("h", s, s, "a")
+                },
+                Code::InvalidArgument,
+                "source_resp_addr",
+            ),
+            // A slot whose primary is neither the source nor this node.
+            (req("h", s, s, "c"), Code::FailedPrecondition, "slots"),
+        ] {
+            let e = cb.begin_handover(r).await.unwrap_err();
+            assert_eq!(e.code(), code, "{e:?}");
+            assert!(e.message().starts_with(field) || e.message().contains(field), "{e:?}");
+        }
+        cb.begin_handover(req("h", s, s, "a")).await.unwrap();
+        assert_eq!(
+            cb.begin_handover(req("h", s, s, "a")).await.unwrap_err().code(),
+            Code::AlreadyExists
+        );
+        assert_eq!(
+            cb.begin_handover(req("g", s, s, "a")).await.unwrap_err().code(),
+            Code::FailedPrecondition,
+            "a slot in two handovers"
+        );
+        let e = cb
+            .advance_handover(AdvanceHandoverRequest {
+                handover_id: "nope".into(),
+                slots: vec![SlotRange { start: s, end: s }],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        // The source was told to retain the slot.
+        assert!(a.state.handovers.retained().contains(a_slot));
+        cb.complete_handover(CompleteHandoverRequest {
+            handover_id: "h".into(),
+        })
+        .await
+        .unwrap();
+        assert!(!a.state.handovers.retained().contains(a_slot), "released on complete");
+
+        let mut cs = ControlClient::connect(format!("http://{}", standalone.control_addr))
+            .await
+            .unwrap();
+        let e = cs.begin_handover(req("h", s, s, "a")).await.unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition);
+    });
+    drop(rt);
+    standalone.shutdown();
+    a.shutdown();
+    b.shutdown();
+}
