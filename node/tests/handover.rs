@@ -47,6 +47,16 @@ fn info(node: &NodeHandle) -> NodeInfo {
     }
 }
 
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("admin port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").expect("request");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
 fn key(i: usize) -> String {
     format!("key:{i}")
 }
@@ -412,6 +422,16 @@ fn scale_out(copy_first: bool) {
         .unwrap()
         .into_inner();
     assert_eq!(status.handovers.len(), by_source.len());
+    let metrics = http_get(d.admin_addr, "/metrics");
+    for h in &status.handovers {
+        for name in ["local_hits_total", "read_through_hits_total", "misses_total"] {
+            assert!(
+                metrics.contains(&format!("ringcache_handover_{name}{{handover=\"{}\"}} ", h.handover_id)),
+                "{name} of {} in /metrics",
+                h.handover_id
+            );
+        }
+    }
     let mut finals = Vec::new();
     for source in by_source.keys() {
         let done = rt

@@ -97,28 +97,36 @@ async fn exchange(
     Ok(replies)
 }
 
-/// Fetches the records of `keys` from the handover's source.
+/// Fetches the records of `keys` from the handover's source, on a pooled connection
+/// (once more on a fresh one if the pooled connection fails: the source may have
+/// closed it).
 async fn fetch_records(h: &Handover, keys: &[Bytes], state: &ServerState) -> Result<Vec<Vec<Bytes>>, FetchError> {
-    let pooled = h.pool.lock().pop();
-    let mut stream = match pooled.map(TcpStream::from_std) {
-        Some(Ok(s)) => s,
-        _ => {
-            let password = state.requirepass.read().clone();
-            connect(&h.source_addr, password.as_deref(), &state.limits).await?
-        }
-    };
     let mut buf = BytesMut::new();
     for k in keys {
         write_command(&mut buf, &[b"RINGCACHE.FETCH", k]);
     }
+    let pooled = h.pool.lock().pop().map(TcpStream::from_std);
+    if let Some(Ok(mut stream)) = pooled {
+        if let Ok(replies) = exchange(&mut stream, &buf, keys.len(), &state.limits).await {
+            give_back(h, stream);
+            return Ok(replies);
+        }
+    }
+    let password = state.requirepass.read().clone();
+    let mut stream = connect(&h.source_addr, password.as_deref(), &state.limits).await?;
     let replies = exchange(&mut stream, &buf, keys.len(), &state.limits).await?;
+    give_back(h, stream);
+    Ok(replies)
+}
+
+/// Returns a connection to the handover's pool (if there is room).
+fn give_back(h: &Handover, stream: TcpStream) {
     if let Ok(std) = stream.into_std() {
         let mut pool = h.pool.lock();
         if pool.len() < POOL {
             pool.push(std);
         }
     }
-    Ok(replies)
 }
 
 /// Reads `req.keys` through from the source and fills what may still be filled.
@@ -237,5 +245,70 @@ pub async fn notify_source(state: &ServerState, addr: &str, id: &str, retain: Op
         Ok(Ok(())) => debug!(handover = %id, source = %addr, retain = retain.is_some(), "handover: source notified"),
         Ok(Err(e)) => warn!(handover = %id, source = %addr, error = %e, "handover: could not notify the source"),
         Err(_) => warn!(handover = %id, source = %addr, "handover: notifying the source timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::replication::record::Record;
+    use crate::store::Policy;
+
+    fn reply(rec: &Record) -> Vec<Bytes> {
+        let mut buf = BytesMut::new();
+        rec.write(0, &mut buf);
+        parse_request(&mut buf, &Limits::default()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn fills_only_missing_unwritten_keys() {
+        let source = Store::new(0, Policy::S3Fifo);
+        let target = Store::new(0, Policy::S3Fifo);
+        let now = now_ms();
+        let rec = |store: &Store, key: &[u8]| {
+            let slot = key_slot(key);
+            Record::from_entry(key, store.lock(slot).slot().get(key, now).map(|e| &*e))
+        };
+        for (k, v, exp) in [
+            (&b"a"[..], &b"1"[..], 0),
+            (b"b", b"2", now + 60_000),
+            (b"old", b"x", now - 1),
+        ] {
+            source.lock(key_slot(k)).slot().insert(Entry::string(k, v, exp, 0), now);
+        }
+        let mut hash = Hash::default();
+        hash.insert(b"f", b"v");
+        source
+            .lock(key_slot(b"h"))
+            .slot()
+            .insert(Entry::object(b"h", Object::Hash(hash), 0, 0), now);
+
+        let h = Handover::new("h".into(), SlotSet::all(), "o".into(), "o:1".into(), 0, (100, 1 << 20));
+        // A plain key, with and without TTL, and a hash are filled.
+        for k in [&b"a"[..], b"b", b"h"] {
+            assert!(fill(&target, &h, k, &reply(&rec(&source, k)), now).unwrap(), "{k:?}");
+        }
+        let slot = key_slot(b"b");
+        assert_eq!(
+            target.lock(slot).slot().get(b"b", now).unwrap().expire_at(),
+            Some(now + 60_000)
+        );
+        // Absent on the source, expired there, already present here, written here: no fill.
+        assert!(!fill(&target, &h, b"none", &reply(&rec(&source, b"none")), now).unwrap());
+        let expired = Record::from_entry(b"old", Some(&Entry::string(b"old", b"x", now - 1, 0)));
+        assert!(!fill(&target, &h, b"old", &reply(&expired), now).unwrap());
+        assert!(!fill(&target, &h, b"a", &reply(&rec(&source, b"a")), now).unwrap());
+        source
+            .lock(key_slot(b"w"))
+            .slot()
+            .insert(Entry::string(b"w", b"old", 0, 0), now);
+        h.mark_written(b"w");
+        assert!(!fill(&target, &h, b"w", &reply(&rec(&source, b"w")), now).unwrap());
+        assert!(target.lock(key_slot(b"w")).slot().get(b"w", now).is_none());
+        // A reply for another key, or an error line, is an error, not a fill.
+        assert!(fill(&target, &h, b"zzz", &reply(&rec(&source, b"a")), now).is_err());
+        let err = vec![Bytes::from_static(b"-ERR"), Bytes::from_static(b"nope")];
+        assert!(fill(&target, &h, b"zzz", &err, now).is_err());
     }
 }
