@@ -648,3 +648,103 @@ fn handover_requests_are_validated() {
     a.shutdown();
     b.shutdown();
 }
+
+/// Read-through semantics on one slot: values, TTLs and hashes come from the source;
+/// writes start from the source's value (INCR, DEL counts it); a key written or
+/// deleted on the new owner is never read through again; an unreachable source is a
+/// miss; FLUSHALL on the new owner stops read-through.
+#[test]
+fn read_through_respects_local_writes_deletes_and_flushes() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = cluster_node("a");
+    let b = cluster_node("b");
+    let infos = vec![info(&a), info(&b)];
+    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
+    let mut t1 = next_topology(None, &infos, &members, 1).unwrap();
+    t1.epoch = 1;
+    apply(&[&a, &b], &t1);
+    // Keys of one slot of a (hash tags).
+    let tag = (0..100)
+        .map(|i| format!("t{i}"))
+        .find(|t| t1.primary_of(key_slot(t.as_bytes())) == Some("a"))
+        .unwrap();
+    let slot = key_slot(tag.as_bytes());
+    let k = |name: &str| format!("{{{tag}}}{name}");
+    let mut ca = client(&a);
+    let _: () = ca.set(k("plain"), "p").unwrap();
+    let _: () = ca.set_ex(k("ttl"), "t", 1000).unwrap();
+    let _: () = ca.set(k("counter"), 5).unwrap();
+    let _: () = ca.set(k("gone"), "g").unwrap();
+    let _: () = ca.set(k("later"), "l").unwrap();
+    let _: () = ca.set(k("flushed"), "f").unwrap();
+    let _: () = ca.hset_multiple(k("hash"), &[("f1", "v1"), ("f2", "v2")]).unwrap();
+
+    let mut control = rt
+        .block_on(ControlClient::connect(format!("http://{}", b.control_addr)))
+        .unwrap();
+    rt.block_on(control.begin_handover(BeginHandoverRequest {
+        handover_id: "h".into(),
+        slots: pb_ranges(&[slot]),
+        source_node_id: "a".into(),
+        source_resp_addr: a.resp_addr.to_string(),
+    }))
+    .unwrap();
+    let flip = variant(&t1, infos.clone(), 2, &HashSet::from([slot]), |_| vec!["b".to_string()]);
+    apply(&[&a, &b], &flip);
+    // a keeps the slot's keys while the handover retains them.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a.store.slot_stats(slot).keys, 7);
+
+    let mut cb = client(&b);
+    assert_eq!(cb.get::<_, Option<String>>(k("plain")).unwrap().as_deref(), Some("p"));
+    let ttl: i64 = cb.ttl(k("ttl")).unwrap();
+    assert!((990..=1000).contains(&ttl), "the TTL came along: {ttl}");
+    let h: HashMap<String, String> = cb.hgetall(k("hash")).unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(
+        cb.incr::<_, _, i64>(k("counter"), 1).unwrap(),
+        6,
+        "INCR starts from the source's value"
+    );
+    assert_eq!(cb.del::<_, i64>(k("gone")).unwrap(), 1, "DEL counts the source's key");
+    assert_eq!(
+        cb.get::<_, Option<String>>(k("gone")).unwrap(),
+        None,
+        "a deleted key is not read through again"
+    );
+    assert_eq!(cb.get::<_, Option<String>>(k("never")).unwrap(), None);
+    // A key written here is served from here.
+    let _: () = cb.set(k("plain"), "new").unwrap();
+    assert_eq!(cb.get::<_, Option<String>>(k("plain")).unwrap().as_deref(), Some("new"));
+
+    let status = |control: &mut ControlClient<tonic::transport::Channel>| {
+        rt.block_on(control.get_status(GetStatusRequest {}))
+            .unwrap()
+            .into_inner()
+            .handovers
+            .into_iter()
+            .next()
+            .unwrap()
+    };
+    let s = status(&mut control);
+    assert_eq!(s.read_through_hits, 3, "plain, ttl, hash: {s:?}");
+    assert_eq!(s.misses, 2, "gone (deleted here) and never: {s:?}");
+    assert!(s.local_hits >= 1, "{s:?}");
+    assert!(s.written_keys >= 3, "{s:?}");
+
+    // The source goes away: a missing key is a miss, not an error to the client.
+    a.shutdown();
+    assert_eq!(cb.get::<_, Option<String>>(k("later")).unwrap(), None);
+    let s = status(&mut control);
+    assert!(s.read_through_errors >= 1, "{s:?}");
+    assert!(!s.read_through_stopped);
+    let _: () = redis::cmd("FLUSHALL").query(&mut cb).unwrap();
+    let s = status(&mut control);
+    assert!(s.read_through_stopped, "FLUSHALL stops read-through: {s:?}");
+    drop(control);
+    drop(rt);
+    b.shutdown();
+}
