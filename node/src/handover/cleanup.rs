@@ -19,7 +19,7 @@ use crate::store::{now_ms, Store};
 
 pub const POLL: Duration = Duration::from_millis(100);
 /// Keys removed per shard-lock hold.
-const BATCH: usize = 256;
+pub const BATCH: usize = 256;
 
 /// Slots with keys that this node should not keep: not held in `view`, not retained.
 pub fn slots_to_drop(view: &View, retained: &SlotSet, has_keys: impl Fn(Slot) -> bool) -> SlotSet {

@@ -39,7 +39,14 @@
 //!   the source a full copy from the new owner, which first empties those slots on the
 //!   source: read-through then only finds keys the new owner already had. So a flip
 //!   without (or with an unfinished) copy must drop the source from the slots.
+//! - `BeginHandover` / `AdvanceHandover` must come before the epoch that flips their
+//!   slots: writes made here before a slot joins a handover are not in its
+//!   written-keys set, so a key deleted here earlier could be read through again.
+//! - Only keyed commands read through; key enumeration (`SCAN`, `KEYS`, `DBSIZE`,
+//!   `CLUSTER COUNTKEYSINSLOT`) shows local keys only.
 //! - Commands through the proxy port do not read through (counted as misses).
+//! - A read-through blocks its connection (not the worker) for up to
+//!   [`fetch::FETCH_TIMEOUT`]; pipelined commands behind it wait, in order.
 //! - Retain/release are best effort: an unreachable source at Begin is logged, not
 //!   refused, and a source that restarts forgets what it retained.
 //! - Handover state is in memory only; a restart of the new owner ends it.
