@@ -18,6 +18,11 @@
 //!    when full, or after a `FLUSHALL`, the handover stops reading through and says
 //!    so in its status). `AdvanceHandover` adds slots (the next stage);
 //!    `CompleteHandover` ends read-through and returns the final counters.
+//!    After a copy, the controller applies the flip epoch on the old owners first,
+//!    waits until the new owner applied their replication offsets (its link status),
+//!    then applies it on the new owner: a write an old owner acknowledged just before
+//!    the flip then cannot be missing from (or older on) the new owner, which
+//!    read-through would not repair since the key is present there.
 //! 3. **Counters** per handover ([`HandoverSnapshot`]), in `GetStatus` and
 //!    `/metrics`: reads served while this node is primary of a handed-over slot count
 //!    as local hits, read-through hits or misses; the controller gates stages on
