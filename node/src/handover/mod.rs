@@ -408,7 +408,8 @@ impl Handovers {
     /// Adds `slots` to handover `id`.
     pub fn advance(&self, id: &str, slots: &SlotSet, view: Option<&View>) -> Result<Arc<Handover>, HandoverError> {
         check_id("handover_id", id)?;
-        let list = self.list.read();
+        // Write-locked so two concurrent advances cannot both claim a slot.
+        let list = self.list.write();
         let h = list
             .iter()
             .find(|h| h.id == id)
