@@ -654,7 +654,7 @@ type Metric = (&'static str, &'static str, fn(&HandoverSnapshot) -> u64);
 /// Prometheus text for the active handovers.
 pub fn render_metrics(handovers: &[HandoverSnapshot]) -> String {
     let mut s = String::new();
-    let metrics: [Metric; 6] = [
+    let metrics: [Metric; 7] = [
         (
             "ringcache_handover_local_hits_total",
             "Reads of handed-over slots found locally, by handover.",
