@@ -680,6 +680,11 @@ pub fn render_metrics(handovers: &[HandoverSnapshot]) -> String {
             "Keys written here since the handover began (never read through), by handover.",
             |h| h.written_keys,
         ),
+        (
+            "ringcache_handover_read_through_stopped",
+            "1 when the handover stopped reading through (written-keys set full, or a flush), by handover.",
+            |h| u64::from(h.read_through_stopped),
+        ),
         ("ringcache_handover_slots", "Slots in the handover, by handover.", |h| {
             h.slots.iter().map(|r| r.len() as u64).sum()
         }),
