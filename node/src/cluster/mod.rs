@@ -4,6 +4,7 @@
 //! by the operator.
 
 pub mod placement;
+pub mod promote;
 pub mod slot;
 pub mod state;
 pub mod topology;

@@ -9,8 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use crate::cluster::promote::{check_promotion, PromoteError};
 use crate::cluster::state::{ApplyError, ClusterState};
 use crate::cluster::topology::{SlotRange, LAST_SLOT};
+use crate::replication::{LinkStatus, ReplicationStatus};
 use crate::server::state::ServerState;
 use crate::store::Store;
 
@@ -95,6 +97,48 @@ fn handover_to_pb(h: &HandoverSnapshot) -> pb::HandoverStatus {
         written_keys: h.written_keys,
         read_through_stopped: h.read_through_stopped,
         read_through_errors: h.read_through_errors,
+    }
+}
+
+fn link_to_pb(l: &LinkStatus) -> pb::PrimaryLink {
+    pb::PrimaryLink {
+        primary_id: l.primary_id.clone(),
+        applied_offset: l.applied_offset,
+        connected: l.connected,
+    }
+}
+
+fn replication_to_pb(st: &ReplicationStatus) -> pb::ReplicationStatus {
+    pb::ReplicationStatus {
+        current_offset: st.current_offset,
+        backlog_first_offset: st.backlog_first_offset,
+        backlog_bytes: st.backlog_bytes as u64,
+        replicas: st
+            .peers
+            .iter()
+            .map(|p| pb::ReplicaPeer {
+                replica_id: p.replica_id.clone(),
+                acked_offset: p.acked_offset,
+                lag_records: p.lag_records,
+                connected: p.connected,
+            })
+            .collect(),
+        primaries: st.links.iter().map(link_to_pb).collect(),
+        full_syncs_served: st.full_syncs_served,
+        partial_syncs_served: st.partial_syncs_served,
+        full_syncs_received: st.full_syncs_received,
+        partial_syncs_received: st.partial_syncs_received,
+    }
+}
+
+/// Maps a refused promotion to a gRPC status: the node's state is the precondition,
+/// a topology that contradicts the request is a bad argument.
+pub fn promote_error_status(err: &PromoteError) -> Status {
+    match err {
+        PromoteError::NotPrimaryInNewTopology { .. } => Status::invalid_argument(err.to_string()),
+        PromoteError::NoTopology | PromoteError::NotNewer { .. } | PromoteError::NotAReplica { .. } => {
+            Status::failed_precondition(err.to_string())
+        }
     }
 }
 
@@ -211,6 +255,7 @@ impl Control for ControlService {
             lease_until_ms: cluster.lease_until_ms(),
             slot_ranges,
             handovers: self.state.handovers.snapshots().iter().map(handover_to_pb).collect(),
+            replication: Some(replication_to_pb(&self.state.replication.status())),
         }))
     }
 
@@ -321,6 +366,30 @@ impl Control for ControlService {
         crate::handover::fetch::notify_source(&self.state, &snap.source_addr, &snap.id, None).await;
         Ok(Response::new(pb::CompleteHandoverResponse {
             handover: Some(handover_to_pb(&snap)),
+        }))
+    }
+
+    async fn promote(&self, request: Request<pb::PromoteRequest>) -> Result<Response<pb::PromoteResponse>, Status> {
+        let cluster = self.cluster();
+        if !cluster.enabled {
+            return Err(Status::failed_precondition(ApplyError::NotClusterMode.to_string()));
+        }
+        let req = request.into_inner();
+        let topology =
+            topology_from_pb("topology", req.topology).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let slots = pb_slots(&req.slots).map_err(|e| handover_error_status(&e))?;
+        let view = cluster.view();
+        check_promotion(view.as_deref(), &topology, slots.iter()).map_err(|e| {
+            warn!(epoch = topology.epoch, error = %e, "promotion refused");
+            promote_error_status(&e)
+        })?;
+        // Offsets applied from the former primaries, before the new epoch stops those links.
+        let applied = self.state.replication.status().links.iter().map(link_to_pb).collect();
+        let view = cluster.apply(topology).map_err(|e| apply_error_status(&e))?;
+        info!(epoch = view.topology.epoch, slots = slots.len(), "promoted to primary");
+        Ok(Response::new(pb::PromoteResponse {
+            epoch: view.topology.epoch,
+            applied,
         }))
     }
 }

@@ -96,6 +96,72 @@ pub struct GetStatusResponse {
     /// Active handovers to this node.
     #[prost(message, repeated, tag = "10")]
     pub handovers: ::prost::alloc::vec::Vec<HandoverStatus>,
+    /// Replication offsets and lag, as primary (replicas) and as replica (primaries).
+    #[prost(message, optional, tag = "11")]
+    pub replication: ::core::option::Option<ReplicationStatus>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ReplicationStatus {
+    /// Offset of the last record this node wrote as a primary (0: none).
+    #[prost(uint64, tag = "1")]
+    pub current_offset: u64,
+    /// Oldest offset still in the backlog (a replica behind it needs a full copy).
+    #[prost(uint64, tag = "2")]
+    pub backlog_first_offset: u64,
+    #[prost(uint64, tag = "3")]
+    pub backlog_bytes: u64,
+    /// This node's replicas, as their primary sees them.
+    #[prost(message, repeated, tag = "4")]
+    pub replicas: ::prost::alloc::vec::Vec<ReplicaPeer>,
+    /// This node's links to the primaries it replicates.
+    #[prost(message, repeated, tag = "5")]
+    pub primaries: ::prost::alloc::vec::Vec<PrimaryLink>,
+    #[prost(uint64, tag = "6")]
+    pub full_syncs_served: u64,
+    #[prost(uint64, tag = "7")]
+    pub partial_syncs_served: u64,
+    #[prost(uint64, tag = "8")]
+    pub full_syncs_received: u64,
+    #[prost(uint64, tag = "9")]
+    pub partial_syncs_received: u64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReplicaPeer {
+    #[prost(string, tag = "1")]
+    pub replica_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub acked_offset: u64,
+    /// current_offset - acked_offset.
+    #[prost(uint64, tag = "3")]
+    pub lag_records: u64,
+    #[prost(bool, tag = "4")]
+    pub connected: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PrimaryLink {
+    #[prost(string, tag = "1")]
+    pub primary_id: ::prost::alloc::string::String,
+    /// Last offset applied from this primary (0: none).
+    #[prost(uint64, tag = "2")]
+    pub applied_offset: u64,
+    #[prost(bool, tag = "3")]
+    pub connected: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PromoteRequest {
+    #[prost(message, optional, tag = "1")]
+    pub topology: ::core::option::Option<Topology>,
+    #[prost(message, repeated, tag = "2")]
+    pub slots: ::prost::alloc::vec::Vec<SlotRange>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PromoteResponse {
+    /// The epoch now in force.
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// Offsets applied from each former primary at the moment of promotion.
+    #[prost(message, repeated, tag = "2")]
+    pub applied: ::prost::alloc::vec::Vec<PrimaryLink>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HealthRequest {}
@@ -486,6 +552,36 @@ pub mod control_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// Failover: makes this node primary of `slots` by applying `topology` (a newer
+        /// epoch in which it is their primary). The controller picks the replica with the
+        /// highest applied offset (GetStatus.replication.primaries) first. FAILED_PRECONDITION
+        /// when this node does not replicate every slot in `slots` now (it would serve them
+        /// empty) or the epoch is not newer; INVALID_ARGUMENT for bad input or a topology
+        /// that does not make this node primary of `slots`.
+        pub async fn promote(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PromoteRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PromoteResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/ringcache.control.v1.Control/Promote",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("ringcache.control.v1.Control", "Promote"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -562,6 +658,16 @@ pub mod control_server {
             tonic::Response<super::CompleteHandoverResponse>,
             tonic::Status,
         >;
+        /// Failover: makes this node primary of `slots` by applying `topology` (a newer
+        /// epoch in which it is their primary). The controller picks the replica with the
+        /// highest applied offset (GetStatus.replication.primaries) first. FAILED_PRECONDITION
+        /// when this node does not replicate every slot in `slots` now (it would serve them
+        /// empty) or the epoch is not newer; INVALID_ARGUMENT for bad input or a topology
+        /// that does not make this node primary of `slots`.
+        async fn promote(
+            &self,
+            request: tonic::Request<super::PromoteRequest>,
+        ) -> std::result::Result<tonic::Response<super::PromoteResponse>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct ControlServer<T> {
@@ -933,6 +1039,49 @@ pub mod control_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CompleteHandoverSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/ringcache.control.v1.Control/Promote" => {
+                    #[allow(non_camel_case_types)]
+                    struct PromoteSvc<T: Control>(pub Arc<T>);
+                    impl<T: Control> tonic::server::UnaryService<super::PromoteRequest>
+                    for PromoteSvc<T> {
+                        type Response = super::PromoteResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PromoteRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Control>::promote(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PromoteSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
