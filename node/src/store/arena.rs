@@ -13,8 +13,9 @@
 //!   allocated, so every byte the arena hands out as a slice is initialized.
 //!   Non-string values (`Object`) are owned by the arena in a side vector, and a block
 //!   refers to its object by index, so no block ever holds a raw pointer.
-//! * **Block.** An [`Entry`] is a block: either an owned heap allocation (entries
-//!   being built, or removed from the store), or a *view* of a block in an arena, for
+//! * **Block.** An [`Entry`] is a block: either owned bytes (entries being built, or
+//!   removed from the store; up to `INLINE` bytes inside the value itself, larger ones
+//!   in a heap allocation), or a *view* of a block in an arena, for
 //!   the `&mut Entry` / `&Entry` references the store hands out. A mutable view may
 //!   move its block to a larger one (`set_expire_at` adds the 8-byte TTL field); it
 //!   then updates the handle in the hash table through the pointer it was given.
@@ -381,29 +382,40 @@ impl Drop for Arena {
     }
 }
 
-enum Home {
-    /// Owns `cap` bytes from `zeroed(bytes_layout(cap))` (dangling when `cap` is 0).
-    Heap,
-    /// A block of a live arena; `handle` is where its handle is stored in a table.
+/// Owned blocks up to this size are stored inside the `Entry` value itself, so building
+/// an entry and moving one in or out of the arena needs no heap allocation.
+const INLINE: usize = 112;
+
+enum Repr {
+    /// Owns `cap` bytes from `zeroed(bytes_layout(cap))`, `cap > INLINE`.
+    Heap { ptr: NonNull<u8>, cap: usize },
+    /// Owns `buf[..len]`.
+    Inline { len: usize, buf: [u8; INLINE] },
+    /// A block of `cap` bytes at `ptr` in a live arena; `handle` is where its handle is
+    /// stored in a table.
     View {
+        ptr: NonNull<u8>,
+        cap: usize,
         arena: NonNull<Arena>,
         handle: NonNull<Handle>,
     },
     /// A read-only view of a block of a live arena.
-    Shared { arena: NonNull<Arena> },
+    Shared {
+        ptr: NonNull<u8>,
+        cap: usize,
+        arena: NonNull<Arena>,
+    },
 }
 
 /// The bytes of an entry, owned or in an arena. See the module documentation.
 pub(super) struct Block {
-    ptr: NonNull<u8>,
-    cap: usize,
-    home: Home,
-    /// The object of an owned (heap) entry; arena blocks keep theirs in the arena.
+    repr: Repr,
+    /// The object of an owned entry; arena blocks keep theirs in the arena.
     obj: Option<Box<Object>>,
 }
 
-// SAFETY: a heap block owns its bytes like a Box<[u8]>. Views only exist inside a
-// `ViewSlot` borrow, which holds the arena's lock-protected borrow for as long.
+// SAFETY: an owned block owns its bytes like a Box<[u8]>. Views only exist inside a
+// `ViewSlot` borrow, which holds the (lock-protected) arena borrow for as long.
 unsafe impl Send for Block {}
 // SAFETY: shared references only read.
 unsafe impl Sync for Block {}
@@ -411,35 +423,41 @@ unsafe impl Sync for Block {}
 impl Block {
     /// An owned block of `len` zero bytes.
     pub(super) fn heap(len: usize) -> Block {
-        let ptr = if len == 0 {
-            NonNull::dangling()
+        let repr = if len <= INLINE {
+            Repr::Inline { len, buf: [0; INLINE] }
         } else {
-            zeroed(bytes_layout(len))
+            Repr::Heap {
+                ptr: zeroed(bytes_layout(len)),
+                cap: len,
+            }
         };
-        Block {
-            ptr,
-            cap: len,
-            home: Home::Heap,
-            obj: None,
-        }
+        Block { repr, obj: None }
     }
 
     pub(super) fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` points to `cap` initialized bytes: an owned allocation, or an
-        // arena block that stays valid while the view is reachable (module docs).
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.cap) }
+        match &self.repr {
+            Repr::Inline { len, buf } => buf.get(..*len).unwrap_or_default(),
+            // SAFETY: `ptr` points to `cap` initialized bytes: an owned allocation, or an
+            // arena block that stays valid while the view is reachable (module docs).
+            Repr::Heap { ptr, cap } | Repr::View { ptr, cap, .. } | Repr::Shared { ptr, cap, .. } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr(), *cap)
+            },
+        }
     }
 
     pub(super) fn bytes_mut(&mut self) -> &mut [u8] {
-        if matches!(self.home, Home::Shared { .. }) {
-            return &mut [];
+        match &mut self.repr {
+            Repr::Inline { len, buf } => buf.get_mut(..*len).unwrap_or_default(),
+            // SAFETY: as in `bytes`; `&mut self` of an owned block or of a mutable view
+            // (whose slot borrow is exclusive) makes the access exclusive.
+            Repr::Heap { ptr, cap } | Repr::View { ptr, cap, .. } => unsafe {
+                std::slice::from_raw_parts_mut(ptr.as_ptr(), *cap)
+            },
+            Repr::Shared { .. } => &mut [],
         }
-        // SAFETY: as in `bytes`; `&mut self` of an owned block or of a mutable view
-        // (whose slot borrow is exclusive) makes the access exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) }
     }
 
-    /// Takes the owned object of a heap block.
+    /// Takes the owned object of an owned block.
     pub(super) fn take_own_object(&mut self) -> Option<Box<Object>> {
         self.obj.take()
     }
@@ -448,21 +466,21 @@ impl Block {
         self.obj = obj;
     }
 
-    /// The object with index `i` (arena views) or the owned object (heap blocks).
+    /// The object with index `i` (arena views) or the owned object (owned blocks).
     pub(super) fn object(&self, i: u32) -> Option<&Object> {
-        match self.home {
-            Home::Heap => self.obj.as_deref(),
+        match &self.repr {
+            Repr::Heap { .. } | Repr::Inline { .. } => self.obj.as_deref(),
             // SAFETY: the arena outlives the view (module docs); shared access.
-            Home::View { arena, .. } | Home::Shared { arena } => unsafe { arena.as_ref() }.object(i),
+            Repr::View { arena, .. } | Repr::Shared { arena, .. } => unsafe { arena.as_ref() }.object(i),
         }
     }
 
     pub(super) fn object_mut(&mut self, i: u32) -> Option<&mut Object> {
-        match self.home {
-            Home::Heap => self.obj.as_deref_mut(),
+        match &mut self.repr {
+            Repr::Heap { .. } | Repr::Inline { .. } => self.obj.as_deref_mut(),
             // SAFETY: a mutable view's slot borrow of the arena is exclusive.
-            Home::View { mut arena, .. } => unsafe { arena.as_mut() }.object_mut(i),
-            Home::Shared { .. } => None,
+            Repr::View { arena, .. } => unsafe { arena.as_mut() }.object_mut(i),
+            Repr::Shared { .. } => None,
         }
     }
 
@@ -470,16 +488,19 @@ impl Block {
     /// caller rewrites them; copy anything needed first). An arena view keeps its block
     /// when the size class does not change, and otherwise updates its table handle.
     pub(super) fn reallocate(&mut self, new_len: usize) {
-        match self.home {
-            Home::Heap => {
-                if new_len == self.cap {
-                    return;
-                }
-                let old = std::mem::replace(self, Block::heap(new_len));
-                self.obj = old.into_object();
+        match &mut self.repr {
+            Repr::Heap { .. } | Repr::Inline { .. } => {
+                let obj = self.obj.take();
+                *self = Block::heap(new_len);
+                self.obj = obj;
             }
-            Home::View { mut arena, mut handle } => {
-                if new_len <= self.cap && charged(new_len) == self.cap {
+            Repr::View {
+                ptr,
+                cap,
+                arena,
+                handle,
+            } => {
+                if new_len <= *cap && charged(new_len) == *cap {
                     return;
                 }
                 // SAFETY: the view's slot borrows the arena and the handle exclusively
@@ -489,24 +510,20 @@ impl Block {
                 arena.free(*handle);
                 *handle = h;
                 if let Some((p, n)) = arena.locate(h) {
-                    self.ptr = p;
-                    self.cap = n;
+                    *ptr = p;
+                    *cap = n;
                 }
             }
-            Home::Shared { .. } => {}
+            Repr::Shared { .. } => {}
         }
-    }
-
-    fn into_object(mut self) -> Option<Box<Object>> {
-        self.obj.take()
     }
 }
 
 impl Drop for Block {
     fn drop(&mut self) {
-        if matches!(self.home, Home::Heap) && self.cap > 0 {
+        if let Repr::Heap { ptr, cap } = self.repr {
             // SAFETY: allocated by `Block::heap` with this layout; dropped once.
-            unsafe { dealloc(self.ptr.as_ptr(), bytes_layout(self.cap)) };
+            unsafe { dealloc(ptr.as_ptr(), bytes_layout(cap)) };
         }
     }
 }
@@ -530,7 +547,7 @@ impl ViewSlot {
         let (Some(e), Some(placed)) = (&self.entry, self.placed) else {
             return;
         };
-        let ok = matches!(e.block().home, Home::View { handle, .. } if handle == placed);
+        let ok = matches!(e.block().repr, Repr::View { handle, .. } if handle == placed);
         if !ok {
             eprintln!("ringcache: an entry view was moved out of the store; aborting");
             std::process::abort();
@@ -544,9 +561,9 @@ impl ViewSlot {
         let handle = NonNull::from(handle);
         self.placed = Some(handle);
         let block = Block {
-            ptr,
-            cap,
-            home: Home::View {
+            repr: Repr::View {
+                ptr,
+                cap,
                 arena: NonNull::from(arena),
                 handle,
             },
@@ -561,9 +578,9 @@ impl ViewSlot {
         let (ptr, cap) = arena.locate(handle).unwrap_or((NonNull::dangling(), 0));
         self.placed = None;
         let block = Block {
-            ptr,
-            cap,
-            home: Home::Shared {
+            repr: Repr::Shared {
+                ptr,
+                cap,
                 arena: NonNull::from(arena),
             },
             obj: None,
