@@ -397,7 +397,7 @@ enum Repr {
         ptr: NonNull<u8>,
         cap: usize,
         arena: NonNull<Arena>,
-        handle: NonNull<Handle>,
+        handle: NonNull<[u8; 4]>,
     },
     /// A read-only view of a block of a live arena.
     Shared {
@@ -507,8 +507,8 @@ impl Block {
                 // for as long as this `&mut self` exists (module docs).
                 let (arena, handle) = unsafe { (arena.as_mut(), handle.as_mut()) };
                 let h = arena.alloc(new_len);
-                arena.free(*handle);
-                *handle = h;
+                arena.free(Handle::from_le_bytes(*handle));
+                *handle = h.to_le_bytes();
                 if let Some((p, n)) = arena.locate(h) {
                     *ptr = p;
                     *cap = n;
@@ -533,7 +533,7 @@ impl Drop for Block {
 pub(super) struct ViewSlot {
     entry: Option<Entry>,
     /// The handle location the current mutable view was created for.
-    placed: Option<NonNull<Handle>>,
+    placed: Option<NonNull<[u8; 4]>>,
 }
 
 impl ViewSlot {
@@ -554,10 +554,13 @@ impl ViewSlot {
         }
     }
 
-    /// A mutable view of block `*handle` of `arena`.
-    pub(super) fn view<'a>(&'a mut self, arena: &'a mut Arena, handle: &'a mut Handle) -> &'a mut Entry {
+    /// A mutable view of the block of `arena` whose handle is stored (little endian)
+    /// in `handle`.
+    pub(super) fn view<'a>(&'a mut self, arena: &'a mut Arena, handle: &'a mut [u8; 4]) -> &'a mut Entry {
         self.check();
-        let (ptr, cap) = arena.locate(*handle).unwrap_or((NonNull::dangling(), 0));
+        let (ptr, cap) = arena
+            .locate(Handle::from_le_bytes(*handle))
+            .unwrap_or((NonNull::dangling(), 0));
         let handle = NonNull::from(handle);
         self.placed = Some(handle);
         let block = Block {

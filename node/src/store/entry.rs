@@ -12,7 +12,7 @@
 //! queue" bit and a 2-bit access frequency. `clock` is the time (ms, wrapping u32) of
 //! insertion or of the last access, depending on the eviction policy. A string entry
 //! with a 16-byte key, a 64-byte value and no TTL takes 87 bytes (an 88-byte arena
-//! block) and a 4-byte handle in its slot's table. Setting a TTL on a key without one
+//! block) and a 4-byte handle plus a tag byte in its slot's index. Setting a TTL on a key without one
 //! moves it to a block 8 bytes larger.
 //!
 //! This module has no `unsafe` code: every byte access is a checked slice access on
@@ -421,8 +421,8 @@ impl Entry {
     }
 }
 
-/// What one key costs in its slot's hash table: a 4-byte handle and a control byte,
-/// at hashbrown's load factor (between 7/16 and 7/8).
+/// What one key costs in its slot's index (`table.rs`): a 4-byte handle and a tag
+/// byte, at a load factor between 1/2 and 13/16.
 pub const TABLE_SLOT_BYTES: usize = 8;
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod eviction;
 pub mod expiry;
 pub mod object;
 mod shard;
+mod table;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 
-use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
+use hashbrown::{DefaultHashBuilder, HashSet};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::arena::{Arena, Handle, ViewSlot};
 use super::entry::{key_of, Entry};
+use super::table::HandleTable;
 
 /// Statistics of one slot, as reported to the control plane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,7 +22,7 @@ pub struct SlotStats {
 
 #[derive(Default)]
 pub(super) struct SlotTable {
-    table: HashTable<Handle>,
+    table: HandleTable,
     bytes: usize,
     volatile: usize,
     hits: u64,
@@ -97,7 +98,8 @@ impl Shard {
     /// The handle of `key` (hash `h`) in slot `idx`.
     pub(super) fn find(&self, idx: usize, h: u64, key: &[u8]) -> Option<Handle> {
         let arena = &self.arena;
-        self.slots[idx].table.find(h, |&x| key_of(arena.get(x)) == key).copied()
+        let table = &self.slots[idx].table;
+        table.get(table.find(h, |x| key_of(arena.get(x)) == key)?)
     }
 
     /// A read-only view of block `handle`.
@@ -113,25 +115,28 @@ impl Shard {
         handle: Handle,
         vs: &'a mut ViewSlot,
     ) -> Option<&'a mut Entry> {
-        let slot = self.slots[idx].table.find_mut(h, |&x| x == handle)?;
+        let table = &mut self.slots[idx].table;
+        let slot = table.get_mut(table.find(h, |x| x == handle)?)?;
         Some(vs.view(&mut self.arena, slot))
     }
 
     /// A mutable view of the entry at `pos` in slot `idx`'s iteration order.
     pub(super) fn view_at<'a>(&'a mut self, idx: usize, pos: usize, vs: &'a mut ViewSlot) -> Option<&'a mut Entry> {
-        let slot = self.slots[idx].table.iter_mut().nth(pos)?;
+        let table = &mut self.slots[idx].table;
+        let bucket = table.buckets().nth(pos)?;
+        let slot = table.get_mut(bucket)?;
         Some(vs.view(&mut self.arena, slot))
     }
 
     /// The handle at `pos` in slot `idx`'s iteration order.
     pub(super) fn handle_at(&self, idx: usize, pos: usize) -> Option<Handle> {
-        self.slots[idx].table.iter().nth(pos).copied()
+        self.slots[idx].table.iter().nth(pos)
     }
 
     /// Calls `f` for every entry of slot `idx` (expired included).
     pub(super) fn for_each_in_slot(&self, idx: usize, mut f: impl FnMut(&Entry)) {
         let mut vs = ViewSlot::new();
-        for &h in self.slots[idx].table.iter() {
+        for h in self.slots[idx].table.iter() {
             f(vs.show(&self.arena, h));
         }
     }
@@ -168,7 +173,7 @@ impl Shard {
     pub fn for_each_entry(&self, mut f: impl FnMut(usize, &Entry)) {
         let mut vs = ViewSlot::new();
         for (i, s) in self.slots.iter().enumerate() {
-            for &h in s.table.iter() {
+            for h in s.table.iter() {
                 f(i, vs.show(&self.arena, h));
             }
         }
@@ -198,12 +203,16 @@ impl Shard {
         let ttl = e.expire_at().is_some();
         let arena = &mut self.arena;
         let slot = &mut self.slots[idx];
-        if let Some(existing) = slot.table.find_mut(h, |&x| key_of(arena.get(x)) == e.key()) {
-            let old = Entry::take_from(arena, *existing);
+        let found = slot.table.find(h, |x| key_of(arena.get(x)) == e.key());
+        if let Some((bucket, existing)) = found.and_then(|b| Some((b, slot.table.get(b)?))) {
+            let old = Entry::take_from(arena, existing);
             e.set_in_main(old.in_main());
             e.set_freq(old.freq().saturating_add(1));
             let small = !e.in_main();
-            *existing = e.into_arena(arena);
+            let handle = e.into_arena(arena);
+            if let Some(slot) = slot.table.get_mut(bucket) {
+                *slot = handle.to_le_bytes();
+            }
             slot.bytes = slot.bytes + size - old.mem_size();
             if old.expire_at().is_some() {
                 slot.volatile -= 1;
@@ -219,8 +228,7 @@ impl Shard {
         let handle = e.into_arena(&mut self.arena);
         let arena = &self.arena;
         let slot = &mut self.slots[idx];
-        slot.table
-            .insert_unique(h, handle, |&x| hasher.hash_one(key_of(arena.get(x))));
+        slot.table.insert(h, handle, |x| hasher.hash_one(key_of(arena.get(x))));
         slot.bytes += size;
         if ttl {
             slot.volatile += 1;
@@ -231,11 +239,8 @@ impl Shard {
     pub(super) fn remove(&mut self, idx: usize, h: u64, key: &[u8]) -> Option<Entry> {
         let arena = &mut self.arena;
         let slot = &mut self.slots[idx];
-        let (handle, _) = slot
-            .table
-            .find_entry(h, |&x| key_of(arena.get(x)) == key)
-            .ok()?
-            .remove();
+        let bucket = slot.table.find(h, |x| key_of(arena.get(x)) == key)?;
+        let handle = slot.table.remove_at(bucket)?;
         let e = Entry::take_from(arena, handle);
         slot.bytes -= e.mem_size();
         if e.expire_at().is_some() {
@@ -263,7 +268,7 @@ impl Shard {
     pub(super) fn clear(&mut self) -> (usize, usize) {
         let (mut bytes, mut small) = (0, 0);
         for s in self.slots.iter_mut() {
-            for h in std::mem::take(&mut s.table) {
+            for h in std::mem::take(&mut s.table).iter() {
                 let e = Entry::take_from(&mut self.arena, h);
                 let size = e.mem_size();
                 bytes += size;
@@ -320,7 +325,7 @@ impl Shard {
             let mut volatile_gone = 0;
             let arena = &mut self.arena;
             let mut vs = ViewSlot::new();
-            slot.table.retain(|&mut h| {
+            slot.table.retain(|h| {
                 if vs.show(arena, h).is_expired(now) {
                     let e = Entry::take_from(arena, h);
                     let size = e.mem_size();
