@@ -110,7 +110,8 @@ pub(super) struct Arena {
     chunks: Vec<Chunk>,
     /// Indices of released chunks, reused first.
     spare: Vec<u32>,
-    /// Per size class: chunks with room for one more block.
+    /// Per size class: chunks with room for one more block (allocated with the first
+    /// chunk, so an empty shard costs nothing).
     partial: Vec<Vec<u32>>,
     /// Blocks over `SMALL_MAX` bytes: pointer and length (from `zeroed(bytes_layout(len))`).
     large: Vec<Option<(NonNull<u8>, usize)>>,
@@ -135,7 +136,7 @@ impl Arena {
         Arena {
             chunks: Vec::new(),
             spare: Vec::new(),
-            partial: (0..CLASSES).map(|_| Vec::new()).collect(),
+            partial: Vec::new(),
             large: Vec::new(),
             large_spare: Vec::new(),
             objects: Vec::new(),
@@ -156,6 +157,9 @@ impl Arena {
 
     fn alloc_small(&mut self, units: usize) -> Option<Handle> {
         let class = units - 1;
+        if self.partial.is_empty() {
+            self.partial = (0..CLASSES).map(|_| Vec::new()).collect();
+        }
         let ci = match self.partial[class].last() {
             Some(&ci) => ci as usize,
             None => self.new_chunk(units)?,
