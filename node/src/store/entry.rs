@@ -1,30 +1,35 @@
-//! One cached key and its value in a single heap block behind a thin pointer.
+//! One cached key and its value: a byte block in the shard's arena (see `arena`), or
+//! an owned heap block while it is being built or after it was removed.
 //!
 //! Layout (all little endian):
 //! ```text
-//! [meta u8][clock u32][expire_at_ms u64][varint key_len][key][payload]
+//! [meta u8][clock u32]([expire_at_ms u64] if meta has EXPIRE_BIT)[varint key_len][key][payload]
 //! payload = [varint val_len][value bytes]     for strings
-//!         = [*mut Object as 8 bytes]          for every other type
+//!         = [object index u32]                for every other type (the object lives
+//!                                               in the arena, or in an owned entry)
 //! ```
-//! `meta` holds the type (3 bits), the S3-FIFO "main queue" bit and a 2-bit access
-//! frequency. `clock` is the time (ms, wrapping u32) of insertion or of the last
-//! access, depending on the eviction policy. A string entry with a 16-byte key and a
-//! 64-byte value takes 95 bytes in one allocation, and a table slot of 8 bytes.
+//! `meta` holds the type (3 bits), whether the TTL field is present, the S3-FIFO "main
+//! queue" bit and a 2-bit access frequency. `clock` is the time (ms, wrapping u32) of
+//! insertion or of the last access, depending on the eviction policy. A string entry
+//! with a 16-byte key, a 64-byte value and no TTL takes 87 bytes (an 88-byte arena
+//! block) and a 4-byte handle plus a tag byte in its slot's index. Setting a TTL on a key without one
+//! moves it to a block 8 bytes larger.
 //!
-//! This is the only module with `unsafe` code in the store; every access goes
-//! through the bounds computed by `layout()`.
+//! This module has no `unsafe` code: every byte access is a checked slice access on
+//! the block's bytes.
 
-use std::alloc::{alloc, dealloc, Layout};
-use std::ptr::NonNull;
-
+use super::arena::{charged, Arena, Block, Handle};
 use super::object::Object;
 
 const META: usize = 0;
 const CLOCK: usize = 1;
 const EXPIRE: usize = 5;
-const KEYLEN: usize = 13;
+const KEYLEN_NO_TTL: usize = 5;
+const KEYLEN_TTL: usize = 13;
+const OBJ_INDEX_LEN: usize = 4;
 
 const TYPE_MASK: u8 = 0b0000_0111;
+const EXPIRE_BIT: u8 = 0b0000_1000;
 const MAIN_BIT: u8 = 0b0001_0000;
 const FREQ_SHIFT: u8 = 5;
 const FREQ_MASK: u8 = 0b0110_0000;
@@ -43,15 +48,14 @@ pub enum ValueRef<'a> {
     Obj(&'a Object),
 }
 
-/// A key with its value, owned; dropping it frees the block and any object.
+/// A key with its value. An owned `Entry` (from `Entry::string`/`Entry::object`, or
+/// returned by a removal) owns its bytes and object; `&Entry`/`&mut Entry` handed out
+/// by the store are views of the stored block. Do not move an entry out of a
+/// `&mut Entry` obtained from the store (`mem::replace`/`mem::swap`): the process
+/// aborts if that happens.
 pub struct Entry {
-    ptr: NonNull<u8>,
+    block: Block,
 }
-
-// SAFETY: an Entry exclusively owns its block and object, like a Box.
-unsafe impl Send for Entry {}
-// SAFETY: shared references only read.
-unsafe impl Sync for Entry {}
 
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,69 +78,145 @@ fn varint_len(mut v: usize) -> usize {
 fn put_varint(dst: &mut [u8], mut v: usize) -> usize {
     let mut i = 0;
     while v >= 0x80 {
-        dst[i] = (v as u8) | 0x80;
+        if let Some(b) = dst.get_mut(i) {
+            *b = (v as u8) | 0x80;
+        }
         v >>= 7;
         i += 1;
     }
-    dst[i] = v as u8;
+    if let Some(b) = dst.get_mut(i) {
+        *b = v as u8;
+    }
     i + 1
 }
 
 fn get_varint(src: &[u8]) -> (usize, usize) {
     let mut v = 0usize;
-    let mut shift = 0;
-    for (i, &b) in src.iter().enumerate() {
-        v |= usize::from(b & 0x7f) << shift;
+    let mut shift = 0u32;
+    for (i, &b) in src.iter().enumerate().take(10) {
+        v |= usize::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
         if b & 0x80 == 0 {
             return (v, i + 1);
         }
         shift += 7;
     }
-    (v, src.len())
+    (v, src.len().min(10))
 }
 
+/// Where the parts of a block are.
+#[derive(Clone, Copy)]
 struct Parts {
     key_start: usize,
     key_len: usize,
     payload_start: usize,
-    total: usize,
+    value_start: usize,
+    value_len: usize,
+}
+
+impl Parts {
+    fn total(&self) -> usize {
+        self.value_start + self.value_len
+    }
+}
+
+fn kind_of(meta: u8) -> Kind {
+    if meta & TYPE_MASK == 0 {
+        Kind::String
+    } else {
+        Kind::Object
+    }
+}
+
+fn parts(b: &[u8]) -> Parts {
+    let meta = b.first().copied().unwrap_or(0);
+    let keylen_at = if meta & EXPIRE_BIT != 0 {
+        KEYLEN_TTL
+    } else {
+        KEYLEN_NO_TTL
+    };
+    let (key_len, n) = get_varint(b.get(keylen_at..).unwrap_or_default());
+    let key_start = keylen_at + n;
+    let payload_start = key_start.saturating_add(key_len);
+    let (value_start, value_len) = match kind_of(meta) {
+        Kind::String => {
+            let (vlen, m) = get_varint(b.get(payload_start..).unwrap_or_default());
+            (payload_start + m, vlen)
+        }
+        Kind::Object => (payload_start, OBJ_INDEX_LEN),
+    };
+    Parts {
+        key_start,
+        key_len,
+        payload_start,
+        value_start: value_start.min(b.len()),
+        value_len: value_len.min(b.len().saturating_sub(value_start)),
+    }
+}
+
+fn slice(b: &[u8], start: usize, len: usize) -> &[u8] {
+    b.get(start..start.saturating_add(len)).unwrap_or_default()
+}
+
+/// The key of a stored block (given its whole arena slot).
+pub(super) fn key_of(b: &[u8]) -> &[u8] {
+    let p = parts(b);
+    slice(b, p.key_start, p.key_len)
+}
+
+fn object_index(b: &[u8], p: &Parts) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(slice(b, p.payload_start, OBJ_INDEX_LEN).get(..4).unwrap_or(&[0; 4]));
+    u32::from_le_bytes(w)
 }
 
 impl Entry {
+    pub(super) fn from_block(block: Block) -> Entry {
+        Entry { block }
+    }
+
+    pub(super) fn block(&self) -> &Block {
+        &self.block
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.block.bytes()
+    }
+
     fn build(key: &[u8], kind: Kind, value: &[u8], obj: Option<Box<Object>>, expire_at: u64, clock: u32) -> Entry {
         let payload_len = match kind {
             Kind::String => varint_len(value.len()) + value.len(),
-            Kind::Object => std::mem::size_of::<usize>(),
+            Kind::Object => OBJ_INDEX_LEN,
         };
-        let total = KEYLEN + varint_len(key.len()) + key.len() + payload_len;
-        let layout = match Layout::from_size_align(total, 1) {
-            Ok(l) => l,
-            Err(_) => std::alloc::handle_alloc_error(Layout::new::<u8>()),
-        };
-        // SAFETY: total > 0.
-        let raw = unsafe { alloc(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(layout)
-        };
-        // SAFETY: we just allocated `total` bytes.
-        let buf = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), total) };
-        buf[META] = kind as u8;
-        buf[CLOCK..EXPIRE].copy_from_slice(&clock.to_le_bytes());
-        buf[EXPIRE..KEYLEN].copy_from_slice(&expire_at.to_le_bytes());
-        let mut at = KEYLEN + put_varint(&mut buf[KEYLEN..], key.len());
-        buf[at..at + key.len()].copy_from_slice(key);
-        at += key.len();
-        match kind {
-            Kind::String => {
-                at += put_varint(&mut buf[at..], value.len());
-                buf[at..at + value.len()].copy_from_slice(value);
-            }
-            Kind::Object => {
-                let p = obj.map(Box::into_raw).unwrap_or(std::ptr::null_mut()) as usize;
-                buf[at..at + 8].copy_from_slice(&p.to_le_bytes());
+        let keylen_at = if expire_at != 0 { KEYLEN_TTL } else { KEYLEN_NO_TTL };
+        let total = keylen_at + varint_len(key.len()) + key.len() + payload_len;
+        let mut block = Block::heap(total);
+        let buf = block.bytes_mut();
+        let mut meta = kind as u8;
+        if expire_at != 0 {
+            meta |= EXPIRE_BIT;
+            if let Some(w) = buf.get_mut(EXPIRE..KEYLEN_TTL) {
+                w.copy_from_slice(&expire_at.to_le_bytes());
             }
         }
-        Entry { ptr }
+        if let Some(m) = buf.get_mut(META) {
+            *m = meta;
+        }
+        if let Some(w) = buf.get_mut(CLOCK..EXPIRE) {
+            w.copy_from_slice(&clock.to_le_bytes());
+        }
+        let mut at = keylen_at + put_varint(buf.get_mut(keylen_at..).unwrap_or_default(), key.len());
+        if let Some(w) = buf.get_mut(at..at + key.len()) {
+            w.copy_from_slice(key);
+        }
+        at += key.len();
+        if kind == Kind::String {
+            at += put_varint(buf.get_mut(at..).unwrap_or_default(), value.len());
+            if let Some(w) = buf.get_mut(at..at + value.len()) {
+                w.copy_from_slice(value);
+            }
+        }
+        block.set_own_object(obj);
+        Entry { block }
     }
 
     /// A string entry. `expire_at` is a unix time in ms, 0 for none.
@@ -149,104 +229,63 @@ impl Entry {
         Entry::build(key, Kind::Object, &[], Some(Box::new(obj)), expire_at, clock)
     }
 
-    fn head(&self) -> &[u8] {
-        // SAFETY: every block is longer than KEYLEN bytes (a key-length varint follows).
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), KEYLEN) }
-    }
-
-    fn parts(&self) -> Parts {
-        let base = self.ptr.as_ptr();
-        let mut key_len = 0usize;
-        let mut shift = 0;
-        let mut i = 0;
-        loop {
-            // SAFETY: reading the varint we wrote, which ends with a byte < 0x80.
-            let b = unsafe { *base.add(KEYLEN + i) };
-            key_len |= usize::from(b & 0x7f) << shift;
-            i += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
+    /// Moves an owned entry into `arena`; returns its handle. A view is copied.
+    pub(super) fn into_arena(mut self, arena: &mut Arena) -> Handle {
+        let p = parts(self.bytes());
+        let len = p.total();
+        let h = arena.alloc(len);
+        let obj = self.block.take_own_object();
+        let dst = arena.get_mut(h);
+        if let (Some(d), Some(s)) = (dst.get_mut(..len), self.block.bytes().get(..len)) {
+            d.copy_from_slice(s);
         }
-        let key_start = KEYLEN + i;
-        let payload_start = key_start + key_len;
-        let total = match self.kind() {
-            Kind::String => {
-                let mut vlen = 0usize;
-                let mut shift = 0;
-                let mut j = 0;
-                loop {
-                    // SAFETY: as above, for the value-length varint.
-                    let b = unsafe { *base.add(payload_start + j) };
-                    vlen |= usize::from(b & 0x7f) << shift;
-                    j += 1;
-                    if b & 0x80 == 0 {
-                        break;
-                    }
-                    shift += 7;
-                }
-                payload_start + j + vlen
+        if let Some(obj) = obj {
+            let i = arena.put_object(obj);
+            if let Some(w) = arena
+                .get_mut(h)
+                .get_mut(p.payload_start..p.payload_start + OBJ_INDEX_LEN)
+            {
+                w.copy_from_slice(&i.to_le_bytes());
             }
-            Kind::Object => payload_start + 8,
-        };
-        Parts {
-            key_start,
-            key_len,
-            payload_start,
-            total,
         }
+        h
     }
 
-    fn bytes(&self) -> &[u8] {
-        let total = self.parts().total;
-        // SAFETY: `total` is the allocated length.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), total) }
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        let total = self.parts().total;
-        // SAFETY: `total` is the allocated length and we have &mut self.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), total) }
+    /// Removes block `h` from `arena` as an owned entry.
+    pub(super) fn take_from(arena: &mut Arena, h: Handle) -> Entry {
+        let src = arena.get(h);
+        let p = parts(src);
+        let len = p.total();
+        let mut block = Block::heap(len);
+        if let (Some(d), Some(s)) = (block.bytes_mut().get_mut(..len), src.get(..len)) {
+            d.copy_from_slice(s);
+        }
+        if kind_of(src.first().copied().unwrap_or(0)) == Kind::Object {
+            let i = object_index(src, &p);
+            block.set_own_object(arena.take_object(i));
+        }
+        arena.free(h);
+        Entry { block }
     }
 
     pub fn kind(&self) -> Kind {
-        // SAFETY: byte 0 always exists.
-        let meta = unsafe { *self.ptr.as_ptr() };
-        if meta & TYPE_MASK == 0 {
-            Kind::String
-        } else {
-            Kind::Object
-        }
+        kind_of(self.meta())
     }
 
     pub fn key(&self) -> &[u8] {
-        let p = self.parts();
-        &self.bytes()[p.key_start..p.key_start + p.key_len]
+        key_of(self.bytes())
     }
 
     pub fn value(&self) -> ValueRef<'_> {
-        let p = self.parts();
-        let bytes = self.bytes();
+        let b = self.bytes();
+        let p = parts(b);
         match self.kind() {
-            Kind::String => {
-                let (vlen, n) = get_varint(&bytes[p.payload_start..]);
-                let start = p.payload_start + n;
-                ValueRef::Str(&bytes[start..start + vlen])
-            }
-            Kind::Object => {
-                let raw = self.object_ptr(&p);
-                // SAFETY: object entries always hold a pointer from Box::into_raw.
-                ValueRef::Obj(unsafe { &*raw })
-            }
+            Kind::String => ValueRef::Str(slice(b, p.value_start, p.value_len)),
+            Kind::Object => match self.block.object(object_index(b, &p)) {
+                Some(o) => ValueRef::Obj(o),
+                None => ValueRef::Str(&[]),
+            },
         }
-    }
-
-    fn object_ptr(&self, p: &Parts) -> *mut Object {
-        let bytes = self.bytes();
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[p.payload_start..p.payload_start + 8]);
-        usize::from_le_bytes(w) as *mut Object
     }
 
     /// The string value, or `None` for other types.
@@ -268,25 +307,56 @@ impl Entry {
         if self.kind() != Kind::Object {
             return None;
         }
-        let p = self.parts();
-        let raw = self.object_ptr(&p);
-        // SAFETY: exclusive access through &mut self; pointer from Box::into_raw.
-        Some(unsafe { &mut *raw })
+        let b = self.bytes();
+        let i = object_index(b, &parts(b));
+        self.block.object_mut(i)
     }
 
     /// Unix time in ms at which the key expires, if any.
     pub fn expire_at(&self) -> Option<u64> {
+        if self.meta() & EXPIRE_BIT == 0 {
+            return None;
+        }
         let mut w = [0u8; 8];
-        w.copy_from_slice(&self.head()[EXPIRE..KEYLEN]);
+        w.copy_from_slice(self.bytes().get(EXPIRE..KEYLEN_TTL).unwrap_or(&[0; 8]));
         match u64::from_le_bytes(w) {
             0 => None,
             t => Some(t),
         }
     }
 
+    /// Sets or clears the TTL. Adding a TTL to an entry without the field moves it to
+    /// a block 8 bytes larger (a cleared TTL keeps the field, set to 0).
     pub fn set_expire_at(&mut self, at: Option<u64>) {
         let v = at.unwrap_or(0);
-        self.bytes_mut()[EXPIRE..KEYLEN].copy_from_slice(&v.to_le_bytes());
+        if self.meta() & EXPIRE_BIT != 0 {
+            if let Some(w) = self.block.bytes_mut().get_mut(EXPIRE..KEYLEN_TTL) {
+                w.copy_from_slice(&v.to_le_bytes());
+            }
+            return;
+        }
+        if v == 0 {
+            return;
+        }
+        let len = parts(self.bytes()).total();
+        let old: Vec<u8> = self.bytes().get(..len).unwrap_or_default().to_vec();
+        self.block.reallocate(len + 8);
+        let new = self.block.bytes_mut();
+        let (Some(head), Some(rest)) = (old.get(..KEYLEN_NO_TTL), old.get(KEYLEN_NO_TTL..)) else {
+            return;
+        };
+        if let Some(w) = new.get_mut(..KEYLEN_NO_TTL) {
+            w.copy_from_slice(head);
+        }
+        if let Some(m) = new.get_mut(META) {
+            *m |= EXPIRE_BIT;
+        }
+        if let Some(w) = new.get_mut(EXPIRE..KEYLEN_TTL) {
+            w.copy_from_slice(&v.to_le_bytes());
+        }
+        if let Some(w) = new.get_mut(KEYLEN_TTL..KEYLEN_TTL + rest.len()) {
+            w.copy_from_slice(rest);
+        }
     }
 
     pub fn is_expired(&self, now_ms: u64) -> bool {
@@ -295,23 +365,24 @@ impl Entry {
 
     pub fn clock(&self) -> u32 {
         let mut w = [0u8; 4];
-        w.copy_from_slice(&self.head()[CLOCK..EXPIRE]);
+        w.copy_from_slice(self.bytes().get(CLOCK..EXPIRE).unwrap_or(&[0; 4]));
         u32::from_le_bytes(w)
     }
 
     pub fn set_clock(&mut self, clock: u32) {
-        // SAFETY: header bytes always exist; exclusive access.
-        let head = unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), KEYLEN) };
-        head[CLOCK..EXPIRE].copy_from_slice(&clock.to_le_bytes());
+        if let Some(w) = self.block.bytes_mut().get_mut(CLOCK..EXPIRE) {
+            w.copy_from_slice(&clock.to_le_bytes());
+        }
     }
 
     fn meta(&self) -> u8 {
-        self.head()[META]
+        self.bytes().get(META).copied().unwrap_or(0)
     }
 
     fn set_meta(&mut self, meta: u8) {
-        // SAFETY: byte 0 always exists; exclusive access.
-        unsafe { *self.ptr.as_ptr() = meta };
+        if let Some(m) = self.block.bytes_mut().get_mut(META) {
+            *m = meta;
+        }
     }
 
     /// S3-FIFO: whether the entry has been promoted to the main queue.
@@ -336,39 +407,23 @@ impl Entry {
 
     /// Bytes of this entry's block (key, inline value and header).
     pub fn block_len(&self) -> usize {
-        self.parts().total
+        parts(self.bytes()).total()
     }
 
-    /// Bytes charged against `maxmemory`: the block, one table slot, and the object's
-    /// own accounting for non-string values.
+    /// Bytes charged against `maxmemory`: the block's arena size class, one table
+    /// slot, and the object's own accounting for non-string values.
     pub fn mem_size(&self) -> usize {
         let obj = match self.value() {
             ValueRef::Obj(o) => o.mem_size(),
             ValueRef::Str(_) => 0,
         };
-        self.block_len() + TABLE_SLOT_BYTES + obj
+        charged(self.block_len()) + TABLE_SLOT_BYTES + obj
     }
 }
 
-/// What one key costs in its slot's hash table (pointer + control byte, rounded).
-pub const TABLE_SLOT_BYTES: usize = 10;
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        let p = self.parts();
-        if self.kind() == Kind::Object {
-            let raw = self.object_ptr(&p);
-            if !raw.is_null() {
-                // SAFETY: created by Box::into_raw in `build`, dropped once here.
-                drop(unsafe { Box::from_raw(raw) });
-            }
-        }
-        if let Ok(layout) = Layout::from_size_align(p.total, 1) {
-            // SAFETY: allocated in `build` with this exact layout.
-            unsafe { dealloc(self.ptr.as_ptr(), layout) };
-        }
-    }
-}
+/// What one key costs in its slot's index (`table.rs`): a 4-byte handle and a tag
+/// byte, at a load factor between 1/2 and 13/16.
+pub const TABLE_SLOT_BYTES: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -380,7 +435,8 @@ mod tests {
         let mut e = Entry::string(b"key:000000000001", &[7u8; 64], 0, 99);
         assert_eq!(e.key(), b"key:000000000001");
         assert_eq!(e.as_str(), Some(&[7u8; 64][..]));
-        assert_eq!(e.block_len(), 95);
+        assert_eq!(e.block_len(), 87);
+        assert_eq!(e.mem_size(), 88 + TABLE_SLOT_BYTES);
         assert_eq!(e.expire_at(), None);
         e.set_expire_at(Some(1234));
         assert_eq!(e.expire_at(), Some(1234));

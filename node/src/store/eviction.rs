@@ -14,6 +14,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::DefaultHashBuilder;
 
+use super::arena::ViewSlot;
 use super::entry::Entry;
 use super::shard::Shard;
 use super::{clock_of, Memory};
@@ -72,18 +73,16 @@ struct Candidate {
 }
 
 impl Shard {
-    fn entry_at(&mut self, idx: usize, pos: usize) -> Option<&mut Entry> {
-        self.table_mut(idx).iter_mut().nth(pos)
-    }
-
     /// Best of `SAMPLES` random entries accepted by `filter`, by the largest `score`.
     fn sample(&mut self, filter: impl Fn(&Entry) -> bool, score: impl Fn(&Entry) -> u64) -> Option<Candidate> {
         let mut best: Option<Candidate> = None;
+        let mut vs = ViewSlot::new();
         for _ in 0..SAMPLES * 2 {
             let (idx, pos) = self.random_position(WINDOW)?;
-            let Some(e) = self.table(idx).iter().nth(pos) else {
+            let Some(h) = self.handle_at(idx, pos) else {
                 continue;
             };
+            let e = self.show(h, &mut vs);
             if !filter(e) {
                 continue;
             }
@@ -96,9 +95,10 @@ impl Shard {
     }
 
     fn evict_at(&mut self, c: Candidate, mem: &Memory, hasher: &DefaultHashBuilder, ghost: bool) -> Option<usize> {
-        let e = self.table(c.idx).iter().nth(c.pos)?;
-        let h = hasher.hash_one(e.key());
-        let key: Vec<u8> = e.key().to_vec();
+        let handle = self.handle_at(c.idx, c.pos)?;
+        let mut vs = ViewSlot::new();
+        let key: Vec<u8> = self.show(handle, &mut vs).key().to_vec();
+        let h = hasher.hash_one(key.as_slice());
         let e = self.remove(c.idx, h, &key)?;
         let size = e.mem_size();
         mem.sub(size, !e.in_main());
@@ -148,7 +148,8 @@ impl Shard {
                 // This queue has nothing here: take from the other one.
                 None => self.sample(move |e| e.in_main() == from_small, age)?,
             };
-            let e = self.entry_at(c.idx, c.pos)?;
+            let mut vs = ViewSlot::new();
+            let e = self.view_at(c.idx, c.pos, &mut vs)?;
             let in_small = !e.in_main();
             let freq = e.freq();
             if freq == 0 {

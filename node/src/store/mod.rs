@@ -5,11 +5,13 @@
 //! over all shards and every core. A command locks only the shard(s) of its keys; there
 //! is no global lock on the hot path. Memory in use is one relaxed atomic counter.
 
+mod arena;
 pub mod entry;
 pub mod eviction;
 pub mod expiry;
 pub mod object;
 mod shard;
+mod table;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::cluster::slot::{Slot, SLOT_COUNT};
+use arena::ViewSlot;
 pub use entry::{Entry, ValueRef};
 pub use eviction::Policy;
 pub use object::{Hash, Object};
@@ -292,6 +295,7 @@ impl Locked<'_> {
             shard: &mut self.guard,
             idx: self.idx,
             store: self.store,
+            view: ViewSlot::new(),
         }
     }
 }
@@ -310,7 +314,12 @@ impl LockedMany<'_> {
         self.guards
             .iter_mut()
             .find(|(i, _)| *i == shard)
-            .map(move |(_, g)| SlotRef { shard: g, idx, store })
+            .map(move |(_, g)| SlotRef {
+                shard: g,
+                idx,
+                store,
+                view: ViewSlot::new(),
+            })
     }
 }
 
@@ -320,20 +329,33 @@ pub struct SlotRef<'a> {
     shard: &'a mut Shard,
     idx: usize,
     store: &'a Store,
+    /// Holds the view behind the `&mut Entry` last handed out.
+    view: ViewSlot,
 }
 
 impl SlotRef<'_> {
-    /// The live entry for `key` (an expired one is removed first). No statistics.
-    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
-        let h = self.store.hash(key);
-        if self.shard.table(self.idx).find(h, |e| e.key() == key)?.is_expired(now) {
+    /// The handle of the live entry for `key` (an expired one is removed first).
+    fn live(&mut self, key: &[u8], h: u64, now: u64) -> Option<arena::Handle> {
+        let handle = self.shard.find(self.idx, h, key)?;
+        let mut vs = ViewSlot::new();
+        if self.shard.show(handle, &mut vs).is_expired(now) {
+            drop(vs);
             self.expire(key, h);
             return None;
         }
-        self.shard.table_mut(self.idx).find_mut(h, |e| e.key() == key)
+        Some(handle)
+    }
+
+    /// The live entry for `key` (an expired one is removed first). No statistics.
+    /// The entry must not be moved out of the reference (`mem::replace`/`swap`).
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
+        let h = self.store.hash(key);
+        let handle = self.live(key, h, now)?;
+        self.shard.view(self.idx, h, handle, &mut self.view)
     }
 
     fn expire(&mut self, key: &[u8], h: u64) {
+        self.view.check();
         if let Some(e) = self.shard.remove(self.idx, h, key) {
             self.store.mem.sub(e.mem_size(), !e.in_main());
             self.store.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
@@ -345,9 +367,10 @@ impl SlotRef<'_> {
     pub fn read(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         let policy = self.store.mem.policy();
         let idx = self.idx;
-        let found = self.get(key, now).is_some();
-        self.shard.count_access(idx, found);
-        let e = self.get(key, now)?;
+        let h = self.store.hash(key);
+        let handle = self.live(key, h, now);
+        self.shard.count_access(idx, handle.is_some());
+        let e = self.shard.view(idx, h, handle?, &mut self.view)?;
         match policy {
             Policy::S3Fifo => e.set_freq(e.freq().saturating_add(1)),
             Policy::AllKeysLru => e.set_clock(clock_of(now)),
@@ -358,6 +381,7 @@ impl SlotRef<'_> {
 
     /// Inserts or replaces an entry; returns the previous one.
     pub fn insert(&mut self, mut e: Entry, now: u64) -> Option<Entry> {
+        self.view.check();
         let h = self.store.hash(e.key());
         e.set_clock(clock_of(now));
         let (old, size, small) = self.shard.insert(self.idx, h, e, &self.store.hasher);
@@ -370,6 +394,7 @@ impl SlotRef<'_> {
 
     /// Removes `key`; returns the entry if it was live.
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Entry> {
+        self.view.check();
         let h = self.store.hash(key);
         let e = self.shard.remove(self.idx, h, key)?;
         self.store.mem.sub(e.mem_size(), !e.in_main());
@@ -400,7 +425,7 @@ impl SlotRef<'_> {
 
     /// Number of keys in this slot.
     pub fn len(&self) -> usize {
-        self.shard.table(self.idx).len()
+        self.shard.slot_len(self.idx)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -409,11 +434,11 @@ impl SlotRef<'_> {
 
     /// Calls `f` for every live key of this slot.
     pub fn for_each_key(&self, now: u64, mut f: impl FnMut(&Entry)) {
-        for e in self.shard.table(self.idx).iter() {
+        self.shard.for_each_in_slot(self.idx, |e| {
             if !e.is_expired(now) {
                 f(e);
             }
-        }
+        });
     }
 }
 
@@ -521,5 +546,221 @@ mod tests {
             })
             .count();
         assert!(hot_left >= 90, "only {hot_left} of 100 hot keys survived a scan");
+    }
+
+    fn arena_bytes(store: &Store) -> usize {
+        let mut n = 0;
+        store.for_each_shard(|s| n += s.arena_reserved());
+        n
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set { key: u8, len: usize, ttl: bool },
+        SetExpired { key: u8 },
+        Hset { key: u8, field: u8, len: usize },
+        Del { key: u8 },
+        Expire { key: u8, clear: bool },
+        Get { key: u8 },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Lengths cross the size classes and the small/large boundary of the arena.
+        let len = prop_oneof![0usize..200, 1000usize..1100, Just(5000usize)];
+        prop_oneof![
+            (0u8..24, len.clone(), any::<bool>()).prop_map(|(key, len, ttl)| Op::Set { key, len, ttl }),
+            (0u8..24).prop_map(|key| Op::SetExpired { key }),
+            (0u8..24, 0u8..4, len).prop_map(|(key, field, len)| Op::Hset { key, field, len }),
+            (0u8..24).prop_map(|key| Op::Del { key }),
+            (0u8..24, any::<bool>()).prop_map(|(key, clear)| Op::Expire { key, clear }),
+            (0u8..24).prop_map(|key| Op::Get { key }),
+        ]
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Val {
+        Str(Vec<u8>),
+        Hash(std::collections::BTreeMap<u8, usize>),
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        /// Random inserts, overwrites, TTL changes, object updates and deletes agree with
+        /// a map, memory accounting always equals the sum of the live entries' charges,
+        /// and deleting everything returns accounting and arena memory to zero.
+        #[test]
+        fn store_matches_a_model(ops in proptest::collection::vec(op(), 0..300)) {
+            use std::collections::HashMap;
+            let store = Store::new(0, Policy::S3Fifo);
+            let now = now_ms();
+            let far = now + 1_000_000_000;
+            let mut model: HashMap<Vec<u8>, (Val, Option<u64>)> = HashMap::new();
+            let name = |k: u8| format!("key:{k}").into_bytes();
+            let mut n_ops = 0usize;
+            for op in ops {
+                match op {
+                    Op::Set { key, len, ttl } => {
+                        let k = name(key);
+                        let v = vec![key; len];
+                        let exp = ttl.then_some(far + u64::from(key));
+                        let e = Entry::string(&k, &v, exp.unwrap_or(0), 0);
+                        store.lock(key_slot(&k)).slot().insert(e, now);
+                        model.insert(k, (Val::Str(v), exp));
+                    }
+                    Op::SetExpired { key } => {
+                        let k = name(key);
+                        let e = Entry::string(&k, b"old", 1, 0);
+                        store.lock(key_slot(&k)).slot().insert(e, now);
+                        model.remove(&k);
+                    }
+                    Op::Hset { key, field, len } => {
+                        let k = name(key);
+                        let mut locked = store.lock(key_slot(&k));
+                        let mut slot = locked.slot();
+                        let value = vec![field; len];
+                        match model.get_mut(&k) {
+                            Some((Val::Hash(m), _)) => {
+                                let done = slot.modify(&k, now, |e| match e.as_object_mut() {
+                                    Some(Object::Hash(h)) => h.insert(&[field], &value),
+                                    None => false,
+                                });
+                                proptest::prop_assert_eq!(done, Some(!m.contains_key(&field)));
+                                m.insert(field, len);
+                            }
+                            _ => {
+                                let mut h = Hash::default();
+                                h.insert(&[field], &value);
+                                slot.insert(Entry::object(&k, Object::Hash(h), 0, 0), now);
+                                model.insert(k, (Val::Hash([(field, len)].into()), None));
+                            }
+                        }
+                    }
+                    Op::Del { key } => {
+                        let k = name(key);
+                        let got = store.lock(key_slot(&k)).slot().remove(&k, now);
+                        let want = model.remove(&k);
+                        proptest::prop_assert_eq!(got.map(|e| e.key().to_vec()), want.map(|_| k.clone()));
+                    }
+                    Op::Expire { key, clear } => {
+                        let k = name(key);
+                        let at = (!clear).then_some(far + 7);
+                        let r = store.lock(key_slot(&k)).slot().modify(&k, now, |e| e.set_expire_at(at));
+                        proptest::prop_assert_eq!(r.is_some(), model.contains_key(&k));
+                        if let Some((_, exp)) = model.get_mut(&k) {
+                            *exp = at;
+                        }
+                    }
+                    Op::Get { key } => {
+                        let k = name(key);
+                        let mut locked = store.lock(key_slot(&k));
+                        let mut slot = locked.slot();
+                        let got = slot.read(&k, now).map(|e| {
+                            let v = match e.value() {
+                                ValueRef::Str(s) => Val::Str(s.to_vec()),
+                                ValueRef::Obj(Object::Hash(h)) => Val::Hash(
+                                    h.iter().map(|(f, v)| (f[0], v.len())).collect(),
+                                ),
+                            };
+                            (e.key().to_vec(), v, e.expire_at())
+                        });
+                        let want = model.get(&k).map(|(v, exp)| (k.clone(), v.clone(), *exp));
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                }
+                // Accounting equals the charges of the stored entries (expired ones too).
+                n_ops += 1;
+                if n_ops % 8 != 0 {
+                    continue;
+                }
+                let mut charged = 0;
+                store.for_each_shard(|s| s.for_each_entry(|_, e| charged += e.mem_size()));
+                proptest::prop_assert_eq!(store.mem.used(), charged);
+                let mut sizes = 0;
+                store.for_each_shard(|s| {
+                    for i in 0..SLOTS_PER_SHARD {
+                        sizes += s.slot_stats(i).bytes;
+                    }
+                });
+                proptest::prop_assert_eq!(sizes, charged);
+            }
+            let (live, volatile) = store.key_counts();
+            proptest::prop_assert!(live >= model.len());
+            proptest::prop_assert_eq!(
+                volatile,
+                {
+                    let mut n = 0;
+                    store.for_each_shard(|s| s.for_each_entry(|_, e| n += usize::from(e.expire_at().is_some())));
+                    n
+                }
+            );
+            for key in 0u8..24 {
+                let k = name(key);
+                store.lock(key_slot(&k)).slot().remove(&k, now);
+            }
+            proptest::prop_assert_eq!(store.dbsize(), 0);
+            proptest::prop_assert_eq!(store.mem.used(), 0);
+            proptest::prop_assert_eq!(store.mem.small(), 0);
+            proptest::prop_assert_eq!(arena_bytes(&store), 0);
+        }
+    }
+
+    #[test]
+    fn ttl_can_be_added_to_a_stored_key_and_flush_frees_everything() {
+        let store = Store::new(0, Policy::S3Fifo);
+        let now = now_ms();
+        for i in 0..2000u32 {
+            set(&store, format!("k{i}").as_bytes(), &[3u8; 64]);
+        }
+        let before = store.mem.used();
+        for i in 0..2000u32 {
+            let k = format!("k{i}");
+            let r = store
+                .lock(key_slot(k.as_bytes()))
+                .slot()
+                .modify(k.as_bytes(), now, |e| e.set_expire_at(Some(now + 100_000)));
+            assert_eq!(r, Some(()));
+        }
+        assert_eq!(store.key_counts(), (2000, 2000));
+        assert!(store.mem.used() > before);
+        for i in 0..2000u32 {
+            let k = format!("k{i}");
+            let mut locked = store.lock(key_slot(k.as_bytes()));
+            let mut slot = locked.slot();
+            let e = slot.get(k.as_bytes(), now).expect("present");
+            assert_eq!(e.expire_at(), Some(now + 100_000));
+            assert_eq!(e.as_str(), Some(&[3u8; 64][..]));
+            assert_eq!(e.key(), k.as_bytes());
+        }
+        // Expired in the past: active expiry reclaims them all.
+        for i in 0..2000u32 {
+            let k = format!("k{i}");
+            store
+                .lock(key_slot(k.as_bytes()))
+                .slot()
+                .modify(k.as_bytes(), now, |e| e.set_expire_at(Some(1)));
+        }
+        let mut rounds = 0;
+        while store.dbsize() > 0 && rounds < 10_000 {
+            store.active_expire_round(SHARDS, now);
+            rounds += 1;
+        }
+        assert_eq!(store.dbsize(), 0);
+        assert_eq!(store.mem.used(), 0);
+        assert_eq!(arena_bytes(&store), 0);
+        for i in 0..500u32 {
+            set(&store, format!("k{i}").as_bytes(), &[3u8; 64]);
+        }
+        let mut h = Hash::default();
+        h.insert(b"f", b"v");
+        store
+            .lock(key_slot(b"h"))
+            .slot()
+            .insert(Entry::object(b"h", Object::Hash(h), 0, 0), now);
+        store.flush();
+        assert_eq!(store.dbsize(), 0);
+        assert_eq!(store.mem.used(), 0);
+        assert_eq!(store.mem.small(), 0);
+        assert_eq!(arena_bytes(&store), 0);
     }
 }

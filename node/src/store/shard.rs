@@ -3,11 +3,13 @@
 
 use std::collections::VecDeque;
 
-use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
+use hashbrown::{DefaultHashBuilder, HashSet};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::entry::Entry;
+use super::arena::{Arena, Handle, ViewSlot};
+use super::entry::{key_of, Entry};
+use super::table::HandleTable;
 
 /// Statistics of one slot, as reported to the control plane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,7 +22,7 @@ pub struct SlotStats {
 
 #[derive(Default)]
 pub(super) struct SlotTable {
-    pub(super) table: HashTable<Entry>,
+    table: HandleTable,
     bytes: usize,
     volatile: usize,
     hits: u64,
@@ -56,9 +58,11 @@ impl Ghost {
     }
 }
 
-/// A lock stripe of slot tables.
+/// A lock stripe of slot tables. The tables hold handles of blocks in the shard's
+/// arena.
 pub struct Shard {
     slots: Box<[SlotTable]>,
+    arena: Arena,
     ghost: Ghost,
     pub(super) rng: SmallRng,
     expire_cursor: usize,
@@ -70,6 +74,7 @@ impl Shard {
     pub(super) fn new(slots: usize, seed: u64) -> Shard {
         Shard {
             slots: (0..slots).map(|_| SlotTable::default()).collect(),
+            arena: Arena::new(),
             ghost: Ghost {
                 order: VecDeque::new(),
                 set: HashSet::new(),
@@ -80,12 +85,60 @@ impl Shard {
         }
     }
 
-    pub(super) fn table(&self, idx: usize) -> &HashTable<Entry> {
-        &self.slots[idx].table
+    #[cfg(test)]
+    pub(super) fn arena_reserved(&self) -> usize {
+        self.arena.reserved()
     }
 
-    pub(super) fn table_mut(&mut self, idx: usize) -> &mut HashTable<Entry> {
-        &mut self.slots[idx].table
+    /// Keys in slot `idx`.
+    pub(super) fn slot_len(&self, idx: usize) -> usize {
+        self.slots[idx].table.len()
+    }
+
+    /// The handle of `key` (hash `h`) in slot `idx`.
+    pub(super) fn find(&self, idx: usize, h: u64, key: &[u8]) -> Option<Handle> {
+        let arena = &self.arena;
+        let table = &self.slots[idx].table;
+        table.get(table.find(h, |x| key_of(arena.get(x)) == key)?)
+    }
+
+    /// A read-only view of block `handle`.
+    pub(super) fn show<'a>(&'a self, handle: Handle, vs: &'a mut ViewSlot) -> &'a Entry {
+        vs.show(&self.arena, handle)
+    }
+
+    /// A mutable view of the entry with `handle` (hash `h`) in slot `idx`.
+    pub(super) fn view<'a>(
+        &'a mut self,
+        idx: usize,
+        h: u64,
+        handle: Handle,
+        vs: &'a mut ViewSlot,
+    ) -> Option<&'a mut Entry> {
+        let table = &mut self.slots[idx].table;
+        let slot = table.get_mut(table.find(h, |x| x == handle)?)?;
+        Some(vs.view(&mut self.arena, slot))
+    }
+
+    /// A mutable view of the entry at `pos` in slot `idx`'s iteration order.
+    pub(super) fn view_at<'a>(&'a mut self, idx: usize, pos: usize, vs: &'a mut ViewSlot) -> Option<&'a mut Entry> {
+        let table = &mut self.slots[idx].table;
+        let bucket = table.buckets().nth(pos)?;
+        let slot = table.get_mut(bucket)?;
+        Some(vs.view(&mut self.arena, slot))
+    }
+
+    /// The handle at `pos` in slot `idx`'s iteration order.
+    pub(super) fn handle_at(&self, idx: usize, pos: usize) -> Option<Handle> {
+        self.slots[idx].table.iter().nth(pos)
+    }
+
+    /// Calls `f` for every entry of slot `idx` (expired included).
+    pub(super) fn for_each_in_slot(&self, idx: usize, mut f: impl FnMut(&Entry)) {
+        let mut vs = ViewSlot::new();
+        for h in self.slots[idx].table.iter() {
+            f(vs.show(&self.arena, h));
+        }
     }
 
     /// Keys in this shard.
@@ -118,9 +171,10 @@ impl Shard {
 
     /// Calls `f(slot index within shard, entry)` for every entry (expired included).
     pub fn for_each_entry(&self, mut f: impl FnMut(usize, &Entry)) {
+        let mut vs = ViewSlot::new();
         for (i, s) in self.slots.iter().enumerate() {
-            for e in s.table.iter() {
-                f(i, e);
+            for h in s.table.iter() {
+                f(i, vs.show(&self.arena, h));
             }
         }
     }
@@ -147,13 +201,18 @@ impl Shard {
         use std::hash::BuildHasher;
         let size = e.mem_size();
         let ttl = e.expire_at().is_some();
+        let arena = &mut self.arena;
         let slot = &mut self.slots[idx];
-        let key_eq = |x: &Entry| x.key() == e.key();
-        if let Some(existing) = slot.table.find_mut(h, key_eq) {
-            e.set_in_main(existing.in_main());
-            e.set_freq(existing.freq().saturating_add(1));
+        let found = slot.table.find(h, |x| key_of(arena.get(x)) == e.key());
+        if let Some((bucket, existing)) = found.and_then(|b| Some((b, slot.table.get(b)?))) {
+            let old = Entry::take_from(arena, existing);
+            e.set_in_main(old.in_main());
+            e.set_freq(old.freq().saturating_add(1));
             let small = !e.in_main();
-            let old = std::mem::replace(existing, e);
+            let handle = e.into_arena(arena);
+            if let Some(slot) = slot.table.get_mut(bucket) {
+                *slot = handle.to_le_bytes();
+            }
             slot.bytes = slot.bytes + size - old.mem_size();
             if old.expire_at().is_some() {
                 slot.volatile -= 1;
@@ -166,8 +225,10 @@ impl Shard {
         let main = self.ghost.take(h);
         e.set_in_main(main);
         e.set_freq(0);
+        let handle = e.into_arena(&mut self.arena);
+        let arena = &self.arena;
         let slot = &mut self.slots[idx];
-        slot.table.insert_unique(h, e, |x| hasher.hash_one(x.key()));
+        slot.table.insert(h, handle, |x| hasher.hash_one(key_of(arena.get(x))));
         slot.bytes += size;
         if ttl {
             slot.volatile += 1;
@@ -176,8 +237,11 @@ impl Shard {
     }
 
     pub(super) fn remove(&mut self, idx: usize, h: u64, key: &[u8]) -> Option<Entry> {
+        let arena = &mut self.arena;
         let slot = &mut self.slots[idx];
-        let (e, _) = slot.table.find_entry(h, |x| x.key() == key).ok()?.remove();
+        let bucket = slot.table.find(h, |x| key_of(arena.get(x)) == key)?;
+        let handle = slot.table.remove_at(bucket)?;
+        let e = Entry::take_from(arena, handle);
         slot.bytes -= e.mem_size();
         if e.expire_at().is_some() {
             slot.volatile -= 1;
@@ -204,7 +268,8 @@ impl Shard {
     pub(super) fn clear(&mut self) -> (usize, usize) {
         let (mut bytes, mut small) = (0, 0);
         for s in self.slots.iter_mut() {
-            for e in s.table.drain() {
+            for h in std::mem::take(&mut s.table).iter() {
+                let e = Entry::take_from(&mut self.arena, h);
                 let size = e.mem_size();
                 bytes += size;
                 if !e.in_main() {
@@ -258,8 +323,11 @@ impl Shard {
             checked += slot.table.len();
             let mut freed = 0;
             let mut volatile_gone = 0;
-            slot.table.retain(|e| {
-                if e.is_expired(now) {
+            let arena = &mut self.arena;
+            let mut vs = ViewSlot::new();
+            slot.table.retain(|h| {
+                if vs.show(arena, h).is_expired(now) {
+                    let e = Entry::take_from(arena, h);
                     let size = e.mem_size();
                     freed += size;
                     if !e.in_main() {

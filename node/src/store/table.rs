@@ -1,0 +1,291 @@
+//! A slot's index: an open-addressing hash table of 32-bit arena handles.
+//!
+//! One byte allocation of `cap` little-endian handles followed by `cap` tag bytes
+//! (alignment 1: mimalloc serves an aligned request that misses its fast path from a
+//! larger size class). A tag is `0x80 | 7 hash bits` for a used bucket, `EMPTY` or `TOMB`. Lookups
+//! probe linearly from the hash's home bucket, comparing tags and calling the key
+//! comparison only on a tag match. The table grows at 13/16 load to ~60 %, with a
+//! capacity that fills an allocator size class exactly, so a slot of 61 keys costs
+//! about 6.5 bytes per key (a `hashbrown` table of 4-byte items would use 128 buckets
+//! of 5 bytes, 10.5 bytes per key, in a 768-byte block). No `unsafe` code.
+
+/// A bucket never used since the last rebuild: probing stops here.
+const EMPTY: u8 = 0;
+/// A removed entry: probing continues past it; inserts may reuse it.
+const TOMB: u8 = 1;
+const MIN_CAP: usize = 8;
+
+fn tag_of(hash: u64) -> u8 {
+    0x80 | (hash >> 57) as u8
+}
+
+/// Bytes of the allocator size class for `bytes` (mimalloc: 8-byte steps up to 64,
+/// then four classes per power of two).
+fn size_class(bytes: usize) -> usize {
+    if bytes <= 64 {
+        return bytes.div_ceil(8) * 8;
+    }
+    let hi = usize::BITS - 1 - (bytes - 1).leading_zeros();
+    let step = 1usize << (hi - 2);
+    bytes.div_ceil(step) * step
+}
+
+/// Capacity for `n` keys at about 60 % load, filling its size class.
+fn capacity_for(n: usize) -> usize {
+    let want = (n * 5 / 3).max(MIN_CAP);
+    size_class(want * 5) / 5
+}
+
+#[derive(Default)]
+pub(super) struct HandleTable {
+    /// `cap` handles (4 bytes each), then `cap` tags.
+    data: Box<[u8]>,
+    cap: usize,
+    len: usize,
+    tombs: usize,
+}
+
+impl HandleTable {
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn tag(&self, i: usize) -> u8 {
+        self.data.get(self.cap * 4 + i).copied().unwrap_or(EMPTY)
+    }
+
+    fn set_tag(&mut self, i: usize, t: u8) {
+        if let Some(b) = self.data.get_mut(self.cap * 4 + i) {
+            *b = t;
+        }
+    }
+
+    fn handle(&self, i: usize) -> u32 {
+        let mut w = [0u8; 4];
+        if let Some(b) = self.data.get(i * 4..i * 4 + 4) {
+            w.copy_from_slice(b);
+        }
+        u32::from_le_bytes(w)
+    }
+
+    fn set_handle(&mut self, i: usize, h: u32) {
+        if let Some(b) = self.data.get_mut(i * 4..i * 4 + 4) {
+            b.copy_from_slice(&h.to_le_bytes());
+        }
+    }
+
+    fn home(&self, hash: u64) -> usize {
+        (((hash & 0xffff_ffff) * self.cap as u64) >> 32) as usize
+    }
+
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.cap {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// The bucket holding the handle with `hash` accepted by `eq`.
+    pub(super) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let t = tag_of(hash);
+        let mut i = self.home(hash);
+        for _ in 0..self.cap {
+            match self.tag(i) {
+                EMPTY => return None,
+                x if x == t && eq(self.handle(i)) => return Some(i),
+                _ => {}
+            }
+            i = self.next(i);
+        }
+        None
+    }
+
+    pub(super) fn get(&self, bucket: usize) -> Option<u32> {
+        (bucket < self.cap && self.tag(bucket) & 0x80 != 0).then(|| self.handle(bucket))
+    }
+
+    /// The stored (little-endian) handle of a used bucket.
+    pub(super) fn get_mut(&mut self, bucket: usize) -> Option<&mut [u8; 4]> {
+        if bucket < self.cap && self.tag(bucket) & 0x80 != 0 {
+            self.data.get_mut(bucket * 4..bucket * 4 + 4)?.try_into().ok()
+        } else {
+            None
+        }
+    }
+
+    /// Adds a handle whose key is not in the table. `rehash` gives any stored
+    /// handle's hash, for growing.
+    pub(super) fn insert(&mut self, hash: u64, handle: u32, rehash: impl Fn(u32) -> u64) {
+        if (self.len + self.tombs + 1) * 16 > self.cap * 13 {
+            self.rebuild(capacity_for(self.len + 1), rehash);
+        }
+        let mut i = self.home(hash);
+        for _ in 0..self.cap {
+            match self.tag(i) {
+                EMPTY => break,
+                TOMB => {
+                    self.tombs -= 1;
+                    break;
+                }
+                _ => i = self.next(i),
+            }
+        }
+        self.set_tag(i, tag_of(hash));
+        self.set_handle(i, handle);
+        self.len += 1;
+    }
+
+    fn rebuild(&mut self, cap: usize, rehash: impl Fn(u32) -> u64) {
+        let old = std::mem::replace(
+            self,
+            HandleTable {
+                data: vec![0u8; cap * 5].into_boxed_slice(),
+                cap,
+                len: 0,
+                tombs: 0,
+            },
+        );
+        for h in old.iter() {
+            let hash = rehash(h);
+            let mut i = self.home(hash);
+            while self.tag(i) != EMPTY {
+                i = self.next(i);
+            }
+            self.set_tag(i, tag_of(hash));
+            self.set_handle(i, h);
+            self.len += 1;
+        }
+    }
+
+    /// Removes the handle in `bucket`; returns it.
+    pub(super) fn remove_at(&mut self, bucket: usize) -> Option<u32> {
+        let h = self.get(bucket)?;
+        self.len -= 1;
+        if self.tag(self.next(bucket)) == EMPTY {
+            // Nothing probes past this bucket: it and the tombstones before it become
+            // empty.
+            self.set_tag(bucket, EMPTY);
+            let mut i = bucket;
+            for _ in 0..self.cap {
+                i = if i == 0 { self.cap - 1 } else { i - 1 };
+                if self.tag(i) != TOMB {
+                    break;
+                }
+                self.set_tag(i, EMPTY);
+                self.tombs -= 1;
+            }
+        } else {
+            self.set_tag(bucket, TOMB);
+            self.tombs += 1;
+        }
+        if self.len == 0 {
+            *self = HandleTable::default();
+        }
+        Some(h)
+    }
+
+    /// Used buckets, in bucket order.
+    pub(super) fn buckets(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.cap).filter(|&i| self.tag(i) & 0x80 != 0)
+    }
+
+    /// Stored handles, in bucket order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.buckets().map(|i| self.handle(i))
+    }
+
+    /// Keeps the handles for which `keep` is true.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        for i in 0..self.cap {
+            if self.tag(i) & 0x80 != 0 && !keep(self.handle(i)) {
+                self.remove_at(i);
+                if self.cap == 0 {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Bytes allocated (for tests).
+    #[cfg(test)]
+    fn allocated(&self) -> usize {
+        self.data.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    fn hash(h: u32) -> u64 {
+        // Weak on purpose for small ranges: collisions and long probe runs.
+        u64::from(h % 97).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(h / 97)
+    }
+
+    #[test]
+    fn capacities_fill_size_classes() {
+        assert_eq!(size_class(40), 40);
+        assert_eq!(size_class(450), 512);
+        assert_eq!(size_class(384), 384);
+        assert_eq!(capacity_for(1), 8);
+        for n in 1..5000 {
+            let c = capacity_for(n);
+            assert!(c * 13 >= n * 16, "{n} -> {c}");
+            assert!(size_class(c * 5) - c * 5 < 5, "{n} -> {c}");
+        }
+        let mut t = HandleTable::default();
+        for h in 0..61 {
+            t.insert(hash(h), h, hash);
+        }
+        assert!(t.allocated() <= 512, "{}", t.allocated());
+    }
+
+    proptest! {
+        /// Random inserts and removes agree with a set; every stored handle is found.
+        #[test]
+        fn table_matches_a_set(ops in proptest::collection::vec((any::<bool>(), 0u32..300), 0..2000)) {
+            let mut t = HandleTable::default();
+            let mut model = HashSet::new();
+            for (insert, h) in ops {
+                let found = t.find(hash(h), |x| x == h);
+                prop_assert_eq!(found.is_some(), model.contains(&h));
+                match (insert, found) {
+                    (true, None) => {
+                        t.insert(hash(h), h, hash);
+                        model.insert(h);
+                    }
+                    (false, Some(b)) => {
+                        prop_assert_eq!(t.remove_at(b), Some(h));
+                        model.remove(&h);
+                    }
+                    _ => {}
+                }
+                prop_assert_eq!(t.len(), model.len());
+                prop_assert!((t.len() + t.tombs) * 16 <= t.cap * 13 || t.cap == 0);
+            }
+            let mut all: Vec<u32> = t.iter().collect();
+            all.sort_unstable();
+            let mut want: Vec<u32> = model.iter().copied().collect();
+            want.sort_unstable();
+            prop_assert_eq!(all, want);
+            for &h in &model {
+                let b = t.find(hash(h), |x| x == h);
+                prop_assert_eq!(b.and_then(|b| t.get(b)), Some(h));
+            }
+            t.retain(|h| h % 2 == 0);
+            prop_assert_eq!(t.len(), model.iter().filter(|&&h| h % 2 == 0).count());
+            for &h in &model {
+                prop_assert_eq!(t.find(hash(h), |x| x == h).is_some(), h % 2 == 0);
+            }
+            t.retain(|_| false);
+            prop_assert_eq!(t.len(), 0);
+            prop_assert_eq!(t.cap, 0);
+        }
+    }
+}
