@@ -80,7 +80,8 @@ pub fn resume(buf: &[u8], progress: &mut Progress) -> Result<Option<usize>, Repl
     while owed > 0 {
         *progress = Progress { pos, owed };
         let Some(&ty) = buf.get(pos) else { return Ok(None) };
-        let Some(end) = line_end(buf, pos)? else {
+        // The line ends after the type byte (a CR as type byte must not end it).
+        let Some(end) = line_end(buf, pos + 1)? else {
             return Ok(None);
         };
         let body = &buf[pos + 1..end];
@@ -159,6 +160,13 @@ pub fn is_error(frame: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bare_crlf_is_an_error_not_a_panic() {
+        assert!(super::frame_len(b"\r\n").is_err());
+        assert!(super::frame_len(b"\r\r\n").is_err());
+        assert_eq!(super::frame_len(b"+OK\r\n"), Ok(Some(5)));
+    }
+
     use super::*;
     use proptest::prelude::*;
 
