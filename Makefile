@@ -46,3 +46,9 @@ bench-quick:
 
 clean:
 	$(CARGO) clean
+
+## bench-handover: slot handover to a joining node under load, with and without copy
+## (release build, run by hand); writes bench/out/handover.md.
+.PHONY: bench-handover
+bench-handover:
+	bash bench/handover.sh
