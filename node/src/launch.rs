@@ -108,10 +108,10 @@ impl NodeHandle {
         handles.push(spawn_control(control, control_service, shutdown.clone())?);
         handles.push(expiry::spawn(store.clone()).map_err(LaunchError::Thread)?);
         if config.cluster_enabled {
-        handles.push(
-            crate::handover::cleanup::spawn(store.clone(), state.clone(), shutdown.clone())
-                .map_err(LaunchError::Thread)?,
-        );
+            handles.push(
+                crate::handover::cleanup::spawn(store.clone(), state.clone(), shutdown.clone())
+                    .map_err(LaunchError::Thread)?,
+            );
             let repl = crate::replication::replica::spawn(store.clone(), state.clone(), shutdown.clone());
             handles.push(repl.map_err(LaunchError::Thread)?);
         }

@@ -215,10 +215,17 @@ fn active_expiry_reclaims_keys_nobody_reads() {
     // Nobody reads the keys: only the active expiry thread can remove them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while node.store.dbsize() > 1 {
-        assert!(std::time::Instant::now() < deadline, "{} keys left", node.store.dbsize());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} keys left",
+            node.store.dbsize()
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(node.store.mem.used() < used_before / 100, "expired memory was not reclaimed");
+    assert!(
+        node.store.mem.used() < used_before / 100,
+        "expired memory was not reclaimed"
+    );
     let expired: u64 = node.store.stats.expired_keys.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(expired, 2000);
     node.shutdown();

@@ -22,18 +22,9 @@ fn set_get_and_multi_field_commands() {
     assert_eq!(cmd::<i64>(&mut con, &["HSET", "h", "a", "1", "b", "2"]), 2);
     assert_eq!(cmd::<i64>(&mut con, &["HSET", "h", "a", "10", "c", "3"]), 1);
     assert_eq!(cmd::<String>(&mut con, &["HGET", "h", "a"]), "10");
-    assert_eq!(
-        cmd::<Option<String>>(&mut con, &["HGET", "h", "nope"]),
-        None
-    );
-    assert_eq!(
-        cmd::<Option<String>>(&mut con, &["HGET", "missing", "a"]),
-        None
-    );
-    assert_eq!(
-        cmd::<String>(&mut con, &["HMSET", "h", "d", "4", "e", "5"]),
-        "OK"
-    );
+    assert_eq!(cmd::<Option<String>>(&mut con, &["HGET", "h", "nope"]), None);
+    assert_eq!(cmd::<Option<String>>(&mut con, &["HGET", "missing", "a"]), None);
+    assert_eq!(cmd::<String>(&mut con, &["HMSET", "h", "d", "4", "e", "5"]), "OK");
     assert_eq!(cmd::<i64>(&mut con, &["HLEN", "h"]), 5);
     assert_eq!(cmd::<i64>(&mut con, &["HLEN", "missing"]), 0);
     assert_eq!(
@@ -52,17 +43,10 @@ fn set_get_and_multi_field_commands() {
     assert_eq!(cmd::<String>(&mut con, &["HGET", "fresh", "f"]), "v");
 
     let all: HashMap<String, String> = cmd(&mut con, &["HGETALL", "h"]);
-    let want: HashMap<String, String> = [
-        ("a", "10"),
-        ("b", "2"),
-        ("c", "3"),
-        ("d", "4"),
-        ("e", "5"),
-        ("f", "6"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let want: HashMap<String, String> = [("a", "10"), ("b", "2"), ("c", "3"), ("d", "4"), ("e", "5"), ("f", "6")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     assert_eq!(all, want);
     assert!(cmd::<HashMap<String, String>>(&mut con, &["HGETALL", "missing"]).is_empty());
 
@@ -151,16 +135,7 @@ fn increments_and_their_errors() {
     assert_eq!(cmd::<String>(&mut con, &["HGET", "h", "n"]), "-2");
     cmd::<i64>(
         &mut con,
-        &[
-            "HSET",
-            "h",
-            "s",
-            "abc",
-            "big",
-            "9223372036854775800",
-            "sp",
-            " 1",
-        ],
+        &["HSET", "h", "s", "abc", "big", "9223372036854775800", "sp", " 1"],
     );
     assert_eq!(
         cmd_err(&mut con, &["HINCRBY", "h", "s", "1"]),
@@ -174,10 +149,7 @@ fn increments_and_their_errors() {
         cmd_err(&mut con, &["HINCRBY", "h", "big", "10"]),
         "ERR increment or decrement would overflow"
     );
-    assert_eq!(
-        cmd::<String>(&mut con, &["HGET", "h", "big"]),
-        "9223372036854775800"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["HGET", "h", "big"]), "9223372036854775800");
     assert_eq!(
         cmd_err(&mut con, &["HINCRBY", "h", "n", "x"]),
         "ERR value is not an integer or out of range"
@@ -194,24 +166,12 @@ fn increments_and_their_errors() {
     assert_eq!(cmd::<i64>(&mut con, &["HLEN", "nokey"]), 0);
 
     assert_eq!(cmd::<i64>(&mut con, &["HSET", "f", "x", "10.50"]), 1);
-    assert_eq!(
-        cmd::<String>(&mut con, &["HINCRBYFLOAT", "f", "x", "0.1"]),
-        "10.6"
-    );
-    assert_eq!(
-        cmd::<String>(&mut con, &["HINCRBYFLOAT", "f", "x", "-5"]),
-        "5.6"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["HINCRBYFLOAT", "f", "x", "0.1"]), "10.6");
+    assert_eq!(cmd::<String>(&mut con, &["HINCRBYFLOAT", "f", "x", "-5"]), "5.6");
     cmd::<i64>(&mut con, &["HSET", "f", "x", "5.0e3"]);
-    assert_eq!(
-        cmd::<String>(&mut con, &["HINCRBYFLOAT", "f", "x", "2.0e2"]),
-        "5200"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["HINCRBYFLOAT", "f", "x", "2.0e2"]), "5200");
     assert_eq!(cmd::<String>(&mut con, &["HGET", "f", "x"]), "5200");
-    assert_eq!(
-        cmd::<String>(&mut con, &["HINCRBYFLOAT", "f", "new", "1.5"]),
-        "1.5"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["HINCRBYFLOAT", "f", "new", "1.5"]), "1.5");
     cmd::<i64>(&mut con, &["HSET", "f", "s", "abc", "huge", "1.7e308"]);
     assert_eq!(
         cmd_err(&mut con, &["HINCRBYFLOAT", "f", "s", "1"]),
@@ -291,43 +251,28 @@ fn hscan_returns_everything_with_cursor_zero() {
     let node = start();
     let mut con = client(&node);
     for i in 0..200 {
-        cmd::<i64>(
-            &mut con,
-            &["HSET", "h", &format!("field:{i}"), &format!("v{i}")],
-        );
+        cmd::<i64>(&mut con, &["HSET", "h", &format!("field:{i}"), &format!("v{i}")]);
     }
     cmd::<i64>(&mut con, &["HSET", "h", "other", "x"]);
     let (cursor, items): (String, Vec<String>) = cmd(&mut con, &["HSCAN", "h", "0"]);
     assert_eq!(cursor, "0");
     assert_eq!(items.len(), 2 * 201);
     let pairs: HashMap<&String, &String> = items.chunks(2).map(|p| (&p[0], &p[1])).collect();
-    assert_eq!(
-        pairs.get(&"field:7".to_string()).map(|v| v.as_str()),
-        Some("v7")
-    );
+    assert_eq!(pairs.get(&"field:7".to_string()).map(|v| v.as_str()), Some("v7"));
 
-    let (cursor, items): (String, Vec<String>) = cmd(
-        &mut con,
-        &["HSCAN", "h", "0", "MATCH", "field:1?", "COUNT", "5"],
-    );
+    let (cursor, items): (String, Vec<String>) = cmd(&mut con, &["HSCAN", "h", "0", "MATCH", "field:1?", "COUNT", "5"]);
     assert_eq!(cursor, "0");
     let mut fields: Vec<&String> = items.iter().step_by(2).collect();
     fields.sort();
     assert_eq!(fields.len(), 10);
-    assert!(fields
-        .iter()
-        .all(|f| f.starts_with("field:1") && f.len() == 8));
+    assert!(fields.iter().all(|f| f.starts_with("field:1") && f.len() == 8));
 
-    let (_, items): (String, Vec<String>) =
-        cmd(&mut con, &["HSCAN", "h", "0", "MATCH", "oth*", "NOVALUES"]);
+    let (_, items): (String, Vec<String>) = cmd(&mut con, &["HSCAN", "h", "0", "MATCH", "oth*", "NOVALUES"]);
     assert_eq!(items, ["other"]);
     let (cursor, items): (String, Vec<String>) = cmd(&mut con, &["HSCAN", "missing", "0"]);
     assert_eq!((cursor.as_str(), items.len()), ("0", 0));
 
-    assert_eq!(
-        cmd_err(&mut con, &["HSCAN", "h", "abc"]),
-        "ERR invalid cursor"
-    );
+    assert_eq!(cmd_err(&mut con, &["HSCAN", "h", "abc"]), "ERR invalid cursor");
     assert_eq!(
         cmd_err(&mut con, &["HSCAN", "h", "0", "COUNT", "0"]),
         "ERR syntax error"
@@ -336,14 +281,8 @@ fn hscan_returns_everything_with_cursor_zero() {
         cmd_err(&mut con, &["HSCAN", "h", "0", "COUNT", "x"]),
         "ERR value is not an integer or out of range"
     );
-    assert_eq!(
-        cmd_err(&mut con, &["HSCAN", "h", "0", "MATCH"]),
-        "ERR syntax error"
-    );
-    assert_eq!(
-        cmd_err(&mut con, &["HSCAN", "h", "0", "BOGUS"]),
-        "ERR syntax error"
-    );
+    assert_eq!(cmd_err(&mut con, &["HSCAN", "h", "0", "MATCH"]), "ERR syntax error");
+    assert_eq!(cmd_err(&mut con, &["HSCAN", "h", "0", "BOGUS"]), "ERR syntax error");
     node.shutdown();
 }
 
@@ -358,10 +297,7 @@ fn hrandfield_counts_and_shapes() {
 
     let one: String = cmd(&mut con, &["HRANDFIELD", "h"]);
     assert!(all.contains(&one));
-    assert_eq!(
-        cmd::<Option<String>>(&mut con, &["HRANDFIELD", "missing"]),
-        None
-    );
+    assert_eq!(cmd::<Option<String>>(&mut con, &["HRANDFIELD", "missing"]), None);
     assert!(cmd::<Vec<String>>(&mut con, &["HRANDFIELD", "missing", "3"]).is_empty());
     assert!(cmd::<Vec<String>>(&mut con, &["HRANDFIELD", "h", "0"]).is_empty());
 
@@ -389,10 +325,7 @@ fn hrandfield_counts_and_shapes() {
         "ERR value is out of range, must be between -9223372036854775807 and 9223372036854775807"
     );
     assert_eq!(
-        cmd_err(
-            &mut con,
-            &["HRANDFIELD", "h", "-9223372036854775807", "WITHVALUES"]
-        ),
+        cmd_err(&mut con, &["HRANDFIELD", "h", "-9223372036854775807", "WITHVALUES"]),
         "ERR value is out of range"
     );
     assert_eq!(
@@ -463,10 +396,7 @@ fn memory_returns_to_its_start_after_a_big_hash_goes() {
     cmd::<String>(&mut con, &["HINCRBYFLOAT", "big", "counter", "0.5"]);
     let mut pipe = redis::pipe();
     for i in 0..5000 {
-        pipe.cmd("HDEL")
-            .arg("big")
-            .arg(format!("field:{i}"))
-            .ignore();
+        pipe.cmd("HDEL").arg("big").arg(format!("field:{i}")).ignore();
     }
     pipe.cmd("HDEL").arg("big").arg("counter").ignore();
     pipe.query::<()>(&mut con).expect("pipeline");

@@ -10,10 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::*;
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64
 }
 
 /// Runs a full SCAN with `opts` and returns every key, checking no key repeats.
@@ -95,10 +92,7 @@ fn expire_ttl_persist() {
     assert_eq!(cmd::<i64>(&mut con, &["EXPIRETIME", "k"]), at);
     assert_eq!(cmd::<i64>(&mut con, &["PEXPIRETIME", "k"]), at * 1000);
     let pat = now_ms() + 2_000_000;
-    assert_eq!(
-        cmd::<i64>(&mut con, &["PEXPIREAT", "k", &pat.to_string()]),
-        1
-    );
+    assert_eq!(cmd::<i64>(&mut con, &["PEXPIREAT", "k", &pat.to_string()]), 1);
     assert_eq!(cmd::<i64>(&mut con, &["PEXPIRETIME", "k"]), pat);
 
     assert_eq!(cmd::<i64>(&mut con, &["PERSIST", "k"]), 1);
@@ -203,9 +197,7 @@ fn keys_glob_skips_expired() {
     let mut con = client(&node);
     cmd::<()>(
         &mut con,
-        &[
-            "MSET", "user:1", "a", "user:2", "b", "user:10", "c", "other", "d",
-        ],
+        &["MSET", "user:1", "a", "user:2", "b", "user:10", "c", "other", "d"],
     );
     cmd::<()>(&mut con, &["SET", "user:gone", "x", "PX", "50"]);
     let mut all: Vec<String> = cmd(&mut con, &["KEYS", "*"]);
@@ -239,10 +231,7 @@ fn scan_returns_every_key_exactly_once() {
     pipe.query::<()>(&mut con).expect("pipeline");
     let (seen, calls) = scan_all(&mut con, &["COUNT", "100"]);
     assert_eq!(seen, expected);
-    assert!(
-        (40..=60).contains(&calls),
-        "{calls} calls for 5000 keys with COUNT 100"
-    );
+    assert!((40..=60).contains(&calls), "{calls} calls for 5000 keys with COUNT 100");
 
     // Default COUNT, MATCH and TYPE filters.
     let (seen, _) = scan_all(&mut con, &[]);
@@ -277,30 +266,17 @@ fn scan_returns_every_key_exactly_once() {
 
     // Errors and edge cases.
     assert_eq!(cmd_err(&mut con, &["SCAN", "abc"]), "ERR invalid cursor");
-    assert_eq!(
-        cmd_err(&mut con, &["SCAN", "0", "COUNT", "0"]),
-        "ERR syntax error"
-    );
-    assert_eq!(
-        cmd_err(&mut con, &["SCAN", "0", "COUNT", "-5"]),
-        "ERR syntax error"
-    );
+    assert_eq!(cmd_err(&mut con, &["SCAN", "0", "COUNT", "0"]), "ERR syntax error");
+    assert_eq!(cmd_err(&mut con, &["SCAN", "0", "COUNT", "-5"]), "ERR syntax error");
     assert_eq!(
         cmd_err(&mut con, &["SCAN", "0", "COUNT", "x"]),
         "ERR value is not an integer or out of range"
     );
-    assert_eq!(
-        cmd_err(&mut con, &["SCAN", "0", "MATCH"]),
-        "ERR syntax error"
-    );
-    assert_eq!(
-        cmd_err(&mut con, &["SCAN", "0", "BOGUS", "1"]),
-        "ERR syntax error"
-    );
+    assert_eq!(cmd_err(&mut con, &["SCAN", "0", "MATCH"]), "ERR syntax error");
+    assert_eq!(cmd_err(&mut con, &["SCAN", "0", "BOGUS", "1"]), "ERR syntax error");
     let (next, keys): (String, Vec<String>) = cmd(&mut con, &["SCAN", "99999999999999"]);
     assert_eq!((next.as_str(), keys.len()), ("0", 0));
-    let (next, keys): (String, Vec<String>) =
-        cmd(&mut con, &["SCAN", "0", "COUNT", "9223372036854775807"]);
+    let (next, keys): (String, Vec<String>) = cmd(&mut con, &["SCAN", "0", "COUNT", "9223372036854775807"]);
     assert_eq!(next, "0");
     assert_eq!(keys.len(), cmd::<usize>(&mut con, &["DBSIZE"]));
     node.shutdown();
@@ -325,18 +301,9 @@ fn scan_on_empty_db_and_skips_expired() {
 fn rename_and_renamenx() {
     let node = start();
     let mut con = client(&node);
-    assert_eq!(
-        cmd_err(&mut con, &["RENAME", "nope", "x"]),
-        "ERR no such key"
-    );
-    assert_eq!(
-        cmd_err(&mut con, &["RENAMENX", "nope", "x"]),
-        "ERR no such key"
-    );
-    assert_eq!(
-        cmd_err(&mut con, &["RENAME", "nope", "nope"]),
-        "ERR no such key"
-    );
+    assert_eq!(cmd_err(&mut con, &["RENAME", "nope", "x"]), "ERR no such key");
+    assert_eq!(cmd_err(&mut con, &["RENAMENX", "nope", "x"]), "ERR no such key");
+    assert_eq!(cmd_err(&mut con, &["RENAME", "nope", "nope"]), "ERR no such key");
 
     cmd::<()>(&mut con, &["SET", "a", "1", "EX", "100"]);
     assert_eq!(cmd::<String>(&mut con, &["RENAME", "a", "b"]), "OK");
@@ -374,10 +341,7 @@ fn rename_and_renamenx() {
     cmd::<()>(&mut con, &["SET", "gone", "1", "PX", "50"]);
     cmd::<()>(&mut con, &["SET", "src", "s"]);
     sleep(Duration::from_millis(120));
-    assert_eq!(
-        cmd_err(&mut con, &["RENAME", "gone", "q"]),
-        "ERR no such key"
-    );
+    assert_eq!(cmd_err(&mut con, &["RENAME", "gone", "q"]), "ERR no such key");
     assert_eq!(cmd::<i64>(&mut con, &["RENAMENX", "src", "gone"]), 1);
     assert_eq!(cmd::<String>(&mut con, &["GET", "gone"]), "s");
     node.shutdown();
@@ -432,10 +396,6 @@ fn randomkey() {
         assert!(["a", "b", "c"].contains(&k.as_str()), "{k}");
         seen.insert(k);
     }
-    assert_eq!(
-        seen.len(),
-        3,
-        "RANDOMKEY never returned some keys: {seen:?}"
-    );
+    assert_eq!(seen.len(), 3, "RANDOMKEY never returned some keys: {seen:?}");
     node.shutdown();
 }

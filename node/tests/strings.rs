@@ -23,10 +23,7 @@ fn setex_psetex_setnx_getset() {
     assert_eq!(cmd::<String>(&mut con, &["GET", "a"]), "v");
     let t = pttl(&mut con, "a");
     assert!(t > 99_000 && t <= 100_000, "{t}");
-    assert_eq!(
-        cmd::<String>(&mut con, &["PSETEX", "b", "100000", "w"]),
-        "OK"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["PSETEX", "b", "100000", "w"]), "OK");
     let t = pttl(&mut con, "b");
     assert!(t > 99_000 && t <= 100_000, "{t}");
     for bad in ["0", "-5"] {
@@ -59,10 +56,7 @@ fn setex_psetex_setnx_getset() {
         Some("v".into())
     );
     assert_eq!(pttl(&mut con, "a"), -1);
-    assert_eq!(
-        cmd::<Option<String>>(&mut con, &["GETSET", "fresh", "x"]),
-        None
-    );
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GETSET", "fresh", "x"]), None);
     assert_eq!(cmd::<String>(&mut con, &["GET", "fresh"]), "x");
     node.shutdown();
 }
@@ -72,10 +66,7 @@ fn getdel_and_getex() {
     let node = start();
     let mut con = client(&node);
     cmd::<()>(&mut con, &["SET", "k", "v"]);
-    assert_eq!(
-        cmd::<Option<String>>(&mut con, &["GETDEL", "k"]),
-        Some("v".into())
-    );
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GETDEL", "k"]), Some("v".into()));
     assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "k"]), 0);
     assert_eq!(cmd::<Option<String>>(&mut con, &["GETDEL", "k"]), None);
 
@@ -101,10 +92,7 @@ fn getdel_and_getex() {
     // An absolute time in the past deletes the key after returning it.
     assert_eq!(cmd::<String>(&mut con, &["GETEX", "k", "PXAT", "1"]), "v");
     assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "k"]), 0);
-    assert_eq!(
-        cmd::<Option<String>>(&mut con, &["GETEX", "k", "EX", "10"]),
-        None
-    );
+    assert_eq!(cmd::<Option<String>>(&mut con, &["GETEX", "k", "EX", "10"]), None);
 
     cmd::<()>(&mut con, &["SET", "k", "v"]);
     assert_eq!(
@@ -116,10 +104,7 @@ fn getdel_and_getex() {
         "ERR syntax error"
     );
     assert_eq!(cmd_err(&mut con, &["GETEX", "k", "EX"]), "ERR syntax error");
-    assert_eq!(
-        cmd_err(&mut con, &["GETEX", "k", "KEEPTTL"]),
-        "ERR syntax error"
-    );
+    assert_eq!(cmd_err(&mut con, &["GETEX", "k", "KEEPTTL"]), "ERR syntax error");
     assert_eq!(
         cmd_err(&mut con, &["GETEX", "k", "EX", "0"]),
         "ERR invalid expire time in 'getex' command"
@@ -166,21 +151,12 @@ fn ttl_options_really_expire() {
 fn mget_mset_msetnx() {
     let node = start();
     let mut con = client(&node);
-    assert_eq!(
-        cmd::<String>(&mut con, &["MSET", "a", "1", "b", "2", "c", "3"]),
-        "OK"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["MSET", "a", "1", "b", "2", "c", "3"]), "OK");
     cmd::<()>(&mut con, &["HSET", "h", "f", "v"]);
     let v: Vec<Option<String>> = cmd(&mut con, &["MGET", "a", "b", "missing", "h", "c"]);
     assert_eq!(
         v,
-        vec![
-            Some("1".into()),
-            Some("2".into()),
-            None,
-            None,
-            Some("3".into())
-        ]
+        vec![Some("1".into()), Some("2".into()), None, None, Some("3".into())]
     );
     assert_eq!(
         cmd_err(&mut con, &["MSET", "a", "1", "b"]),
@@ -197,10 +173,7 @@ fn mget_mset_msetnx() {
     assert_eq!(pttl(&mut con, "t"), -1);
 
     // MSETNX is all or nothing.
-    assert_eq!(
-        cmd::<i64>(&mut con, &["MSETNX", "x", "1", "y", "2", "a", "9"]),
-        0
-    );
+    assert_eq!(cmd::<i64>(&mut con, &["MSETNX", "x", "1", "y", "2", "a", "9"]), 0);
     let v: Vec<Option<String>> = cmd(&mut con, &["MGET", "x", "y", "a"]);
     assert_eq!(v, vec![None, None, Some("1".into())]);
     assert_eq!(cmd::<i64>(&mut con, &["MSETNX", "x", "1", "y", "2"]), 1);
@@ -235,10 +208,7 @@ fn mset_is_atomic_under_concurrent_readers() {
                 args.extend(keys.iter().map(String::as_str));
                 let v: Vec<Option<String>> = cmd(&mut con, &args);
                 let present = v.iter().filter(|x| x.is_some()).count();
-                assert!(
-                    present == 0 || present == keys.len(),
-                    "partial MSET visible: {present}"
-                );
+                assert!(present == 0 || present == keys.len(), "partial MSET visible: {present}");
                 if present > 0 {
                     let first = v[0].clone();
                     assert!(v.iter().all(|x| *x == first), "mixed generations: {v:?}");
@@ -274,38 +244,21 @@ fn append_strlen_getrange_setrange() {
     assert_eq!(cmd::<i64>(&mut con, &["STRLEN", "missing"]), 0);
 
     cmd::<()>(&mut con, &["SET", "s", "This is a string"]);
-    assert_eq!(
-        cmd::<String>(&mut con, &["GETRANGE", "s", "0", "3"]),
-        "This"
-    );
-    assert_eq!(
-        cmd::<String>(&mut con, &["GETRANGE", "s", "-3", "-1"]),
-        "ing"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["GETRANGE", "s", "0", "3"]), "This");
+    assert_eq!(cmd::<String>(&mut con, &["GETRANGE", "s", "-3", "-1"]), "ing");
     assert_eq!(
         cmd::<String>(&mut con, &["GETRANGE", "s", "0", "-1"]),
         "This is a string"
     );
-    assert_eq!(
-        cmd::<String>(&mut con, &["GETRANGE", "s", "10", "100"]),
-        "string"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["GETRANGE", "s", "10", "100"]), "string");
     assert_eq!(cmd::<String>(&mut con, &["GETRANGE", "s", "5", "3"]), "");
     assert_eq!(cmd::<String>(&mut con, &["GETRANGE", "s", "-1", "-5"]), "");
-    assert_eq!(
-        cmd::<String>(&mut con, &["GETRANGE", "missing", "0", "-1"]),
-        ""
-    );
+    assert_eq!(cmd::<String>(&mut con, &["GETRANGE", "missing", "0", "-1"]), "");
     assert_eq!(cmd::<String>(&mut con, &["SUBSTR", "s", "0", "3"]), "This");
     assert_eq!(
         cmd::<String>(
             &mut con,
-            &[
-                "GETRANGE",
-                "s",
-                "-9223372036854775808",
-                "9223372036854775807"
-            ]
+            &["GETRANGE", "s", "-9223372036854775808", "9223372036854775807"]
         ),
         "This is a string"
     );
@@ -317,10 +270,7 @@ fn append_strlen_getrange_setrange() {
     assert_eq!(cmd::<String>(&mut con, &["GET", "r"]), "Hello Redis");
     assert!(pttl(&mut con, "r") > 0);
     assert_eq!(cmd::<i64>(&mut con, &["SETRANGE", "pad", "3", "ab"]), 5);
-    assert_eq!(
-        cmd::<Vec<u8>>(&mut con, &["GET", "pad"]),
-        b"\0\0\0ab".to_vec()
-    );
+    assert_eq!(cmd::<Vec<u8>>(&mut con, &["GET", "pad"]), b"\0\0\0ab".to_vec());
     assert_eq!(cmd::<i64>(&mut con, &["SETRANGE", "empty", "10", ""]), 0);
     assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "empty"]), 0);
     assert_eq!(cmd::<i64>(&mut con, &["SETRANGE", "r", "100", ""]), 11);
@@ -362,20 +312,14 @@ fn incr_family() {
     cmd::<()>(&mut con, &["SET", "s", "1.5"]);
     assert_eq!(cmd_err(&mut con, &["INCR", "s"]), NOT_INT);
     assert_eq!(cmd_err(&mut con, &["INCRBY", "n", "x"]), NOT_INT);
-    assert_eq!(
-        cmd_err(&mut con, &["INCRBY", "n", "99999999999999999999"]),
-        NOT_INT
-    );
+    assert_eq!(cmd_err(&mut con, &["INCRBY", "n", "99999999999999999999"]), NOT_INT);
 
     cmd::<()>(&mut con, &["SET", "big", "9223372036854775807"]);
     assert_eq!(
         cmd_err(&mut con, &["INCR", "big"]),
         "ERR increment or decrement would overflow"
     );
-    assert_eq!(
-        cmd::<String>(&mut con, &["GET", "big"]),
-        "9223372036854775807"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["GET", "big"]), "9223372036854775807");
     cmd::<()>(&mut con, &["SET", "small", "-9223372036854775808"]);
     assert_eq!(
         cmd_err(&mut con, &["DECR", "small"]),
@@ -406,16 +350,10 @@ fn incrbyfloat() {
     let node = start();
     let mut con = client(&node);
     cmd::<()>(&mut con, &["SET", "f", "10.50"]);
-    assert_eq!(
-        cmd::<String>(&mut con, &["INCRBYFLOAT", "f", "0.1"]),
-        "10.6"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["INCRBYFLOAT", "f", "0.1"]), "10.6");
     assert_eq!(cmd::<String>(&mut con, &["INCRBYFLOAT", "f", "-5"]), "5.6");
     cmd::<()>(&mut con, &["SET", "g", "5.0e3"]);
-    assert_eq!(
-        cmd::<String>(&mut con, &["INCRBYFLOAT", "g", "2.0e2"]),
-        "5200"
-    );
+    assert_eq!(cmd::<String>(&mut con, &["INCRBYFLOAT", "g", "2.0e2"]), "5200");
     assert_eq!(cmd::<String>(&mut con, &["GET", "g"]), "5200");
     assert_eq!(cmd::<String>(&mut con, &["INCRBYFLOAT", "new", "3"]), "3");
     assert_eq!(
