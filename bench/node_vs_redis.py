@@ -9,6 +9,7 @@ with 64-byte values into each (keys `key:%012d`, the redis-benchmark key format)
 reports bytes per key from RSS and from the server's own used_memory.
 
 Usage: python3 bench/node_vs_redis.py [--rounds 3] [--quick]
+       BENCH_NODE_THREADS=1 python3 bench/node_vs_redis.py   (ringcache with one worker thread, like Redis)
 Prints a Markdown table with ringcache/Redis ratios (also written to bench/out/).
 """
 
@@ -139,7 +140,9 @@ def start_servers():
     rp, np, ap = free_port(), free_port(), free_port()
     redis = Server("redis", ["redis-server", "--port", str(rp), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--protected-mode", "no"], rp)
-    node = Server("ringcache", [NODE_BIN, "--port", str(np), "--admin-port", str(ap), "--maxmemory", "8gb"], np)
+    extra = ["--threads", os.environ["BENCH_NODE_THREADS"]] if os.environ.get("BENCH_NODE_THREADS") else []
+    node = Server("ringcache", [NODE_BIN, "--port", str(np), "--admin-port", str(ap), "--control-port", "0",
+                                "--proxy-port", "0", "--maxmemory", "8gb", *extra], np)
     return node, redis
 
 
@@ -190,7 +193,8 @@ def main():
         redis.stop()
 
     lines = []
-    lines.append(f"Machine: {os.cpu_count()} CPUs; redis-benchmark -c 50 -d 64 -r 100000; median of {args.rounds} alternating rounds; "
+    threads = os.environ.get("BENCH_NODE_THREADS") or f"{os.cpu_count()} (default)"
+    lines.append(f"ringcache worker threads: {threads}. Machine: {os.cpu_count()} CPUs; redis-benchmark -c 50 -d 64 -r 100000; median of {args.rounds} alternating rounds; "
                  + subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split(" sha")[0])
     lines.append("")
     lines.append("| test | ringcache ops/s | Redis ops/s | ratio | ringcache p50/p99 ms | Redis p50/p99 ms | ringcache req/CPU-s | Redis req/CPU-s | CPU-efficiency ratio |")
