@@ -6,37 +6,7 @@ mod common;
 
 use common::*;
 use redis::Commands;
-use ringcache_node::cluster::placement::{next_topology, Member};
-use ringcache_node::cluster::topology::{NodeInfo, Topology};
 use ringcache_node::launch::NodeHandle;
-
-fn cluster_node(id: &str) -> NodeHandle {
-    let id = id.to_string();
-    start_with(move |c| {
-        c.cluster_enabled = true;
-        c.node_id = Some(id);
-    })
-}
-
-fn info(node: &NodeHandle) -> NodeInfo {
-    NodeInfo {
-        id: node.state.cluster.node_id.clone(),
-        instance: node.state.cluster.instance.clone(),
-        resp_addr: node.resp_addr.to_string(),
-        control_addr: "127.0.0.1:0".into(),
-        zone: None,
-    }
-}
-
-fn form(nodes: &[NodeHandle], r: usize) -> Topology {
-    let infos: Vec<NodeInfo> = nodes.iter().map(info).collect();
-    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
-    let topo = next_topology(None, &infos, &members, r).expect("placement");
-    for n in nodes {
-        n.state.cluster.apply(topo.clone()).expect("topology applies");
-    }
-    topo
-}
 
 #[test]
 fn a_node_serves_nothing_until_it_has_a_topology() {

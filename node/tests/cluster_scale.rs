@@ -7,39 +7,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringcache_node::cluster::placement::{next_topology, Member};
-use ringcache_node::cluster::topology::NodeInfo;
 use ringcache_node::launch::NodeHandle;
 
 const N: usize = 100_000;
 
 #[test]
 fn hundred_thousand_keys_through_a_cluster_client_and_every_proxy_port() {
-    let nodes: Vec<NodeHandle> = ["a", "b", "c"]
-        .iter()
-        .map(|id| {
-            let id = id.to_string();
-            start_with(move |c| {
-                c.cluster_enabled = true;
-                c.node_id = Some(id);
-            })
-        })
-        .collect();
-    let infos: Vec<NodeInfo> = nodes
-        .iter()
-        .map(|n| NodeInfo {
-            id: n.state.cluster.node_id.clone(),
-            instance: n.state.cluster.instance.clone(),
-            resp_addr: n.resp_addr.to_string(),
-            control_addr: "127.0.0.1:0".into(),
-            zone: None,
-        })
-        .collect();
-    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
-    let topo = next_topology(None, &infos, &members, 2).expect("placement");
-    for n in &nodes {
-        n.state.cluster.apply(topo.clone()).expect("topology applies");
-    }
+    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
+    form(&nodes, 2);
 
     let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{}/", n.resp_addr)).collect();
     let client = redis::cluster::ClusterClient::new(urls).expect("cluster client");

@@ -179,15 +179,6 @@ fn info_config_and_admin_endpoints() {
     node.shutdown();
 }
 
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("admin port");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .expect("write");
-    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-        .expect("timeout");
-    String::from_utf8_lossy(&read_some(&mut s, usize::MAX)).into_owned()
-}
-
 #[test]
 fn graceful_shutdown_answers_what_was_read() {
     let node = start();

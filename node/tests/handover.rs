@@ -29,34 +29,6 @@ use tonic::Code;
 
 const KEYS: usize = 30_000;
 
-fn cluster_node(id: &str) -> NodeHandle {
-    let id = id.to_string();
-    start_with(move |c| {
-        c.cluster_enabled = true;
-        c.node_id = Some(id);
-    })
-}
-
-fn info(node: &NodeHandle) -> NodeInfo {
-    NodeInfo {
-        id: node.state.cluster.node_id.clone(),
-        instance: node.state.cluster.instance.clone(),
-        resp_addr: node.resp_addr.to_string(),
-        control_addr: node.control_addr.to_string(),
-        zone: None,
-    }
-}
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("admin port");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").expect("request");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 fn key(i: usize) -> String {
     format!("key:{i}")
 }

@@ -15,32 +15,9 @@ use ringcache_node::cluster::slot::{key_slot, SLOT_COUNT};
 use ringcache_node::cluster::topology::{NodeInfo, Topology};
 use ringcache_node::launch::NodeHandle;
 
-fn cluster_node(id: &str) -> NodeHandle {
-    let id = id.to_string();
-    start_with(move |c| {
-        c.cluster_enabled = true;
-        c.node_id = Some(id);
-    })
-}
-
-fn info(node: &NodeHandle) -> NodeInfo {
-    NodeInfo {
-        id: node.state.cluster.node_id.clone(),
-        instance: node.state.cluster.instance.clone(),
-        resp_addr: node.resp_addr.to_string(),
-        control_addr: "127.0.0.1:0".into(),
-        zone: None,
-    }
-}
-
 fn three_nodes() -> (Vec<NodeHandle>, Topology) {
     let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
-    let infos: Vec<NodeInfo> = nodes.iter().map(info).collect();
-    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
-    let topo = next_topology(None, &infos, &members, 2).expect("placement");
-    for n in &nodes {
-        n.state.cluster.apply(topo.clone()).expect("topology applies");
-    }
+    let topo = form(&nodes, 2);
     (nodes, topo)
 }
 

@@ -16,37 +16,8 @@ use ringcache_node::cluster::topology::{NodeInfo, Topology};
 use ringcache_node::config::Config;
 use ringcache_node::launch::NodeHandle;
 
-fn cluster_node(id: &str, tweak: impl FnOnce(&mut Config)) -> NodeHandle {
-    let id = id.to_string();
-    start_with(move |c| {
-        c.cluster_enabled = true;
-        c.node_id = Some(id);
-        tweak(c);
-    })
-}
-
-fn info(node: &NodeHandle) -> NodeInfo {
-    NodeInfo {
-        id: node.state.cluster.node_id.clone(),
-        instance: node.state.cluster.instance.clone(),
-        resp_addr: node.resp_addr.to_string(),
-        control_addr: "127.0.0.1:0".into(),
-        zone: None,
-    }
-}
-
-fn form(nodes: &[NodeHandle], r: usize) -> Topology {
-    let infos: Vec<NodeInfo> = nodes.iter().map(info).collect();
-    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
-    let topo = next_topology(None, &infos, &members, r).expect("placement");
-    for n in nodes {
-        n.state.cluster.apply(topo.clone()).expect("topology applies");
-    }
-    topo
-}
-
 fn three_nodes(tweak: impl Fn(&mut Config)) -> (Vec<NodeHandle>, Topology) {
-    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id, &tweak)).collect();
+    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node_with(id, &tweak)).collect();
     let topo = form(&nodes, 2);
     (nodes, topo)
 }
@@ -363,7 +334,7 @@ fn a_short_break_resumes_from_the_offset_and_a_long_one_copies_again() {
 
 #[test]
 fn replicas_added_to_a_cluster_with_data_get_a_full_copy() {
-    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id, |_| {})).collect();
+    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
     let single = form(&nodes, 1);
     let mut con = cluster_client(&nodes);
     let mut want = HashMap::new();

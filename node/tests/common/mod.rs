@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use ringcache_node::cluster::placement::{next_topology, Member};
+use ringcache_node::cluster::topology::{NodeInfo, Topology};
 use ringcache_node::config::Config;
 use ringcache_node::launch::NodeHandle;
 
@@ -71,4 +73,50 @@ pub fn cmd_err(con: &mut redis::Connection, args: &[&str]) -> String {
             _ => e.to_string(),
         },
     }
+}
+
+/// A cluster-mode node with id `id`, changed by `tweak`.
+pub fn cluster_node_with(id: &str, tweak: impl FnOnce(&mut Config)) -> NodeHandle {
+    let id = id.to_string();
+    start_with(move |c| {
+        c.cluster_enabled = true;
+        c.node_id = Some(id);
+        tweak(c);
+    })
+}
+
+/// A cluster-mode node with id `id`.
+pub fn cluster_node(id: &str) -> NodeHandle {
+    cluster_node_with(id, |_| {})
+}
+
+/// How a topology names `node`.
+pub fn info(node: &NodeHandle) -> NodeInfo {
+    NodeInfo {
+        id: node.state.cluster.node_id.clone(),
+        instance: node.state.cluster.instance.clone(),
+        resp_addr: node.resp_addr.to_string(),
+        control_addr: node.control_addr.to_string(),
+        zone: None,
+    }
+}
+
+/// Places all slots over `nodes` with `r` copies (epoch 1) and applies it everywhere.
+pub fn form(nodes: &[NodeHandle], r: usize) -> Topology {
+    let infos: Vec<NodeInfo> = nodes.iter().map(info).collect();
+    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
+    let topo = next_topology(None, &infos, &members, r).expect("placement");
+    for n in nodes {
+        n.state.cluster.apply(topo.clone()).expect("topology applies");
+    }
+    topo
+}
+
+/// `GET path` on an admin port; the whole response (status line, headers, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("admin port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
+        .expect("request");
+    String::from_utf8_lossy(&read_some(&mut s, usize::MAX)).into_owned()
 }
