@@ -12,6 +12,7 @@ use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
 use crate::cluster::slot::{key_slot, Slot};
 use crate::resp::encode::format_double;
+use crate::resp::Out;
 use crate::store::{Entry, SlotRef};
 
 #[rustfmt::skip]
@@ -43,15 +44,39 @@ pub const COMMANDS: &[CommandSpec] = &[
 /// types, and writes the value (or null) to the reply.
 fn reply_string(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
     let mut locked = ctx.store.lock(key_slot(key));
-    let mut slot = locked.slot();
-    match slot.read(key, ctx.now) {
-        None => ctx.out.null(),
+    reply_read(&mut locked.slot(), key, ctx.now, ctx.out)?;
+    Ok(())
+}
+
+/// A read of a string key under its slot's lock: replies with the value or null,
+/// WRONGTYPE for other types, and counts a hit or miss. Returns whether it was found.
+fn reply_read(slot: &mut SlotRef<'_>, key: &[u8], now: u64, out: &mut Out) -> Result<bool, CmdError> {
+    match slot.read(key, now) {
+        None => {
+            out.null();
+            Ok(false)
+        }
         Some(e) => match e.as_str() {
-            Some(v) => ctx.out.bulk(v),
-            None => return Err(CmdError::WrongType),
+            Some(v) => {
+                out.bulk(v);
+                Ok(true)
+            }
+            None => Err(CmdError::WrongType),
         },
     }
-    Ok(())
+}
+
+/// `(ms per unit, absolute)` of an EX/PX/EXAT/PXAT option word, None for other words.
+fn expiry_option(word: &[u8]) -> Option<(i64, bool)> {
+    [
+        ("EX", 1000, false),
+        ("PX", 1, false),
+        ("EXAT", 1000, true),
+        ("PXAT", 1, true),
+    ]
+    .into_iter()
+    .find(|(name, _, _)| is(word, name))
+    .map(|(_, unit, absolute)| (unit, absolute))
 }
 
 fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
@@ -101,9 +126,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             get = true;
         } else if is(a, "KEEPTTL") && expiry == Expiry::None {
             expiry = Expiry::Keep;
-        } else if has_next && expiry == Expiry::None && (is(a, "EX") || is(a, "PX") || is(a, "EXAT") || is(a, "PXAT")) {
-            let unit = if is(a, "EX") || is(a, "EXAT") { 1000 } else { 1 };
-            let absolute = is(a, "EXAT") || is(a, "PXAT");
+        } else if let Some((unit, absolute)) = expiry_option(a).filter(|_| has_next && expiry == Expiry::None) {
             expiry = Expiry::At(parse_expiry(&args[i + 1], unit, absolute, ctx.now, "set")?);
             i += 1;
         } else {
@@ -220,13 +243,7 @@ fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let now = ctx.now;
     let mut locked = ctx.store.lock(key_slot(key));
     let mut slot = locked.slot();
-    match slot.read(key, now) {
-        None => ctx.out.null(),
-        Some(e) => match e.as_str() {
-            Some(v) => ctx.out.bulk(v),
-            None => return Err(CmdError::WrongType),
-        },
-    }
+    reply_read(&mut slot, key, now, ctx.out)?;
     // Like SET: the new value has no TTL.
     slot.insert(Entry::string(key, value, 0, 0), now);
     Ok(())
@@ -237,15 +254,8 @@ fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let now = ctx.now;
     let mut locked = ctx.store.lock(key_slot(key));
     let mut slot = locked.slot();
-    match slot.read(key, now) {
-        None => {
-            ctx.out.null();
-            return Ok(());
-        }
-        Some(e) => match e.as_str() {
-            Some(v) => ctx.out.bulk(v),
-            None => return Err(CmdError::WrongType),
-        },
+    if !reply_read(&mut slot, key, now, ctx.out)? {
+        return Ok(());
     }
     slot.remove(key, now);
     Ok(())
@@ -259,9 +269,7 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     while i < args.len() {
         let a = &args[i];
         let has_next = i + 1 < args.len();
-        if change.is_none() && has_next && (is(a, "EX") || is(a, "PX") || is(a, "EXAT") || is(a, "PXAT")) {
-            let unit = if is(a, "EX") || is(a, "EXAT") { 1000 } else { 1 };
-            let absolute = is(a, "EXAT") || is(a, "PXAT");
+        if let Some((unit, absolute)) = expiry_option(a).filter(|_| change.is_none() && has_next) {
             change = Some(Some(parse_expiry(&args[i + 1], unit, absolute, ctx.now, "getex")?));
             i += 2;
         } else if change.is_none() && is(a, "PERSIST") {
@@ -274,15 +282,8 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let now = ctx.now;
     let mut locked = ctx.store.lock(key_slot(key));
     let mut slot = locked.slot();
-    match slot.read(key, now) {
-        None => {
-            ctx.out.null();
-            return Ok(());
-        }
-        Some(e) => match e.as_str() {
-            Some(v) => ctx.out.bulk(v),
-            None => return Err(CmdError::WrongType),
-        },
+    if !reply_read(&mut slot, key, now, ctx.out)? {
+        return Ok(());
     }
     match change {
         None => {}
