@@ -12,7 +12,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
 use kube::Api;
 use ringcache_tests::kubelet::{PID_ANNOTATION_PREFIX, ZONE_LABEL};
-use ringcache_tests::{shared, wait_for, ImageSource, TestEnv};
+use ringcache_tests::{pod_ready, shared, wait_for, ImageSource, TestEnv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -67,13 +67,6 @@ fn env() -> &'static TestEnv {
     env
 }
 
-fn ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn pod_ip(p: &Pod) -> Option<String> {
     p.status.as_ref().and_then(|s| s.pod_ip.clone())
 }
@@ -106,7 +99,7 @@ async fn wait_ready_pods(pods: &Api<Pod>, n: usize) -> BTreeMap<String, Pod> {
                     "{} phase={:?} ready={} ip={:?}",
                     p.metadata.name.clone().unwrap_or_default(),
                     p.status.as_ref().and_then(|s| s.phase.clone()),
-                    ready(p),
+                    pod_ready(p),
                     pod_ip(p)
                 )
             })
@@ -114,7 +107,7 @@ async fn wait_ready_pods(pods: &Api<Pod>, n: usize) -> BTreeMap<String, Pod> {
         let ok = live.len() == n
             && live
                 .iter()
-                .all(|p| ready(p) && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+                .all(|p| pod_ready(p) && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
         if ok {
             Ok(live
                 .into_iter()
@@ -276,13 +269,13 @@ async fn deployment_runs_serves_and_recovers() {
             .and_then(|a| a.get(&annotation))
             .cloned()
             .unwrap_or_default();
-        if restart_count(&p) >= 1 && ready(&p) && new_pid != pid.to_string() {
+        if restart_count(&p) >= 1 && pod_ready(&p) && new_pid != pid.to_string() {
             Ok(p)
         } else {
             Err(format!(
                 "restartCount={} ready={} pid={new_pid}",
                 restart_count(&p),
-                ready(&p)
+                pod_ready(&p)
             ))
         }
     })

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
 use kube::Api;
 use ringcache_tests::kubelet::PID_ANNOTATION_PREFIX;
-use ringcache_tests::{shared, wait_for, ImageSource, TestEnv};
+use ringcache_tests::{pod_ready, shared, wait_for, ImageSource, TestEnv};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -19,13 +19,6 @@ fn env() -> &'static TestEnv {
         ImageSource::Path(PathBuf::from(env!("CARGO_BIN_EXE_testpod"))),
     );
     env
-}
-
-fn ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +70,7 @@ spec:
                 .map_err(|e| e.to_string())?
                 .items,
         );
-        if l.len() == 2 && l.iter().all(ready) {
+        if l.len() == 2 && l.iter().all(pod_ready) {
             Ok(l)
         } else {
             Err(format!("{} live pods", l.len()))
@@ -141,7 +134,7 @@ spec:
             .iter()
             .all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node2.as_str()));
         let names: Vec<String> = l.iter().filter_map(|p| p.metadata.name.clone()).collect();
-        if l.len() == 2 && l.iter().all(ready) && on_live_nodes && !names.contains(&victim_name2) {
+        if l.len() == 2 && l.iter().all(pod_ready) && on_live_nodes && !names.contains(&victim_name2) {
             Ok(())
         } else {
             Err(format!("live pods {names:?}"))

@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::Api;
 use redis::Commands;
 use ringcache_tests::bins::workspace_binary;
-use ringcache_tests::{shared, wait_for};
+use ringcache_tests::{pod_ready, shared, wait_for};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -59,13 +59,6 @@ spec:
   - { name: redis, port: 6379 }
 "#;
 
-fn ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 async fn ready_pods(pods: &Api<Pod>) -> BTreeMap<String, (String, String)> {
     wait_for("3 Ready cache pods", WAIT, || async {
         let list = pods
@@ -77,7 +70,7 @@ async fn ready_pods(pods: &Api<Pod>) -> BTreeMap<String, (String, String)> {
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
-        if live.len() == 3 && live.iter().all(|p| ready(p)) {
+        if live.len() == 3 && live.iter().all(|p| pod_ready(p)) {
             Ok(live
                 .iter()
                 .map(|p| {
@@ -91,7 +84,7 @@ async fn ready_pods(pods: &Api<Pod>) -> BTreeMap<String, (String, String)> {
             Err(format!(
                 "{} live, {} ready",
                 live.len(),
-                live.iter().filter(|p| ready(p)).count()
+                live.iter().filter(|p| pod_ready(p)).count()
             ))
         }
     })
@@ -172,13 +165,13 @@ async fn cluster_mode_pods_bootstrap_and_serve_a_cluster_client() {
     let back = wait_for("the deleted pod to come back", WAIT, || async {
         let p = pods.get(&victim).await.map_err(|e| e.to_string())?;
         let uid = p.metadata.uid.clone().unwrap_or_default();
-        if uid != old_uid && ready(&p) {
+        if uid != old_uid && pod_ready(&p) {
             p.status
                 .as_ref()
                 .and_then(|s| s.pod_ip.clone())
                 .ok_or_else(|| "no IP yet".to_string())
         } else {
-            Err(format!("uid {uid}, ready {}", ready(&p)))
+            Err(format!("uid {uid}, ready {}", pod_ready(&p)))
         }
     })
     .await
