@@ -12,7 +12,6 @@ pub mod replication;
 pub mod server;
 pub mod strings;
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -126,7 +125,7 @@ impl CommandSpec {
 /// All commands, and a case-insensitive index into them.
 pub struct Registry {
     pub commands: Vec<&'static CommandSpec>,
-    by_name: HashMap<&'static str, usize>,
+    by_name: hashbrown::HashMap<&'static str, usize>,
 }
 
 impl Registry {

@@ -30,6 +30,13 @@ pub const COMMANDS: &[CommandSpec] = &[
     },
 ];
 
+/// Whether `args` may turn its connection into a replication stream: the connection
+/// stops reading requests ahead of it, since the bytes after it belong to the stream.
+pub fn takes_over_connection(args: &[Bytes]) -> bool {
+    args.first()
+        .is_some_and(|name| name.eq_ignore_ascii_case(b"ringcache.sync"))
+}
+
 fn offset(b: &[u8]) -> Result<u64, CmdError> {
     std::str::from_utf8(b)
         .ok()

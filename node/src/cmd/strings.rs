@@ -137,7 +137,10 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let now = ctx.now;
     let mut locked = ctx.store.lock(key_slot(key));
     let mut slot = locked.slot();
-    let (exists, old_ttl) = match slot.get(key, now) {
+    // A plain SET replaces whatever is there: one lookup (in `insert`) is enough.
+    let plain = !nx && !xx && !get && expiry != Expiry::Keep;
+    let found = if plain { None } else { slot.get(key, now) };
+    let (exists, old_ttl) = match found {
         Some(e) => {
             if get && e.as_str().is_none() {
                 return Err(CmdError::WrongType);

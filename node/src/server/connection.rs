@@ -1,4 +1,4 @@
-//! One client connection: read → parse every complete request → execute → write all
+//! One client connection: read → parse every complete request (up to a batch) → execute → write all
 //! replies at once (pipelining costs one read and one write per batch). A protocol
 //! error answers `-ERR Protocol error: ...` and closes this connection only.
 
@@ -11,13 +11,15 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::cmd::{self, Ctx, Flow};
-use crate::resp::{parse_request, Out};
+use crate::resp::{parse_request, Out, Request};
 use crate::server::state::{ClientState, ServerState};
 use crate::store::{now_ms, Store};
 
 /// Replies buffered beyond this are written before more requests run.
 const FLUSH_AT: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// Requests parsed ahead of running them.
+const MAX_BATCH: usize = 64;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -66,27 +68,44 @@ async fn run(
 ) -> Result<(), ConnectionError> {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Out::new();
+    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     let metrics = state.metrics.worker(worker);
     loop {
         let mut close = false;
-        loop {
-            let args = match parse_request(&mut rbuf, &state.limits) {
-                Ok(Some(args)) => args,
+        // Parse every complete request first, then run them: one clock read per batch
+        // for command time, one per command for latency.
+        let mut broken = None;
+        // Set when parsing stopped with complete requests possibly left in the buffer:
+        // they run before the next read.
+        let mut more = false;
+        while batch.len() < MAX_BATCH {
+            match parse_request(&mut rbuf, &state.limits) {
+                Ok(Some(args)) => {
+                    let stop = cmd::replication::takes_over_connection(&args);
+                    batch.push(args);
+                    if stop {
+                        more = true;
+                        break;
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
-                    out.error(&format!("ERR Protocol error: {e}"));
-                    stream.write_all(&out.buf).await?;
-                    return Err(e.into());
+                    broken = Some(e);
+                    break;
                 }
-            };
-            let started = Instant::now();
+            }
+        }
+        more |= batch.len() == MAX_BATCH;
+        let mut now = now_ms();
+        let mut started = Instant::now();
+        for args in batch.drain(..) {
             let mark = out.buf.len();
             let mut ctx = Ctx {
                 store,
                 server: state,
                 client,
                 out: &mut out,
-                now: now_ms(),
+                now,
                 flow: Flow::Continue,
             };
             let mut index = cmd::execute(&mut ctx, &args);
@@ -97,12 +116,13 @@ async fn run(
                 out.buf.truncate(mark);
                 let filled = crate::handover::fetch::read_through(&fetch, store, state).await;
                 client.shared.handover.set_filled(filled);
+                now = now_ms();
                 let mut ctx = Ctx {
                     store,
                     server: state,
                     client,
                     out: &mut out,
-                    now: now_ms(),
+                    now,
                     flow: Flow::Continue,
                 };
                 index = cmd::execute(&mut ctx, &args);
@@ -110,7 +130,9 @@ async fn run(
                 let _ = client.shared.handover.take_request();
                 client.shared.handover.clear_filled();
             }
-            metrics.record(index, started.elapsed());
+            let finished = Instant::now();
+            metrics.record(index, finished.duration_since(started));
+            started = finished;
             let (wait, sync) = client.shared.repl.take();
             if let Some(wait) = wait {
                 // minReplicasToAck: the reply goes out once enough replicas have the write.
@@ -118,6 +140,8 @@ async fn run(
                     out.buf.truncate(mark);
                     out.error(crate::replication::NOREPLICAS);
                 }
+                now = now_ms();
+                started = Instant::now();
             }
             if let Some(req) = sync {
                 // RINGCACHE.SYNC: this connection now carries a replication stream.
@@ -133,7 +157,14 @@ async fn run(
             if out.buf.len() >= FLUSH_AT {
                 stream.write_all(&out.buf).await?;
                 out.buf.clear();
+                now = now_ms();
+                started = Instant::now();
             }
+        }
+        if let Some(e) = broken.filter(|_| !close) {
+            out.error(&format!("ERR Protocol error: {e}"));
+            stream.write_all(&out.buf).await?;
+            return Err(e.into());
         }
         if !out.buf.is_empty() {
             stream.write_all(&out.buf).await?;
@@ -147,6 +178,9 @@ async fn run(
         }
         if rbuf.len() > state.max_query_buffer {
             return Err(ConnectionError::QueryBufferLimit(state.max_query_buffer));
+        }
+        if more {
+            continue;
         }
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK);

@@ -3,7 +3,7 @@
 //!
 //! Slot `s` lives in shard `s % SHARDS`, so consecutive slots (one slot range) spread
 //! over all shards and every core. A command locks only the shard(s) of its keys; there
-//! is no global lock on the hot path. Memory in use is one relaxed atomic counter.
+//! is no global lock on the hot path. Memory in use is counted in per-thread stripes.
 
 mod arena;
 pub mod entry;
@@ -13,7 +13,7 @@ pub mod object;
 mod shard;
 mod table;
 
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -47,22 +47,69 @@ pub fn clock_of(now_ms: u64) -> u32 {
 #[error("OOM command not allowed when used memory > 'maxmemory'.")]
 pub struct OutOfMemory;
 
-/// Memory limit, policy and usage counters shared by all shards.
+/// Counter stripes: a thread updates its own stripe, so writers on different cores do
+/// not bounce one cache line. A power of two.
+const STRIPES: usize = 16;
+/// A stripe adds its change to [`Memory::approx`] once the change reaches this many
+/// bytes, so `approx` is within `STRIPES * PUBLISH_AT` bytes of the exact sum.
+const PUBLISH_AT: isize = 64 * 1024;
+const SLACK: usize = STRIPES * PUBLISH_AT as usize;
+
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Stripe {
+    used: AtomicIsize,
+    small: AtomicIsize,
+    unpublished: AtomicIsize,
+}
+
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Approx(AtomicIsize);
+
+/// The stripe of the calling thread (threads take stripes in turn).
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}
+
+/// Memory limit, policy and usage counters shared by all shards. Usage is exact: the
+/// sum of per-thread stripes. The limit check reads one rarely written approximate
+/// total and sums the stripes only when that total is within `SLACK` of the limit.
 #[derive(Debug)]
 pub struct Memory {
-    used: AtomicUsize,
-    small: AtomicUsize,
     max: AtomicUsize,
     policy: AtomicU8,
+    approx: Approx,
+    stripes: Box<[Stripe]>,
 }
 
 impl Memory {
+    fn new(max: usize, policy: Policy) -> Memory {
+        Memory {
+            max: AtomicUsize::new(max),
+            policy: AtomicU8::new(policy as u8),
+            approx: Approx::default(),
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+        }
+    }
+    /// Bytes of all entries (exact).
     pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
+        let sum: isize = self.stripes.iter().map(|s| s.used.load(Ordering::Relaxed)).sum();
+        sum.max(0) as usize
     }
     /// Bytes of entries in the S3-FIFO small queue.
     pub fn small(&self) -> usize {
-        self.small.load(Ordering::Relaxed)
+        let sum: isize = self.stripes.iter().map(|s| s.small.load(Ordering::Relaxed)).sum();
+        sum.max(0) as usize
+    }
+    /// Whether `used()` exceeds `max` (cheap unless usage is near the limit).
+    fn over(&self, max: usize) -> bool {
+        let approx = self.approx.0.load(Ordering::Relaxed).max(0) as usize;
+        approx.saturating_add(SLACK) > max && self.used() > max
     }
     pub fn max(&self) -> usize {
         self.max.load(Ordering::Relaxed)
@@ -76,17 +123,29 @@ impl Memory {
     pub fn set_policy(&self, p: Policy) {
         self.policy.store(p as u8, Ordering::Relaxed);
     }
-    fn add(&self, bytes: usize, small: bool) {
-        self.used.fetch_add(bytes, Ordering::Relaxed);
-        if small {
-            self.small.fetch_add(bytes, Ordering::Relaxed);
+    fn change(&self, bytes: isize, small: isize) {
+        let s = &self.stripes[stripe_index()];
+        s.used.fetch_add(bytes, Ordering::Relaxed);
+        if small != 0 {
+            s.small.fetch_add(small, Ordering::Relaxed);
+        }
+        let pending = s.unpublished.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if pending.abs() >= PUBLISH_AT {
+            let pending = s.unpublished.swap(0, Ordering::Relaxed);
+            self.approx.0.fetch_add(pending, Ordering::Relaxed);
         }
     }
+    fn add(&self, bytes: usize, small: bool) {
+        let b = bytes as isize;
+        self.change(b, if small { b } else { 0 });
+    }
     fn sub(&self, bytes: usize, small: bool) {
-        self.used.fetch_sub(bytes, Ordering::Relaxed);
-        if small {
-            self.small.fetch_sub(bytes, Ordering::Relaxed);
-        }
+        let b = bytes as isize;
+        self.change(-b, if small { -b } else { 0 });
+    }
+    /// Removes `bytes` of which `small` were in the small queue.
+    fn sub_both(&self, bytes: usize, small: usize) {
+        self.change(-(bytes as isize), -(small as isize));
     }
 }
 
@@ -128,12 +187,7 @@ impl Store {
         Store {
             shards,
             hasher: hashbrown::DefaultHashBuilder::default(),
-            mem: Memory {
-                used: AtomicUsize::new(0),
-                small: AtomicUsize::new(0),
-                max: AtomicUsize::new(maxmemory),
-                policy: AtomicU8::new(policy as u8),
-            },
+            mem: Memory::new(maxmemory, policy),
             stats: StoreStats::default(),
             evict_cursor: AtomicUsize::new(0),
         }
@@ -214,8 +268,7 @@ impl Store {
     pub fn flush(&self) {
         for s in self.shards.iter() {
             let (bytes, small) = s.0.lock().clear();
-            self.mem.used.fetch_sub(bytes, Ordering::Relaxed);
-            self.mem.small.fetch_sub(small, Ordering::Relaxed);
+            self.mem.sub_both(bytes, small);
         }
     }
 
@@ -224,7 +277,7 @@ impl Store {
     /// left to evict.
     pub fn ensure_memory(&self) -> Result<(), OutOfMemory> {
         let max = self.mem.max();
-        if max == 0 || self.mem.used() <= max {
+        if max == 0 || !self.mem.over(max) {
             return Ok(());
         }
         let policy = self.mem.policy();
@@ -272,8 +325,7 @@ impl Store {
             let mut shard = self.shards[i].0.lock();
             let (c, e, bytes, small) = shard.expire_step(now, 4096);
             drop(shard);
-            self.mem.used.fetch_sub(bytes, Ordering::Relaxed);
-            self.mem.small.fetch_sub(small, Ordering::Relaxed);
+            self.mem.sub_both(bytes, small);
             checked += c;
             expired += e;
         }
@@ -379,17 +431,23 @@ impl SlotRef<'_> {
         Some(e)
     }
 
-    /// Inserts or replaces an entry; returns the previous one.
+    /// Inserts or replaces an entry; returns the previous one if it was live (a replaced
+    /// expired entry counts as expired).
     pub fn insert(&mut self, mut e: Entry, now: u64) -> Option<Entry> {
         self.view.check();
         let h = self.store.hash(e.key());
         e.set_clock(clock_of(now));
         let (old, size, small) = self.shard.insert(self.idx, h, e, &self.store.hasher);
         self.store.mem.add(size, small);
-        if let Some(o) = &old {
-            self.store.mem.sub(o.mem_size(), !o.in_main());
+        let old = old?;
+        self.store.mem.sub(old.mem_size(), !old.in_main());
+        if old.is_expired(now) {
+            // Replacing a key that had already expired: it counts as expired, as if
+            // a lookup had removed it first.
+            self.store.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
-        old
+        Some(old)
     }
 
     /// Removes `key`; returns the entry if it was live.
