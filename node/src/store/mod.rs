@@ -549,6 +549,30 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_above_the_counter_slack_is_enforced_exactly_from_many_threads() {
+        // 3 MiB: above the approximate total's slack, so the cheap check decides until
+        // usage comes near the limit; writers on 4 threads use 4 counter stripes.
+        let max = 3 * 1024 * 1024;
+        let store = Store::new(max, Policy::AllKeysLru);
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..20_000u32 {
+                        store.ensure_memory().expect("evictable");
+                        set(store, format!("t{t}:{i}").as_bytes(), &[7u8; 200]);
+                    }
+                });
+            }
+        });
+        store.ensure_memory().expect("evictable");
+        assert!(store.mem.used() <= max, "{} > {max}", store.mem.used());
+        assert!(store.mem.used() > max / 2, "evicted far too much: {}", store.mem.used());
+        let charged: usize = (0..SLOT_COUNT as u16).map(|slot| store.slot_stats(slot).bytes).sum();
+        assert_eq!(store.mem.used(), charged, "stripes sum to the shards' own byte counts");
+    }
+
+    #[test]
     fn noeviction_reports_oom() {
         let store = Store::new(10_000, Policy::NoEviction);
         for i in 0..200u32 {
