@@ -166,6 +166,13 @@ pub fn registry() -> &'static Registry {
     })
 }
 
+/// The first key argument of a request, if its command takes keys.
+pub fn first_key(args: &[Bytes]) -> Option<&[u8]> {
+    let (_, spec) = registry().lookup(args.first()?)?;
+    let pos = spec.key_positions(args.len()).next()?;
+    args.get(pos).map(|k| &k[..])
+}
+
 /// Runs one request and writes its reply. Returns the command's registry index (for
 /// per-command metrics) when it was a known command.
 pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Option<usize> {

@@ -96,6 +96,9 @@ async fn run(
             }
         }
         more |= batch.len() == MAX_BATCH;
+        if batch.len() > 1 {
+            store.prefetch(batch.iter().filter_map(|args| cmd::first_key(args)));
+        }
         let mut now = now_ms();
         let mut started = Instant::now();
         for args in batch.drain(..) {

@@ -198,6 +198,32 @@ impl Store {
         self.hasher.hash_one(key)
     }
 
+    /// Starts loading, for every key of `keys`, what looking it up will read, so the
+    /// cache misses of a batch of lookups overlap instead of following one another.
+    /// Each stage runs for all keys before the next, which reads what it loaded.
+    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
+        const CHUNK: usize = 32;
+        let mut at = [(0usize, 0usize, 0u64); CHUNK];
+        let mut n = 0;
+        let mut keys = keys.peekable();
+        while keys.peek().is_some() {
+            for (dst, key) in at.iter_mut().zip(keys.by_ref()) {
+                let (shard, idx) = shard_of(crate::cluster::slot::key_slot(key));
+                *dst = (shard, idx, self.hash(key));
+                n += 1;
+                if n == CHUNK {
+                    break;
+                }
+            }
+            for stage in 0..3 {
+                for &(shard, idx, h) in &at[..n] {
+                    self.shards[shard].0.lock().prefetch(idx, h, stage);
+                }
+            }
+            n = 0;
+        }
+    }
+
     /// Locks the shard holding `slot`.
     pub fn lock(&self, slot: Slot) -> Locked<'_> {
         let (shard, idx) = shard_of(slot);

@@ -95,6 +95,22 @@ impl Shard {
         self.slots[idx].table.len()
     }
 
+    /// One stage of prefetching a lookup of hash `h` in slot `idx`: 0 the slot's
+    /// table header, 1 the home bucket, 2 the entry there. Each stage reads what the
+    /// previous one loaded, so a batch runs each stage for all its keys in turn.
+    pub(super) fn prefetch(&self, idx: usize, h: u64, stage: u8) {
+        let Some(slot) = self.slots.get(idx) else { return };
+        match stage {
+            0 => super::arena::prefetch(slot),
+            1 => slot.table.prefetch(h),
+            _ => {
+                if let Some(handle) = slot.table.home_candidate(h) {
+                    self.arena.prefetch(handle);
+                }
+            }
+        }
+    }
+
     /// The handle of `key` (hash `h`) in slot `idx`.
     pub(super) fn find(&self, idx: usize, h: u64, key: &[u8]) -> Option<Handle> {
         let arena = &self.arena;

@@ -46,6 +46,30 @@ pub(super) struct HandleTable {
 }
 
 impl HandleTable {
+    /// Starts loading the tag and handle of `hash`'s home bucket (see `arena::prefetch`).
+    pub(super) fn prefetch(&self, hash: u64) {
+        if self.cap == 0 {
+            return;
+        }
+        let i = self.home(hash);
+        if let Some(t) = self.data.get(self.cap * 4 + i) {
+            super::arena::prefetch(t);
+        }
+        if let Some(b) = self.data.get(i * 4) {
+            super::arena::prefetch(b);
+        }
+    }
+
+    /// The handle in `hash`'s home bucket when its tag matches: most likely the entry a
+    /// lookup of `hash` will compare first.
+    pub(super) fn home_candidate(&self, hash: u64) -> Option<u32> {
+        if self.cap == 0 {
+            return None;
+        }
+        let i = self.home(hash);
+        (self.tag(i) == tag_of(hash)).then(|| self.handle(i))
+    }
+
     pub(super) fn len(&self) -> usize {
         self.len
     }
@@ -226,6 +250,25 @@ mod tests {
     fn hash(h: u32) -> u64 {
         // Weak on purpose for small ranges: collisions and long probe runs.
         u64::from(h % 97).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(h / 97)
+    }
+
+    #[test]
+    fn home_candidate_names_the_first_probe_of_a_present_key() {
+        let mut t = HandleTable::default();
+        assert_eq!(t.home_candidate(hash(7)), None);
+        t.prefetch(hash(7));
+        t.insert(hash(7), 7, hash);
+        assert_eq!(t.home_candidate(hash(7)), Some(7));
+        t.prefetch(hash(7));
+        for h in 100..140 {
+            t.insert(hash(h), h, hash);
+        }
+        // Any answer is a hint; it must be a stored handle whose tag matched.
+        for h in 100..140 {
+            if let Some(x) = t.home_candidate(hash(h)) {
+                assert!(x == 7 || (100..140).contains(&x));
+            }
+        }
     }
 
     #[test]
