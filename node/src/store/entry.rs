@@ -251,6 +251,38 @@ impl Entry {
         h
     }
 
+    /// Copies this owned string entry over arena block `h` when it fits that block's
+    /// size class exactly (a replaced value of similar size: no allocation, no free).
+    /// The block must hold a string (no object to release). False if it does not fit.
+    pub(super) fn write_over(&self, arena: &mut Arena, h: Handle) -> bool {
+        if self.kind() != Kind::String {
+            return false;
+        }
+        let src = self.bytes();
+        let len = parts(src).total();
+        let dst = arena.get_mut(h);
+        if dst.is_empty() || charged(len) != dst.len() {
+            return false;
+        }
+        match (dst.get_mut(..len), src.get(..len)) {
+            (Some(d), Some(s)) => {
+                d.copy_from_slice(s);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Frees arena block `h` and its object, if any, without copying it out.
+    pub(super) fn discard(arena: &mut Arena, h: Handle) {
+        let src = arena.get(h);
+        if kind_of(src.first().copied().unwrap_or(0)) == Kind::Object {
+            let i = object_index(src, &parts(src));
+            drop(arena.take_object(i));
+        }
+        arena.free(h);
+    }
+
     /// Removes block `h` from `arena` as an owned entry.
     pub(super) fn take_from(arena: &mut Arena, h: Handle) -> Entry {
         let src = arena.get(h);

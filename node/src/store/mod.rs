@@ -457,23 +457,23 @@ impl SlotRef<'_> {
         Some(e)
     }
 
-    /// Inserts or replaces an entry; returns the previous one if it was live (a replaced
-    /// expired entry counts as expired).
-    pub fn insert(&mut self, mut e: Entry, now: u64) -> Option<Entry> {
+    /// Inserts or replaces an entry; true if it replaced a live one (a replaced expired
+    /// entry counts as expired).
+    pub fn insert(&mut self, mut e: Entry, now: u64) -> bool {
         self.view.check();
         let h = self.store.hash(e.key());
         e.set_clock(clock_of(now));
         let (old, size, small) = self.shard.insert(self.idx, h, e, &self.store.hasher);
         self.store.mem.add(size, small);
-        let old = old?;
-        self.store.mem.sub(old.mem_size(), !old.in_main());
-        if old.is_expired(now) {
+        let Some(old) = old else { return false };
+        self.store.mem.sub(old.size, old.small);
+        if old.expire_at.is_some_and(|t| t <= now) {
             // Replacing a key that had already expired: it counts as expired, as if
             // a lookup had removed it first.
             self.store.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return false;
         }
-        Some(old)
+        true
     }
 
     /// Removes `key`; returns the entry if it was live.
@@ -596,6 +596,45 @@ mod tests {
         assert!(store.mem.used() > max / 2, "evicted far too much: {}", store.mem.used());
         let charged: usize = (0..SLOT_COUNT as u16).map(|slot| store.slot_stats(slot).bytes).sum();
         assert_eq!(store.mem.used(), charged, "stripes sum to the shards' own byte counts");
+    }
+
+    #[test]
+    fn replacing_a_value_in_place_or_elsewhere_keeps_values_and_accounting_exact() {
+        let store = Store::new(0, Policy::S3Fifo);
+        let now = now_ms();
+        let get = |k: &[u8]| {
+            let mut locked = store.lock(key_slot(k));
+            let mut slot = locked.slot();
+            slot.get(k, now).and_then(|e| e.as_str().map(<[u8]>::to_vec))
+        };
+        set(&store, b"k", &[1u8; 64]);
+        let one = store.mem.used();
+        // Same size class (64 and 63 bytes): written over the old block.
+        set(&store, b"k", &[2u8; 63]);
+        assert_eq!(get(b"k"), Some(vec![2u8; 63]));
+        assert_eq!(store.mem.used(), one);
+        // Larger, then a hash, then a string again: new blocks, the old ones freed.
+        set(&store, b"k", &[3u8; 500]);
+        assert_eq!(get(b"k"), Some(vec![3u8; 500]));
+        let mut h = Hash::default();
+        h.insert(b"f", b"v");
+        store
+            .lock(key_slot(b"k"))
+            .slot()
+            .insert(Entry::object(b"k", Object::Hash(h), 0, 0), now);
+        assert_eq!(get(b"k"), None, "a hash is not a string");
+        set(&store, b"k", &[4u8; 64]);
+        assert_eq!(get(b"k"), Some(vec![4u8; 64]));
+        assert_eq!(store.mem.used(), one);
+        assert_eq!(store.dbsize(), 1);
+        // Replacing an expired key counts it as expired.
+        let e = Entry::string(b"k", b"x", now - 1, 0);
+        store.lock(key_slot(b"k")).slot().insert(e, now);
+        assert!(!store
+            .lock(key_slot(b"k"))
+            .slot()
+            .insert(Entry::string(b"k", b"y", 0, 0), now));
+        assert_eq!(store.stats.expired_keys.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -11,6 +11,15 @@ use super::arena::{Arena, Handle, ViewSlot};
 use super::entry::{key_of, Entry};
 use super::table::HandleTable;
 
+/// What an insert replaced: the old entry's charged size, queue and expiry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Replaced {
+    pub(super) size: usize,
+    pub(super) small: bool,
+    pub(super) expire_at: Option<u64>,
+    string: bool,
+}
+
 /// Statistics of one slot, as reported to the control plane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SlotStats {
@@ -207,13 +216,15 @@ impl Shard {
     /// Inserts `e`, replacing any entry with the same key. A replacement keeps the old
     /// entry's queue and counts as an access; a new key enters the S3-FIFO small queue
     /// unless the ghost set remembers it. Returns (old entry, new size, new is small).
+    /// Inserts `e` into slot `idx`, replacing the entry with the same key. Returns what
+    /// was replaced, the new entry's charged size and whether it is in the small queue.
     pub(super) fn insert(
         &mut self,
         idx: usize,
         h: u64,
         mut e: Entry,
         hasher: &DefaultHashBuilder,
-    ) -> (Option<Entry>, usize, bool) {
+    ) -> (Option<Replaced>, usize, bool) {
         use std::hash::BuildHasher;
         let size = e.mem_size();
         let ttl = e.expire_at().is_some();
@@ -221,22 +232,36 @@ impl Shard {
         let slot = &mut self.slots[idx];
         let found = slot.table.find(h, |x| key_of(arena.get(x)) == e.key());
         if let Some((bucket, existing)) = found.and_then(|b| Some((b, slot.table.get(b)?))) {
-            let old = Entry::take_from(arena, existing);
-            e.set_in_main(old.in_main());
-            e.set_freq(old.freq().saturating_add(1));
+            let mut vs = ViewSlot::new();
+            let replaced = {
+                let old = vs.show(arena, existing);
+                e.set_in_main(old.in_main());
+                e.set_freq(old.freq().saturating_add(1));
+                Replaced {
+                    size: old.mem_size(),
+                    small: !old.in_main(),
+                    expire_at: old.expire_at(),
+                    string: old.as_str().is_some(),
+                }
+            };
+            drop(vs);
             let small = !e.in_main();
-            let handle = e.into_arena(arena);
-            if let Some(slot) = slot.table.get_mut(bucket) {
-                *slot = handle.to_le_bytes();
+            // A value of the same size class is copied over the old block in place.
+            if !(replaced.string && e.write_over(arena, existing)) {
+                Entry::discard(arena, existing);
+                let handle = e.into_arena(arena);
+                if let Some(slot) = slot.table.get_mut(bucket) {
+                    *slot = handle.to_le_bytes();
+                }
             }
-            slot.bytes = slot.bytes + size - old.mem_size();
-            if old.expire_at().is_some() {
+            slot.bytes = slot.bytes + size - replaced.size;
+            if replaced.expire_at.is_some() {
                 slot.volatile -= 1;
             }
             if ttl {
                 slot.volatile += 1;
             }
-            return (Some(old), size, small);
+            return (Some(replaced), size, small);
         }
         let main = self.ghost.take(h);
         e.set_in_main(main);
