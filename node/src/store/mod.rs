@@ -156,8 +156,10 @@ pub struct StoreStats {
     pub expired_keys: AtomicU64,
 }
 
+/// A shard's lock, and the address of its slot headers (fixed for the store's life) for
+/// prefetching without the lock.
 #[repr(align(128))]
-struct Padded(Mutex<Shard>);
+struct Padded(Mutex<Shard>, usize);
 
 /// The whole keyspace of one node.
 pub struct Store {
@@ -182,7 +184,11 @@ fn shard_of(slot: Slot) -> (usize, usize) {
 impl Store {
     pub fn new(maxmemory: usize, policy: Policy) -> Store {
         let shards = (0..SHARDS)
-            .map(|i| Padded(Mutex::new(Shard::new(SLOTS_PER_SHARD, i as u64))))
+            .map(|i| {
+                let shard = Shard::new(SLOTS_PER_SHARD, i as u64);
+                let headers_at = shard.headers_at();
+                Padded(Mutex::new(shard), headers_at)
+            })
             .collect();
         Store {
             shards,
@@ -215,7 +221,10 @@ impl Store {
                     break;
                 }
             }
-            for stage in 0..3 {
+            for &(shard, idx, _) in &at[..n] {
+                shard::prefetch_header(self.shards[shard].1, idx);
+            }
+            for stage in 2..=3 {
                 for &(shard, idx, h) in &at[..n] {
                     self.shards[shard].0.lock().prefetch(idx, h, stage);
                 }

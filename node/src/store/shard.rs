@@ -11,6 +11,13 @@ use super::arena::{Arena, Handle, ViewSlot};
 use super::entry::{key_of, Entry};
 use super::table::HandleTable;
 
+/// Stage 1 of prefetching a lookup in slot `idx` of the shard whose
+/// [`Shard::headers_at`] is `headers_at`: the slot's header. Only computes an address.
+pub(super) fn prefetch_header(headers_at: usize, idx: usize) {
+    let at = headers_at.wrapping_add(idx.wrapping_mul(std::mem::size_of::<SlotTable>()));
+    super::arena::prefetch(at as *const u8);
+}
+
 /// What an insert replaced: the old entry's charged size, queue and expiry.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Replaced {
@@ -104,19 +111,22 @@ impl Shard {
         self.slots[idx].table.len()
     }
 
-    /// One stage of prefetching a lookup of hash `h` in slot `idx`: 0 the slot's
-    /// table header, 1 the home bucket, 2 the entry there. Each stage reads what the
-    /// previous one loaded, so a batch runs each stage for all its keys in turn.
+    /// Address of the slot headers, which never move: a prefetch of slot `idx`'s
+    /// header needs no lock (see [`prefetch_header`]).
+    pub(super) fn headers_at(&self) -> usize {
+        self.slots.as_ptr() as usize
+    }
+
+    /// Stage 2 of prefetching a lookup of hash `h` in slot `idx` (after
+    /// [`prefetch_header`]): the home bucket; stage 3 (after that): the entry there. Each
+    /// stage reads what the previous one loaded, so a batch runs a stage for all its
+    /// keys before the next.
     pub(super) fn prefetch(&self, idx: usize, h: u64, stage: u8) {
         let Some(slot) = self.slots.get(idx) else { return };
-        match stage {
-            0 => super::arena::prefetch(slot),
-            1 => slot.table.prefetch(h),
-            _ => {
-                if let Some(handle) = slot.table.home_candidate(h) {
-                    self.arena.prefetch(handle);
-                }
-            }
+        if stage == 2 {
+            slot.table.prefetch(h);
+        } else if let Some(handle) = slot.table.home_candidate(h) {
+            self.arena.prefetch(handle);
         }
     }
 
