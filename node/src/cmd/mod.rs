@@ -166,9 +166,18 @@ pub fn registry() -> &'static Registry {
     })
 }
 
-/// The first key argument of a request, if its command takes keys.
-pub fn first_key(args: &[Bytes]) -> Option<&[u8]> {
-    let (_, spec) = registry().lookup(args.first()?)?;
+/// A request's command, looked up once in the [`registry`]: its index and spec, or
+/// `None` for an unknown command.
+pub type Found = Option<(usize, &'static CommandSpec)>;
+
+/// Looks up the command of `args`.
+pub fn find(args: &[Bytes]) -> Found {
+    registry().lookup(args.first()?)
+}
+
+/// The first key argument of a request whose command is `found`.
+pub fn first_key(args: &[Bytes], found: Found) -> Option<&[u8]> {
+    let (_, spec) = found?;
     let pos = spec.key_positions(args.len()).next()?;
     args.get(pos).map(|k| &k[..])
 }
@@ -176,8 +185,15 @@ pub fn first_key(args: &[Bytes]) -> Option<&[u8]> {
 /// Runs one request and writes its reply. Returns the command's registry index (for
 /// per-command metrics) when it was a known command.
 pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Option<usize> {
-    let name = args.first()?;
-    let Some((index, spec)) = registry().lookup(name) else {
+    execute_found(ctx, args, find(args))
+}
+
+/// [`execute`] for a request whose command was already looked up.
+pub fn execute_found(ctx: &mut Ctx<'_>, args: &[Bytes], found: Found) -> Option<usize> {
+    if args.is_empty() {
+        return None;
+    }
+    let Some((index, spec)) = found else {
         ctx.out.error(&unknown_command(args));
         return None;
     };

@@ -68,7 +68,7 @@ async fn run(
 ) -> Result<(), ConnectionError> {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Out::new();
-    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<(Request, cmd::Found)> = Vec::with_capacity(MAX_BATCH);
     let metrics = state.metrics.worker(worker);
     loop {
         let mut close = false;
@@ -82,7 +82,8 @@ async fn run(
             match parse_request(&mut rbuf, &state.limits) {
                 Ok(Some(args)) => {
                     let stop = cmd::replication::takes_over_connection(&args);
-                    batch.push(args);
+                    let found = cmd::find(&args);
+                    batch.push((args, found));
                     if stop {
                         more = true;
                         break;
@@ -97,11 +98,11 @@ async fn run(
         }
         more |= batch.len() == MAX_BATCH;
         if batch.len() > 1 {
-            store.prefetch(batch.iter().filter_map(|args| cmd::first_key(args)));
+            store.prefetch(batch.iter().filter_map(|(args, found)| cmd::first_key(args, *found)));
         }
         let mut now = now_ms();
         let mut started = Instant::now();
-        for args in batch.drain(..) {
+        for (args, found) in batch.drain(..) {
             let mark = out.buf.len();
             let mut ctx = Ctx {
                 store,
@@ -111,7 +112,7 @@ async fn run(
                 now,
                 flow: Flow::Continue,
             };
-            let mut index = cmd::execute(&mut ctx, &args);
+            let mut index = cmd::execute_found(&mut ctx, &args, found);
             let mut flow = ctx.flow;
             if let Some(fetch) = client.shared.handover.take_request() {
                 // Handover read-through: the command wrote no reply; fill its missing
@@ -128,7 +129,7 @@ async fn run(
                     now,
                     flow: Flow::Continue,
                 };
-                index = cmd::execute(&mut ctx, &args);
+                index = cmd::execute_found(&mut ctx, &args, found);
                 flow = ctx.flow;
                 let _ = client.shared.handover.take_request();
                 client.shared.handover.clear_filled();
