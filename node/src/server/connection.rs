@@ -70,6 +70,9 @@ async fn run(
     let mut out = Out::new();
     let mut batch: Vec<(Request, cmd::Found)> = Vec::with_capacity(MAX_BATCH);
     let metrics = state.metrics.worker(worker);
+    // Created once: registering with the token on every read would cost a lock each time.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let mut close = false;
         // Parse every complete request first, then run them: one clock read per batch
@@ -196,7 +199,7 @@ async fn run(
                     return Ok(());
                 }
             }
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = &mut cancelled => return Ok(()),
         }
     }
 }
