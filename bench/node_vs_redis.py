@@ -8,9 +8,12 @@ rounds, and reports the median ops/s, p50/p99 latency and server CPU time per re
 with 64-byte values into each (keys `key:%012d`, the redis-benchmark key format) and
 reports bytes per key from RSS and from the server's own used_memory.
 
-Usage: python3 bench/node_vs_redis.py [--rounds 3] [--quick]
+Usage: python3 bench/node_vs_redis.py [--rounds 3] [--quick] [--memory-only] [--keys N]
        BENCH_NODE_THREADS=1 python3 bench/node_vs_redis.py   (ringcache with one worker thread, like Redis)
-Prints a Markdown table with ringcache/Redis ratios (also written to bench/out/).
+Prints a Markdown table with ringcache/Redis ratios (also written to bench/out/node_vs_redis.md).
+--memory-only skips the throughput part and reports only the memory table (written to
+bench/out/node_vs_redis_memory.md): memory hardly depends on the machine being busy, so
+this is the quick way to check it while other benchmarks run.
 """
 
 import argparse
@@ -151,18 +154,34 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
     ap.add_argument("--keys", type=int, default=1_000_000)
+    ap.add_argument("--memory-only", action="store_true", help="skip the throughput part; only load keys and report memory")
     args = ap.parse_args()
     ensure_tools()
     scale = 0.2 if args.quick else 1.0
     cases = [("set", 1, int(200_000 * scale)), ("get", 1, int(200_000 * scale)),
              ("set", 16, int(2_000_000 * scale)), ("get", 16, int(2_000_000 * scale))]
 
-    node, redis = start_servers()
     results = {}
+    if not args.memory_only:
+        measure_throughput(cases, args.rounds, results)
+
+    # Memory is measured on freshly started servers, so allocator pages retained from
+    # the throughput runs do not count.
+    mem = measure_memory(args.keys)
+    report = format_report(args, cases, results, mem)
+    print(report)
+    os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
+    name = "node_vs_redis_memory.md" if args.memory_only else "node_vs_redis.md"
+    with open(os.path.join(ROOT, "bench", "out", name), "w") as f:
+        f.write(report + "\n")
+
+
+def measure_throughput(cases, rounds, results):
+    node, redis = start_servers()
     try:
         for test, pipeline, n in cases:
             samples = {"ringcache": [], "redis": []}
-            for r in range(args.rounds):
+            for r in range(rounds):
                 order = (node, redis) if r % 2 == 0 else (redis, node)
                 for srv in order:
                     samples[srv.name].append(run_benchmark(srv, test, pipeline, n))
@@ -174,15 +193,15 @@ def main():
         node.stop()
         redis.stop()
 
-    # Memory is measured on freshly started servers, so allocator pages retained from
-    # the throughput runs do not count.
+
+def measure_memory(keys):
     node, redis = start_servers()
     mem = {}
     try:
         time.sleep(0.5)
         for srv in (node, redis):
             rss0 = rss_bytes(srv.proc.pid)
-            load_keys(srv.port, args.keys)
+            load_keys(srv.port, keys)
             time.sleep(0.5)
             dbsize = int(srv.command("DBSIZE").strip())
             rss = rss_bytes(srv.proc.pid)
@@ -191,30 +210,33 @@ def main():
     finally:
         node.stop()
         redis.stop()
+    return mem
 
+
+def format_report(args, cases, results, mem):
     lines = []
     threads = os.environ.get("BENCH_NODE_THREADS") or f"{os.cpu_count()} (default)"
-    lines.append(f"ringcache worker threads: {threads}. Machine: {os.cpu_count()} CPUs; redis-benchmark -c 50 -d 64 -r 100000; median of {args.rounds} alternating rounds; "
-                 + subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split(" sha")[0])
-    lines.append("")
-    lines.append("| test | ringcache ops/s | Redis ops/s | ratio | ringcache p50/p99 ms | Redis p50/p99 ms | ringcache req/CPU-s | Redis req/CPU-s | CPU-efficiency ratio |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for test, pipeline, _ in cases:
-        a, b = results[(test, pipeline, "ringcache")], results[(test, pipeline, "redis")]
-        lines.append(f"| {test.upper()} -P {pipeline} | {a['rps']:,.0f} | {b['rps']:,.0f} | {a['rps']/b['rps']:.2f} | "
-                     f"{a['p50']:.3f}/{a['p99']:.3f} | {b['p50']:.3f}/{b['p99']:.3f} | {a['req_per_cpu_s']:,.0f} | "
-                     f"{b['req_per_cpu_s']:,.0f} | {a['req_per_cpu_s']/b['req_per_cpu_s']:.2f} |")
+    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split(" sha")[0]
+    if results:
+        lines.append(f"ringcache worker threads: {threads}. Machine: {os.cpu_count()} CPUs; redis-benchmark -c 50 -d 64 -r 100000; "
+                     f"median of {args.rounds} alternating rounds; " + redis_version)
+        lines.append("")
+        lines.append("| test | ringcache ops/s | Redis ops/s | ratio | ringcache p50/p99 ms | Redis p50/p99 ms | ringcache req/CPU-s | Redis req/CPU-s | CPU-efficiency ratio |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for test, pipeline, _ in cases:
+            a, b = results[(test, pipeline, "ringcache")], results[(test, pipeline, "redis")]
+            lines.append(f"| {test.upper()} -P {pipeline} | {a['rps']:,.0f} | {b['rps']:,.0f} | {a['rps']/b['rps']:.2f} | "
+                         f"{a['p50']:.3f}/{a['p99']:.3f} | {b['p50']:.3f}/{b['p99']:.3f} | {a['req_per_cpu_s']:,.0f} | "
+                         f"{b['req_per_cpu_s']:,.0f} | {a['req_per_cpu_s']/b['req_per_cpu_s']:.2f} |")
+    else:
+        lines.append(f"ringcache worker threads: {threads}. Machine: {os.cpu_count()} CPUs; memory only; " + redis_version)
     lines.append("")
     lines.append(f"| memory after {args.keys:,} SETs of 64-byte values | ringcache | Redis | ratio |")
     lines.append("|---|---|---|---|")
     a, b = mem["ringcache"], mem["redis"]
     for k, label in (("rss_per_key", "RSS bytes/key"), ("rss_delta_per_key", "RSS growth bytes/key"), ("used_per_key", "used_memory bytes/key")):
         lines.append(f"| {label} | {a[k]:.1f} | {b[k]:.1f} | {a[k]/b[k]:.2f} |")
-    report = "\n".join(lines)
-    print(report)
-    os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "out", "node_vs_redis.md"), "w") as f:
-        f.write(report + "\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,17 @@
 //!
 //! This is the only module of the store with `unsafe` code.
 //!
-//! * **Arena.** Blocks of up to `SMALL_MAX` bytes are carved from 7 KiB chunks, one
+//! * **Arena.** Blocks of up to `SMALL_MAX` bytes are carved from 8 KiB chunks, one
 //!   size class per chunk, classes every 8 bytes (an 87-byte entry takes 88 bytes, not
 //!   the allocator's 96-byte bin). A handle is `chunk index << 10 | offset in 8-byte
 //!   units`; larger blocks get their own allocation and a handle with the top bit set.
 //!   Free blocks of a chunk form an intrusive list (a u16 offset in their first bytes);
-//!   a chunk whose last block is freed goes back to the global allocator, so memory
-//!   returns after deletes. All chunk and large memory is zero-initialized when
-//!   allocated, so every byte the arena hands out as a slice is initialized.
+//!   the chunks of a size class with a free block form an intrusive doubly linked list
+//!   through their 24-byte descriptors (no per-class vectors: an arena costs a 4-byte
+//!   list head per size class used); a chunk whose last block is freed goes back to
+//!   the global allocator, so memory returns after deletes. All chunk and large memory
+//!   is zero-initialized when allocated, so every byte the arena hands out as a slice
+//!   is initialized.
 //!   Non-string values (`Object`) are owned by the arena in a side vector, and a block
 //!   refers to its object by index, so no block ever holds a raw pointer.
 //! * **Block.** An [`Entry`] is a block: either owned bytes (entries being built, or
@@ -37,9 +40,12 @@ pub(super) type Handle = u32;
 
 /// Size-class granularity and chunk offset unit, in bytes.
 const UNIT: usize = 8;
-/// Bytes per chunk: 7 KiB is one of mimalloc's size classes, and 9 of them fill its
-/// 64 KiB pages (8 KiB chunks would be 4 KiB aligned, leaving room for only 7).
-const CHUNK: usize = 7168;
+/// Bytes per chunk. mimalloc (v3, the `mimalloc` crate's default) keeps the info of a
+/// page apart from its blocks, so 8 of these fill one of its 64 KiB small pages
+/// exactly, and 93 blocks of 88 bytes leave 8 bytes of a chunk unused. (7 KiB chunks
+/// left 1 KiB of every page and 40 bytes of every chunk unused: 1.9 bytes per 88-byte
+/// entry.)
+const CHUNK: usize = 8192;
 const CHUNK_UNITS: usize = CHUNK / UNIT;
 const OFFSET_BITS: u32 = 10;
 const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
@@ -48,10 +54,10 @@ const LARGE: u32 = 1 << 31;
 const MAX_CHUNKS: usize = 1 << (31 - OFFSET_BITS);
 /// Largest block kept in chunks.
 pub(super) const SMALL_MAX: usize = 1024;
-const CLASSES: usize = SMALL_MAX / UNIT;
 /// End of a chunk's free list.
 const NIL: u16 = u16::MAX;
-const NOT_PARTIAL: u32 = u32::MAX;
+/// No chunk (end of a partial list).
+const NO_CHUNK: u32 = u32::MAX;
 
 const _: () = assert!(CHUNK_UNITS <= 1 << OFFSET_BITS);
 const _: () = assert!(CHUNK_UNITS < NIL as usize);
@@ -101,8 +107,10 @@ struct Chunk {
     bump: u16,
     /// Offset (units) of the first free block, or `NIL`.
     free: u16,
-    /// Position in `Arena::partial[class]`, or `NOT_PARTIAL` when full or released.
-    partial_at: u32,
+    /// Neighbours in the partial list of the chunk's class, or `NO_CHUNK`. A chunk is
+    /// in that list (it has room for a block) iff it is the list's head or has a `prev`.
+    prev: u32,
+    next: u32,
 }
 
 /// Slab memory of one shard.
@@ -110,9 +118,9 @@ pub(super) struct Arena {
     chunks: Vec<Chunk>,
     /// Indices of released chunks, reused first.
     spare: Vec<u32>,
-    /// Per size class: chunks with room for one more block (allocated with the first
-    /// chunk, so an empty shard costs nothing).
-    partial: Vec<Vec<u32>>,
+    /// Per size class (up to the largest class used so far, so an empty shard costs
+    /// nothing): the first chunk with room for one more block, or `NO_CHUNK`.
+    partial: Vec<u32>,
     /// Blocks over `SMALL_MAX` bytes: pointer and length (from `zeroed(bytes_layout(len))`).
     large: Vec<Option<(NonNull<u8>, usize)>>,
     large_spare: Vec<u32>,
@@ -177,12 +185,12 @@ impl Arena {
 
     fn alloc_small(&mut self, units: usize) -> Option<Handle> {
         let class = units - 1;
-        if self.partial.is_empty() {
-            self.partial = (0..CLASSES).map(|_| Vec::new()).collect();
+        if self.partial.len() <= class {
+            self.partial.resize(class + 1, NO_CHUNK);
         }
-        let ci = match self.partial[class].last() {
-            Some(&ci) => ci as usize,
-            None => self.new_chunk(units)?,
+        let ci = match self.partial[class] {
+            NO_CHUNK => self.new_chunk(units)?,
+            ci => ci as usize,
         };
         let c = &mut self.chunks[ci];
         let mem = c.mem?;
@@ -219,39 +227,63 @@ impl Arena {
                     live: 0,
                     bump: 0,
                     free: NIL,
-                    partial_at: NOT_PARTIAL,
+                    prev: NO_CHUNK,
+                    next: NO_CHUNK,
                 });
                 self.chunks.len() - 1
             }
         };
-        let class = units - 1;
         self.chunks[ci] = Chunk {
             mem: Some(zeroed(chunk_layout())),
             units: units as u16,
             live: 0,
             bump: 0,
             free: NIL,
-            partial_at: self.partial[class].len() as u32,
+            prev: NO_CHUNK,
+            next: NO_CHUNK,
         };
-        self.partial[class].push(ci as u32);
+        self.link(ci);
         Some(ci)
     }
 
-    /// Removes chunk `ci` from its class's partial list.
-    fn unlink(&mut self, ci: usize) {
+    /// Whether chunk `ci` is in its class's partial list.
+    fn is_linked(&self, ci: usize) -> bool {
+        let c = &self.chunks[ci];
+        c.prev != NO_CHUNK || self.partial.get(usize::from(c.units).wrapping_sub(1)) == Some(&(ci as u32))
+    }
+
+    /// Puts chunk `ci` (not in a list) at the head of its class's partial list.
+    fn link(&mut self, ci: usize) {
+        let class = usize::from(self.chunks[ci].units) - 1;
+        if self.partial.len() <= class {
+            self.partial.resize(class + 1, NO_CHUNK);
+        }
+        let next = self.partial[class];
+        if let Some(n) = self.chunks.get_mut(next as usize) {
+            n.prev = ci as u32;
+        }
         let c = &mut self.chunks[ci];
-        let pos = c.partial_at;
-        if pos == NOT_PARTIAL {
+        c.prev = NO_CHUNK;
+        c.next = next;
+        self.partial[class] = ci as u32;
+    }
+
+    /// Removes chunk `ci` from its class's partial list (if it is in it).
+    fn unlink(&mut self, ci: usize) {
+        if !self.is_linked(ci) {
             return;
         }
-        c.partial_at = NOT_PARTIAL;
-        let list = &mut self.partial[usize::from(c.units) - 1];
-        let pos = pos as usize;
-        if pos < list.len() {
-            list.swap_remove(pos);
-            if let Some(&moved) = list.get(pos) {
-                self.chunks[moved as usize].partial_at = pos as u32;
-            }
+        let c = &mut self.chunks[ci];
+        let (prev, next) = (c.prev, c.next);
+        c.prev = NO_CHUNK;
+        c.next = NO_CHUNK;
+        let class = usize::from(c.units) - 1;
+        match self.chunks.get_mut(prev as usize) {
+            Some(p) => p.next = next,
+            None => self.partial[class] = next,
+        }
+        if let Some(n) = self.chunks.get_mut(next as usize) {
+            n.prev = prev;
         }
     }
 
@@ -304,7 +336,6 @@ impl Arena {
         };
         c.free = off;
         c.live -= 1;
-        let units = usize::from(c.units);
         if c.live == 0 {
             self.unlink(ci);
             let c = &mut self.chunks[ci];
@@ -313,10 +344,8 @@ impl Arena {
             // it is freed once and never read again.
             unsafe { dealloc(mem.as_ptr(), chunk_layout()) };
             self.spare.push(ci as u32);
-        } else if c.partial_at == NOT_PARTIAL {
-            let list = &mut self.partial[units - 1];
-            c.partial_at = list.len() as u32;
-            list.push(ci as u32);
+        } else if !self.is_linked(ci) {
+            self.link(ci);
         }
     }
 
@@ -381,6 +410,33 @@ impl Arena {
 
     pub(super) fn object_mut(&mut self, i: u32) -> Option<&mut Object> {
         self.objects.get_mut(i as usize)?.as_deref_mut()
+    }
+
+    /// Checks that the partial lists hold exactly the live chunks with room for a
+    /// block, each in its class's list, with consistent links (for tests).
+    #[cfg(test)]
+    fn check_partial_lists(&self) {
+        let mut seen = vec![false; self.chunks.len()];
+        for (class, &head) in self.partial.iter().enumerate() {
+            let (mut prev, mut ci) = (NO_CHUNK, head);
+            while ci != NO_CHUNK {
+                let c = &self.chunks[ci as usize];
+                assert!(!seen[ci as usize], "chunk {ci} listed twice");
+                seen[ci as usize] = true;
+                assert_eq!(usize::from(c.units), class + 1);
+                assert_eq!(c.prev, prev);
+                assert!(c.mem.is_some() && c.live > 0);
+                (prev, ci) = (ci, c.next);
+            }
+        }
+        for (ci, c) in self.chunks.iter().enumerate() {
+            let room = c.free != NIL || usize::from(c.bump) + usize::from(c.units) <= CHUNK_UNITS;
+            if c.mem.is_some() {
+                assert_eq!(seen[ci], room, "chunk {ci}");
+            } else {
+                assert!(!seen[ci] && c.prev == NO_CHUNK && c.next == NO_CHUNK);
+            }
+        }
     }
 
     /// Bytes held in chunks and large blocks (for tests).
@@ -647,11 +703,17 @@ mod tests {
         for (i, &h) in hs.iter().enumerate() {
             assert!(a.get(h).iter().all(|&b| b == i as u8));
         }
-        // 81 blocks of 88 bytes per 7 KiB chunk.
+        // 93 blocks of 88 bytes per 8 KiB chunk.
         assert_eq!(a.reserved(), 1000usize.div_ceil(CHUNK / 88) * CHUNK);
-        for &h in &hs {
+        a.check_partial_lists();
+        for &h in hs.iter().step_by(2) {
             a.free(h);
         }
+        a.check_partial_lists();
+        for &h in hs.iter().skip(1).step_by(2) {
+            a.free(h);
+        }
+        a.check_partial_lists();
         assert_eq!(a.reserved(), 0);
         let big = a.alloc(100_000);
         assert_eq!(a.get(big).len(), 100_000);
@@ -681,6 +743,7 @@ mod tests {
                 for &(h, len, v) in &live {
                     prop_assert!(a.get(h)[..len].iter().all(|&b| b == v));
                 }
+                a.check_partial_lists();
             }
             for (h, _, _) in live {
                 a.free(h);

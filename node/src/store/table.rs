@@ -2,12 +2,19 @@
 //!
 //! One byte allocation of `cap` little-endian handles followed by `cap` tag bytes
 //! (alignment 1: mimalloc serves an aligned request that misses its fast path from a
-//! larger size class). A tag is `0x80 | 7 hash bits` for a used bucket, `EMPTY` or `TOMB`. Lookups
-//! probe linearly from the hash's home bucket, comparing tags and calling the key
-//! comparison only on a tag match. The table grows at 13/16 load to ~60 %, with a
-//! capacity that fills an allocator size class exactly, so a slot of 61 keys costs
-//! about 6.5 bytes per key (a `hashbrown` table of 4-byte items would use 128 buckets
-//! of 5 bytes, 10.5 bytes per key, in a 768-byte block). No `unsafe` code.
+//! larger size class), held as `cap` 5-byte buckets so that the boxed slice's length
+//! is the capacity and the table header is 24 bytes. A tag is `0x80 | 7 hash bits`
+//! for a used bucket, `EMPTY` or `TOMB`. Lookups probe linearly from the hash's home
+//! bucket, comparing tags and calling the key comparison only on a tag match.
+//!
+//! The table grows at 13/16 load to the smallest allocation of 2^k or 1.5 × 2^k bytes
+//! (each an allocator size class, filled with buckets) at most 5/8 full, so a slot of
+//! 61 keys costs about 6.2 bytes per key (a `hashbrown` table of 4-byte items would
+//! use 128 buckets of 5 bytes, 10.5 bytes per key, in a 768-byte block). Growing
+//! leaves the old allocation's size class with holes that other slots' tables fill
+//! only while they still grow into it; with the steps of 1.33× and 1.5× of these
+//! sizes, the tables of 1M keys over 16384 slots (61 each) end up in the 384- and
+//! 512-byte classes. No `unsafe` code.
 
 /// A bucket never used since the last rebuild: probing stops here.
 const EMPTY: u8 = 0;
@@ -21,6 +28,7 @@ fn tag_of(hash: u64) -> u8 {
 
 /// Bytes of the allocator size class for `bytes` (mimalloc: 8-byte steps up to 64,
 /// then four classes per power of two).
+#[cfg(test)]
 fn size_class(bytes: usize) -> usize {
     if bytes <= 64 {
         return bytes.div_ceil(8) * 8;
@@ -30,32 +38,45 @@ fn size_class(bytes: usize) -> usize {
     bytes.div_ceil(step) * step
 }
 
-/// Capacity for `n` keys at about 60 % load, filling its size class.
+/// Capacity for `n` keys: `MIN_CAP`, or the buckets of the smallest allocation of
+/// 2^k or 1.5 × 2^k bytes that holds `n` keys at a load of at most 5/8.
 fn capacity_for(n: usize) -> usize {
-    let want = (n * 5 / 3).max(MIN_CAP);
-    size_class(want * 5) / 5
+    if n * 8 <= MIN_CAP * 5 {
+        return MIN_CAP;
+    }
+    let mut bytes = 32usize;
+    loop {
+        for size in [bytes / 2 * 3, bytes * 2] {
+            let cap = size / 5;
+            if n * 8 <= cap * 5 {
+                return cap;
+            }
+        }
+        bytes *= 2;
+    }
 }
 
 #[derive(Default)]
 pub(super) struct HandleTable {
-    /// `cap` handles (4 bytes each), then `cap` tags.
-    data: Box<[u8]>,
-    cap: usize,
-    len: usize,
-    tombs: usize,
+    /// `cap` buckets of 5 bytes: as bytes, `cap` handles (4 bytes each), then `cap`
+    /// tags.
+    data: Box<[[u8; 5]]>,
+    /// Used buckets (a slot's keys fit in 32 bits: so do its arena's handles).
+    len: u32,
+    tombs: u32,
 }
 
 impl HandleTable {
     /// Starts loading the tag and handle of `hash`'s home bucket (see `arena::prefetch`).
     pub(super) fn prefetch(&self, hash: u64) {
-        if self.cap == 0 {
+        if self.cap() == 0 {
             return;
         }
         let i = self.home(hash);
-        if let Some(t) = self.data.get(self.cap * 4 + i) {
+        if let Some(t) = self.bytes().get(self.cap() * 4 + i) {
             super::arena::prefetch(t);
         }
-        if let Some(b) = self.data.get(i * 4) {
+        if let Some(b) = self.bytes().get(i * 4) {
             super::arena::prefetch(b);
         }
     }
@@ -63,7 +84,7 @@ impl HandleTable {
     /// The handle in `hash`'s home bucket when its tag matches: most likely the entry a
     /// lookup of `hash` will compare first.
     pub(super) fn home_candidate(&self, hash: u64) -> Option<u32> {
-        if self.cap == 0 {
+        if self.cap() == 0 {
             return None;
         }
         let i = self.home(hash);
@@ -71,39 +92,48 @@ impl HandleTable {
     }
 
     pub(super) fn len(&self) -> usize {
-        self.len
+        self.len as usize
+    }
+
+    fn cap(&self) -> usize {
+        self.data.len()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.data.as_flattened()
     }
 
     fn tag(&self, i: usize) -> u8 {
-        self.data.get(self.cap * 4 + i).copied().unwrap_or(EMPTY)
+        self.bytes().get(self.cap() * 4 + i).copied().unwrap_or(EMPTY)
     }
 
     fn set_tag(&mut self, i: usize, t: u8) {
-        if let Some(b) = self.data.get_mut(self.cap * 4 + i) {
+        let at = self.cap() * 4 + i;
+        if let Some(b) = self.data.as_flattened_mut().get_mut(at) {
             *b = t;
         }
     }
 
     fn handle(&self, i: usize) -> u32 {
         let mut w = [0u8; 4];
-        if let Some(b) = self.data.get(i * 4..i * 4 + 4) {
+        if let Some(b) = self.bytes().get(i * 4..i * 4 + 4) {
             w.copy_from_slice(b);
         }
         u32::from_le_bytes(w)
     }
 
     fn set_handle(&mut self, i: usize, h: u32) {
-        if let Some(b) = self.data.get_mut(i * 4..i * 4 + 4) {
+        if let Some(b) = self.data.as_flattened_mut().get_mut(i * 4..i * 4 + 4) {
             b.copy_from_slice(&h.to_le_bytes());
         }
     }
 
     fn home(&self, hash: u64) -> usize {
-        (((hash & 0xffff_ffff) * self.cap as u64) >> 32) as usize
+        (((hash & 0xffff_ffff) * self.cap() as u64) >> 32) as usize
     }
 
     fn next(&self, i: usize) -> usize {
-        if i + 1 == self.cap {
+        if i + 1 == self.cap() {
             0
         } else {
             i + 1
@@ -117,7 +147,7 @@ impl HandleTable {
         }
         let t = tag_of(hash);
         let mut i = self.home(hash);
-        for _ in 0..self.cap {
+        for _ in 0..self.cap() {
             match self.tag(i) {
                 EMPTY => return None,
                 x if x == t && eq(self.handle(i)) => return Some(i),
@@ -129,13 +159,17 @@ impl HandleTable {
     }
 
     pub(super) fn get(&self, bucket: usize) -> Option<u32> {
-        (bucket < self.cap && self.tag(bucket) & 0x80 != 0).then(|| self.handle(bucket))
+        (bucket < self.cap() && self.tag(bucket) & 0x80 != 0).then(|| self.handle(bucket))
     }
 
     /// The stored (little-endian) handle of a used bucket.
     pub(super) fn get_mut(&mut self, bucket: usize) -> Option<&mut [u8; 4]> {
-        if bucket < self.cap && self.tag(bucket) & 0x80 != 0 {
-            self.data.get_mut(bucket * 4..bucket * 4 + 4)?.try_into().ok()
+        if bucket < self.cap() && self.tag(bucket) & 0x80 != 0 {
+            self.data
+                .as_flattened_mut()
+                .get_mut(bucket * 4..bucket * 4 + 4)?
+                .try_into()
+                .ok()
         } else {
             None
         }
@@ -144,11 +178,11 @@ impl HandleTable {
     /// Adds a handle whose key is not in the table. `rehash` gives any stored
     /// handle's hash, for growing.
     pub(super) fn insert(&mut self, hash: u64, handle: u32, rehash: impl Fn(u32) -> u64) {
-        if (self.len + self.tombs + 1) * 16 > self.cap * 13 {
-            self.rebuild(capacity_for(self.len + 1), rehash);
+        if (self.len() + self.tombs as usize + 1) * 16 > self.cap() * 13 {
+            self.rebuild(capacity_for(self.len() + 1), rehash);
         }
         let mut i = self.home(hash);
-        for _ in 0..self.cap {
+        for _ in 0..self.cap() {
             match self.tag(i) {
                 EMPTY => break,
                 TOMB => {
@@ -167,8 +201,7 @@ impl HandleTable {
         let old = std::mem::replace(
             self,
             HandleTable {
-                data: vec![0u8; cap * 5].into_boxed_slice(),
-                cap,
+                data: vec![[0u8; 5]; cap].into_boxed_slice(),
                 len: 0,
                 tombs: 0,
             },
@@ -194,8 +227,8 @@ impl HandleTable {
             // empty.
             self.set_tag(bucket, EMPTY);
             let mut i = bucket;
-            for _ in 0..self.cap {
-                i = if i == 0 { self.cap - 1 } else { i - 1 };
+            for _ in 0..self.cap() {
+                i = if i == 0 { self.cap() - 1 } else { i - 1 };
                 if self.tag(i) != TOMB {
                     break;
                 }
@@ -214,7 +247,7 @@ impl HandleTable {
 
     /// Used buckets, in bucket order.
     pub(super) fn buckets(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.cap).filter(|&i| self.tag(i) & 0x80 != 0)
+        (0..self.cap()).filter(|&i| self.tag(i) & 0x80 != 0)
     }
 
     /// Stored handles, in bucket order.
@@ -224,10 +257,10 @@ impl HandleTable {
 
     /// Keeps the handles for which `keep` is true.
     pub(super) fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
-        for i in 0..self.cap {
+        for i in 0..self.cap() {
             if self.tag(i) & 0x80 != 0 && !keep(self.handle(i)) {
                 self.remove_at(i);
-                if self.cap == 0 {
+                if self.cap() == 0 {
                     return;
                 }
             }
@@ -237,7 +270,7 @@ impl HandleTable {
     /// Bytes allocated (for tests).
     #[cfg(test)]
     fn allocated(&self) -> usize {
-        self.data.len()
+        self.bytes().len()
     }
 }
 
@@ -277,16 +310,29 @@ mod tests {
         assert_eq!(size_class(450), 512);
         assert_eq!(size_class(384), 384);
         assert_eq!(capacity_for(1), 8);
+        assert_eq!(capacity_for(62), 102);
+        let mut last = 0;
         for n in 1..5000 {
             let c = capacity_for(n);
+            assert!(c >= last, "{n} -> {c}");
+            last = c;
             assert!(c * 13 >= n * 16, "{n} -> {c}");
-            assert!(size_class(c * 5) - c * 5 < 5, "{n} -> {c}");
+            assert!(n <= 5 || c * 5 >= n * 8, "{n} -> {c}");
+            let class = size_class(c * 5);
+            assert!(class - c * 5 < 5, "{n} -> {c}");
+            assert!(
+                c == MIN_CAP || class.is_power_of_two() || (class / 3).is_power_of_two(),
+                "{n} -> {c}"
+            );
         }
         let mut t = HandleTable::default();
         for h in 0..61 {
             t.insert(hash(h), h, hash);
         }
-        assert!(t.allocated() <= 512, "{}", t.allocated());
+        assert!(t.allocated() <= 384, "{}", t.allocated());
+        assert_eq!(t.allocated(), t.cap() * 5);
+        // A slot's table header: 24 bytes (see `shard::SlotTable`).
+        assert_eq!(std::mem::size_of::<HandleTable>(), 24);
     }
 
     proptest! {
@@ -310,7 +356,7 @@ mod tests {
                     _ => {}
                 }
                 prop_assert_eq!(t.len(), model.len());
-                prop_assert!((t.len() + t.tombs) * 16 <= t.cap * 13 || t.cap == 0);
+                prop_assert!((t.len() + t.tombs as usize) * 16 <= t.cap() * 13 || t.cap() == 0);
             }
             let mut all: Vec<u32> = t.iter().collect();
             all.sort_unstable();
@@ -328,7 +374,7 @@ mod tests {
             }
             t.retain(|_| false);
             prop_assert_eq!(t.len(), 0);
-            prop_assert_eq!(t.cap, 0);
+            prop_assert_eq!(t.cap(), 0);
         }
     }
 }
