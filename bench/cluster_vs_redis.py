@@ -14,6 +14,7 @@ import argparse
 import csv
 import io
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,10 +37,24 @@ def bench(port, test, pipeline, n, cluster):
     return {"rps": float(row["rps"]), "p50": float(row["p50_latency_ms"]), "p99": float(row["p99_latency_ms"])}
 
 
+def free_cluster_port():
+    """A free port whose Redis Cluster bus port (port + 10000) is valid and free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+
+
 def start_redis_cluster(workdir):
     servers = []
     for _ in range(3):
-        port = free_port()
+        port = free_cluster_port()
         d = tempfile.mkdtemp(dir=workdir)
         servers.append(Server("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                          "--appendonly", "no", "--cluster-enabled", "yes", "--dir", d,
