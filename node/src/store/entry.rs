@@ -453,8 +453,10 @@ impl Entry {
     }
 }
 
-/// What one key costs in its slot's index (`table.rs`): a 4-byte handle and a tag
-/// byte, at a load factor between 1/2 and 13/16.
+/// What one key is charged for its slot's index (`table.rs`): a 4-byte handle and a tag
+/// byte at a typical load of about 5/8 (a table grows at 13/16 to at most 5/8; a small
+/// table just grown can sit lower, a full one higher). A fixed charge keeps accounting
+/// exact and independent of when tables grow.
 pub const TABLE_SLOT_BYTES: usize = 8;
 
 #[cfg(test)]
