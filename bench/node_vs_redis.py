@@ -40,11 +40,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid):
+def cpu_split(pid):
+    """User and kernel CPU seconds of process `pid` (all threads)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 (1-based); after ")" they are at 11, 12.
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_seconds(pid):
+    return sum(cpu_split(pid))
 
 
 def rss_bytes(pid):
@@ -91,12 +96,13 @@ class Server:
 
 
 def run_benchmark(server, test, pipeline, requests):
-    cpu0 = cpu_seconds(server.proc.pid)
+    user0, sys0 = cpu_split(server.proc.pid)
     out = subprocess.run(
         ["redis-benchmark", "-p", str(server.port), "-c", "50", "-n", str(requests), "-d", "64",
          "-r", "100000", "-t", test, "-P", str(pipeline), "--csv", "-q"],
         capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(server.proc.pid) - cpu0
+    user1, sys1 = cpu_split(server.proc.pid)
+    cpu = (user1 - user0) + (sys1 - sys0)
     rows = list(csv.DictReader(io.StringIO(out)))
     row = rows[0]
     return {
@@ -104,6 +110,8 @@ def run_benchmark(server, test, pipeline, requests):
         "p50": float(row["p50_latency_ms"]),
         "p99": float(row["p99_latency_ms"]),
         "req_per_cpu_s": requests / cpu if cpu > 0 else float("inf"),
+        "user_us": (user1 - user0) * 1e6 / requests,
+        "sys_us": (sys1 - sys0) * 1e6 / requests,
     }
 
 
@@ -228,6 +236,12 @@ def format_report(args, cases, results, mem):
             lines.append(f"| {test.upper()} -P {pipeline} | {a['rps']:,.0f} | {b['rps']:,.0f} | {a['rps']/b['rps']:.2f} | "
                          f"{a['p50']:.3f}/{a['p99']:.3f} | {b['p50']:.3f}/{b['p99']:.3f} | {a['req_per_cpu_s']:,.0f} | "
                          f"{b['req_per_cpu_s']:,.0f} | {a['req_per_cpu_s']/b['req_per_cpu_s']:.2f} |")
+        lines.append("")
+        lines.append("| test | ringcache user/kernel µs per request | Redis user/kernel µs per request |")
+        lines.append("|---|---|---|")
+        for test, pipeline, _ in cases:
+            a, b = results[(test, pipeline, "ringcache")], results[(test, pipeline, "redis")]
+            lines.append(f"| {test.upper()} -P {pipeline} | {a['user_us']:.2f} / {a['sys_us']:.2f} | {b['user_us']:.2f} / {b['sys_us']:.2f} |")
     else:
         lines.append(f"ringcache worker threads: {threads}. Machine: {os.cpu_count()} CPUs; memory only; " + redis_version)
     lines.append("")
