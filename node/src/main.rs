@@ -27,6 +27,9 @@ fn main() {
         }
     };
     init_logging(&config.log_format);
+    // Keys and values live in huge-page regions when the host allows them on request.
+    let huge_pages = ringcache_node::store::allow_huge_pages();
+    tracing::debug!(huge_pages, "transparent huge pages for the keyspace");
     // Signal handlers are installed before the node reports ready, so a SIGTERM that
     // arrives right after "ready" still shuts down gracefully.
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

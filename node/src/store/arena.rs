@@ -11,7 +11,8 @@
 //!   the chunks of a size class with a free block form an intrusive doubly linked list
 //!   through their 24-byte descriptors (no per-class vectors: an arena costs a 4-byte
 //!   list head per size class used); a chunk whose last block is freed goes back to
-//!   the global allocator, so memory returns after deletes. All chunk and large memory
+//!   the chunk pool, which returns a 2 MiB huge-page region to the OS once all its
+//!   chunks are back, so memory returns after deletes. All chunk and large memory
 //!   is zero-initialized when allocated, so every byte the arena hands out as a slice
 //!   is initialized.
 //!   Non-string values (`Object`) are owned by the arena in a side vector, and a block
@@ -40,11 +41,9 @@ pub(super) type Handle = u32;
 
 /// Size-class granularity and chunk offset unit, in bytes.
 const UNIT: usize = 8;
-/// Bytes per chunk. mimalloc (v3, the `mimalloc` crate's default) keeps the info of a
-/// page apart from its blocks, so 8 of these fill one of its 64 KiB small pages
-/// exactly, and 93 blocks of 88 bytes leave 8 bytes of a chunk unused. (7 KiB chunks
-/// left 1 KiB of every page and 40 bytes of every chunk unused: 1.9 bytes per 88-byte
-/// entry.)
+/// Bytes per chunk: 256 of them fill a 2 MiB pool region exactly, and 93 blocks of 88
+/// bytes leave 8 bytes of a chunk unused. (7 KiB chunks left 40 bytes of every chunk
+/// unused.)
 const CHUNK: usize = 8192;
 const CHUNK_UNITS: usize = CHUNK / UNIT;
 const OFFSET_BITS: u32 = 10;
@@ -71,15 +70,8 @@ pub(super) fn charged(len: usize) -> usize {
     }
 }
 
-/// Chunks and blocks use alignment 1 (all reads are unaligned): mimalloc serves an
-/// over-aligned request above 1 KiB from a larger size class.
-fn chunk_layout() -> Layout {
-    match Layout::from_size_align(CHUNK, 1) {
-        Ok(l) => l,
-        Err(_) => handle_alloc_error(Layout::new::<u64>()),
-    }
-}
-
+/// Blocks use alignment 1 (all reads are unaligned): mimalloc serves an over-aligned
+/// request above 1 KiB from a larger size class.
 fn bytes_layout(len: usize) -> Layout {
     match Layout::from_size_align(len.max(1), 1) {
         Ok(l) => l,
@@ -97,8 +89,194 @@ fn zeroed(layout: Layout) -> NonNull<u8> {
     }
 }
 
+/// Turns transparent huge pages back on for this process when the host hands them
+/// out only on request (`madvise` mode), so the chunk regions below get them. The
+/// allocator (built with `no_thp`) switched them off for the whole process at start,
+/// and it never requests them for its own memory, so nothing else is affected. Returns
+/// whether huge pages are now allowed. Call before the store fills.
+pub fn allow_huge_pages() -> bool {
+    let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if !mode.contains("[madvise]") {
+        return false;
+    }
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) == 0 }
+}
+
+/// Where chunks come from: 2 MiB regions shared by every shard's arena, each aligned
+/// and advised as one transparent huge page, so the TLB covers a region's 256 chunks
+/// with one entry (with 4 KiB pages a lookup at pipeline depth 1 paid TLB misses for
+/// the entry after the kernel's network path evicted them). A region whose chunks have
+/// all come back is freed, keeping at most one empty region for reuse.
+mod pool {
+    use super::{handle_alloc_error, Layout, NonNull, CHUNK};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    pub(super) const REGION: usize = 2 << 20;
+    const PER_REGION: usize = REGION / CHUNK;
+    const _: () = assert!(REGION % CHUNK == 0 && PER_REGION <= u16::MAX as usize);
+
+    struct Region {
+        /// Address of the region (its pointer's provenance is exposed).
+        base: usize,
+        /// Chunks from this index on were never handed out (still zero: fresh
+        /// anonymous memory).
+        fresh: usize,
+        /// Chunks handed out and given back (to be zeroed when taken again).
+        free: Vec<u16>,
+        used: usize,
+    }
+
+    #[derive(Default)]
+    struct Pool {
+        regions: Vec<Region>,
+        by_base: HashMap<usize, usize>,
+    }
+
+    static POOL: Mutex<Option<Pool>> = Mutex::new(None);
+
+    /// A fresh 2 MiB-aligned mapping of REGION bytes, advised as a huge page, zeroed.
+    /// Mapped directly (not from the allocator) so no page of it was touched before the
+    /// advice.
+    fn new_region() -> Region {
+        let len = 2 * REGION;
+        // SAFETY: an anonymous private mapping; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            handle_alloc_error(Layout::new::<[u8; REGION]>());
+        }
+        let start = p.cast::<u8>();
+        let head = start.align_offset(REGION);
+        // SAFETY: `head < REGION`, so `start + head .. + REGION` lies inside the
+        // 2 * REGION mapping; the unmapped head and tail are parts of it nobody uses,
+        // and the advice only chooses the page size of the rest.
+        let base = unsafe {
+            let base = start.add(head);
+            if head > 0 {
+                libc::munmap(start.cast(), head);
+            }
+            let tail = REGION - head;
+            if tail > 0 {
+                libc::munmap(base.add(REGION).cast(), tail);
+            }
+            libc::madvise(base.cast(), REGION, libc::MADV_HUGEPAGE);
+            base
+        };
+        Region {
+            base: base.expose_provenance(),
+            fresh: 0,
+            free: Vec::new(),
+            used: 0,
+        }
+    }
+
+    /// A zeroed chunk of `CHUNK` bytes.
+    pub(super) fn take() -> NonNull<u8> {
+        let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = guard.get_or_insert_with(Pool::default);
+        let ri = match pool.regions.iter().position(|r| r.used < PER_REGION) {
+            Some(i) => i,
+            None => {
+                let r = new_region();
+                pool.by_base.insert(r.base, pool.regions.len());
+                pool.regions.push(r);
+                pool.regions.len() - 1
+            }
+        };
+        let r = &mut pool.regions[ri];
+        let (index, dirty) = match r.free.pop() {
+            Some(i) => (usize::from(i), true),
+            None => {
+                r.fresh += 1;
+                (r.fresh - 1, false)
+            }
+        };
+        r.used += 1;
+        let p: *mut u8 = std::ptr::with_exposed_provenance_mut(r.base + index * CHUNK);
+        if dirty {
+            // SAFETY: chunk `index` lies inside the live region and is handed out to
+            // no one else (it was on the free list).
+            unsafe { std::ptr::write_bytes(p, 0, CHUNK) };
+        }
+        match NonNull::new(p) {
+            Some(p) => p,
+            None => handle_alloc_error(Layout::new::<u64>()),
+        }
+    }
+
+    /// Gives back a chunk from [`take`]; its region is freed once all its chunks are
+    /// back (one empty region is kept).
+    pub(super) fn give(chunk: NonNull<u8>) {
+        let addr = chunk.as_ptr().expose_provenance();
+        let base = addr & !(REGION - 1);
+        let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pool) = guard.as_mut() else { return };
+        let Some(&ri) = pool.by_base.get(&base) else {
+            // Not from this pool: leaking it is safe, freeing it would not be.
+            return;
+        };
+        let r = &mut pool.regions[ri];
+        r.free.push(((addr - base) / CHUNK) as u16);
+        r.used -= 1;
+        if r.used > 0 || pool.regions.iter().filter(|r| r.used == 0).count() < 2 {
+            return;
+        }
+        let r = pool.regions.swap_remove(ri);
+        pool.by_base.remove(&r.base);
+        if let Some(moved) = pool.regions.get(ri) {
+            pool.by_base.insert(moved.base, ri);
+        }
+        let p: *mut u8 = std::ptr::with_exposed_provenance_mut(r.base);
+        // SAFETY: `p .. p + REGION` is the mapping made by `new_region`; every chunk of
+        // it has been given back and the region is no longer in the pool.
+        unsafe { libc::munmap(p.cast(), REGION) };
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn chunks_are_zeroed_distinct_and_come_back() {
+            let mut taken: Vec<NonNull<u8>> = (0..PER_REGION + 10).map(|_| take()).collect();
+            let mut addrs: Vec<usize> = taken.iter().map(|p| p.as_ptr() as usize).collect();
+            addrs.sort_unstable();
+            addrs.dedup();
+            assert_eq!(addrs.len(), taken.len(), "every chunk is handed out once");
+            for p in &taken {
+                // SAFETY: each chunk is CHUNK bytes owned by this test until given back.
+                let bytes = unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), CHUNK) };
+                assert!(bytes.iter().all(|&b| b == 0));
+                bytes.fill(0xa5);
+            }
+            for p in taken.drain(..) {
+                give(p);
+            }
+            let again: Vec<NonNull<u8>> = (0..PER_REGION + 10).map(|_| take()).collect();
+            for p in &again {
+                // SAFETY: as above.
+                let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), CHUNK) };
+                assert!(bytes.iter().all(|&b| b == 0), "a reused chunk is zeroed");
+            }
+            for p in again {
+                give(p);
+            }
+        }
+    }
+}
+
 struct Chunk {
-    /// `CHUNK` bytes from `zeroed(chunk_layout())`; `None` once released.
+    /// `CHUNK` zeroed bytes from `pool::take`; `None` once given back.
     mem: Option<NonNull<u8>>,
     /// Block size of this chunk's class, in units.
     units: u16,
@@ -234,7 +412,7 @@ impl Arena {
             }
         };
         self.chunks[ci] = Chunk {
-            mem: Some(zeroed(chunk_layout())),
+            mem: Some(pool::take()),
             units: units as u16,
             live: 0,
             bump: 0,
@@ -340,9 +518,8 @@ impl Arena {
             self.unlink(ci);
             let c = &mut self.chunks[ci];
             c.mem = None;
-            // SAFETY: allocated by `new_chunk` with this layout; `mem` is now None, so
-            // it is freed once and never read again.
-            unsafe { dealloc(mem.as_ptr(), chunk_layout()) };
+            // `mem` is now None: the chunk goes back once and is never read again.
+            pool::give(mem);
             self.spare.push(ci as u32);
         } else if !self.is_linked(ci) {
             self.link(ci);
@@ -451,8 +628,7 @@ impl Drop for Arena {
     fn drop(&mut self) {
         for c in &mut self.chunks {
             if let Some(mem) = c.mem.take() {
-                // SAFETY: allocated by `new_chunk` with this layout; taken, so freed once.
-                unsafe { dealloc(mem.as_ptr(), chunk_layout()) };
+                pool::give(mem);
             }
         }
         for (p, len) in self.large.iter_mut().filter_map(Option::take) {

@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::cluster::slot::{Slot, SLOT_COUNT};
+pub use arena::allow_huge_pages;
 use arena::ViewSlot;
 pub use entry::{Entry, ValueRef};
 pub use eviction::Policy;
