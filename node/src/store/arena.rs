@@ -132,6 +132,10 @@ mod pool {
     struct Pool {
         regions: Vec<Region>,
         by_base: HashMap<usize, usize>,
+        /// Regions with no chunk handed out.
+        empty: usize,
+        /// A region that had room at the last `take` (checked before scanning).
+        hint: usize,
     }
 
     static POOL: Mutex<Option<Pool>> = Mutex::new(None);
@@ -184,16 +188,26 @@ mod pool {
     pub(super) fn take() -> NonNull<u8> {
         let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
         let pool = guard.get_or_insert_with(Pool::default);
-        let ri = match pool.regions.iter().position(|r| r.used < PER_REGION) {
-            Some(i) => i,
-            None => {
-                let r = new_region();
-                pool.by_base.insert(r.base, pool.regions.len());
-                pool.regions.push(r);
-                pool.regions.len() - 1
+        let has_room = |r: &Region| r.used < PER_REGION;
+        let ri = if pool.regions.get(pool.hint).is_some_and(has_room) {
+            pool.hint
+        } else {
+            match pool.regions.iter().position(has_room) {
+                Some(i) => i,
+                None => {
+                    let r = new_region();
+                    pool.by_base.insert(r.base, pool.regions.len());
+                    pool.regions.push(r);
+                    pool.empty += 1;
+                    pool.regions.len() - 1
+                }
             }
         };
+        pool.hint = ri;
         let r = &mut pool.regions[ri];
+        if r.used == 0 {
+            pool.empty -= 1;
+        }
         let (index, dirty) = match r.free.pop() {
             Some(i) => (usize::from(i), true),
             None => {
@@ -228,7 +242,11 @@ mod pool {
         let r = &mut pool.regions[ri];
         r.free.push(((addr - base) / CHUNK) as u16);
         r.used -= 1;
-        if r.used > 0 || pool.regions.iter().filter(|r| r.used == 0).count() < 2 {
+        if r.used > 0 {
+            return;
+        }
+        if pool.empty == 0 {
+            pool.empty = 1;
             return;
         }
         let r = pool.regions.swap_remove(ri);
