@@ -161,6 +161,12 @@ mod pool {
         }
         let start = p.cast::<u8>();
         let head = start.align_offset(REGION);
+        if head >= REGION {
+            // Cannot happen for a byte pointer; refuse rather than map out of bounds.
+            // SAFETY: unmaps exactly the mapping made above.
+            unsafe { libc::munmap(p, len) };
+            handle_alloc_error(Layout::new::<[u8; REGION]>());
+        }
         // SAFETY: `head < REGION`, so `start + head .. + REGION` lies inside the
         // 2 * REGION mapping; the unmapped head and tail are parts of it nobody uses,
         // and the advice only chooses the page size of the rest.
