@@ -9,26 +9,11 @@ use std::collections::{BTreeSet, HashSet};
 use ringcache_node::cluster::topology::{Topology, LAST_SLOT};
 use ringcache_node::control::bootstrap::create_cluster;
 use ringcache_node::control::convert::topology_to_pb;
-use ringcache_node::control::pb::control_client::ControlClient;
 use ringcache_node::control::pb::{
     ApplyTopologyRequest, GetStatusRequest, HealthRequest, HeartbeatRequest, SlotAssignment,
 };
 use ringcache_node::launch::NodeHandle;
-use tonic::transport::Channel;
 use tonic::Code;
-
-fn cluster_node(id: &str) -> NodeHandle {
-    common::start_with(|c| {
-        c.cluster_enabled = true;
-        c.node_id = Some(id.to_string());
-    })
-}
-
-async fn client(node: &NodeHandle) -> ControlClient<Channel> {
-    ControlClient::connect(format!("http://{}", node.control_addr))
-        .await
-        .unwrap()
-}
 
 fn addrs(nodes: &[NodeHandle]) -> Vec<String> {
     nodes.iter().map(|n| n.control_addr.to_string()).collect()
@@ -36,7 +21,7 @@ fn addrs(nodes: &[NodeHandle]) -> Vec<String> {
 
 /// Three cluster-mode nodes with an R=2 topology applied by `cluster create`.
 async fn three_node_cluster() -> (Vec<NodeHandle>, Topology) {
-    let nodes: Vec<NodeHandle> = ["n1", "n2", "n3"].into_iter().map(cluster_node).collect();
+    let nodes: Vec<NodeHandle> = ["n1", "n2", "n3"].into_iter().map(common::cluster_node).collect();
     let topology = create_cluster(&addrs(&nodes), 2).await.unwrap();
     (nodes, topology)
 }
@@ -60,7 +45,7 @@ async fn cluster_create_applies_one_topology_everywhere() {
     assert_eq!(topology.validate(), Ok(()));
 
     for node in &nodes {
-        let status = client(node)
+        let status = common::control_client(node)
             .await
             .get_status(GetStatusRequest {})
             .await
@@ -112,7 +97,7 @@ async fn cluster_create_applies_one_topology_everywhere() {
 #[tokio::test]
 async fn stale_epoch_is_a_failed_precondition() {
     let (nodes, topology) = three_node_cluster().await;
-    let mut c = client(&nodes[0]).await;
+    let mut c = common::control_client(&nodes[0]).await;
     let mut newer = topology.clone();
     newer.epoch = 7;
     let r = c
@@ -181,7 +166,7 @@ async fn stale_epoch_is_a_failed_precondition() {
 #[tokio::test]
 async fn invalid_topologies_are_invalid_arguments_naming_the_field() {
     let (nodes, topology) = three_node_cluster().await;
-    let mut c = client(&nodes[1]).await;
+    let mut c = common::control_client(&nodes[1]).await;
     let mut next = topology_to_pb(&topology);
     next.epoch = 2;
 
@@ -249,7 +234,7 @@ async fn invalid_topologies_are_invalid_arguments_naming_the_field() {
 #[tokio::test]
 async fn heartbeat_grants_the_lease_and_refuses_old_epochs() {
     let (nodes, topology) = three_node_cluster().await;
-    let mut c = client(&nodes[2]).await;
+    let mut c = common::control_client(&nodes[2]).await;
     let mut newer = topology.clone();
     newer.epoch = 3;
     c.apply_topology(ApplyTopologyRequest {
@@ -307,7 +292,7 @@ async fn status_and_health_of_a_standalone_node() {
     let _: Option<String> = common::cmd(&mut con, &["GET", "key:1"]);
     let _: Option<String> = common::cmd(&mut con, &["GET", "missing"]);
 
-    let mut c = client(&node).await;
+    let mut c = common::control_client(&node).await;
     let health = c.health(HealthRequest {}).await.unwrap().into_inner();
     assert!(health.ready);
     assert_eq!(health.epoch, 0);
@@ -367,7 +352,7 @@ async fn status_and_health_of_a_standalone_node() {
 
 #[test]
 fn cluster_create_command_line() {
-    let nodes: Vec<NodeHandle> = ["a", "b"].into_iter().map(cluster_node).collect();
+    let nodes: Vec<NodeHandle> = ["a", "b"].into_iter().map(common::cluster_node).collect();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringcache-node"))
         .args(["cluster", "create", "--replication-factor", "2"])
         .args(addrs(&nodes))

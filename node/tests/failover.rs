@@ -18,13 +18,6 @@ use ringcache_node::control::pb::{GetStatusRequest, PromoteRequest, SlotRange as
 use ringcache_node::launch::NodeHandle;
 use tonic::Code;
 
-fn cluster_node(id: &str) -> NodeHandle {
-    common::start_with(|c| {
-        c.cluster_enabled = true;
-        c.node_id = Some(id.to_string());
-    })
-}
-
 /// `topology` with `dead` removed: each slot's first surviving owner becomes primary.
 fn without(topology: &Topology, dead: &str) -> Topology {
     let slots = topology
@@ -54,7 +47,7 @@ fn ranges_to_pb(ranges: &[SlotRange]) -> Vec<PbRange> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caught_up_replica_is_promoted_and_serves_what_the_dead_primary_acknowledged() {
-    let nodes: Vec<NodeHandle> = ["n1", "n2", "n3"].into_iter().map(cluster_node).collect();
+    let nodes: Vec<NodeHandle> = ["n1", "n2", "n3"].into_iter().map(common::cluster_node).collect();
     let addrs: Vec<String> = nodes.iter().map(|n| n.control_addr.to_string()).collect();
     let topology = create_cluster(&addrs, 2).await.unwrap();
 
@@ -83,9 +76,7 @@ async fn a_caught_up_replica_is_promoted_and_serves_what_the_dead_primary_acknow
     .unwrap();
 
     // A controller reads the offsets: n1's current offset, and how far each replica got.
-    let mut n1c = ControlClient::connect(format!("http://{}", nodes[0].control_addr))
-        .await
-        .unwrap();
+    let mut n1c = common::control_client(&nodes[0]).await;
     let n1_offset = n1c
         .get_status(GetStatusRequest {})
         .await
@@ -140,9 +131,7 @@ async fn a_caught_up_replica_is_promoted_and_serves_what_the_dead_primary_acknow
 
     // The other survivor does not replicate those slots: it refuses to be promoted for them.
     let other = nodes.iter().find(|n| n.state.cluster.node_id != replica_id).unwrap();
-    let mut oc = ControlClient::connect(format!("http://{}", other.control_addr))
-        .await
-        .unwrap();
+    let mut oc = common::control_client(other).await;
     let refused = oc
         .promote(PromoteRequest {
             topology: Some(topology_to_pb(&next)),

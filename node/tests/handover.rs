@@ -289,9 +289,7 @@ fn scale_out(copy_first: bool, r: usize) {
 
     // 2. Begin a handover per source, then flip (the old owners first, so no write
     // is acknowledged by an old owner after the new one stopped replicating from it).
-    let mut control = rt
-        .block_on(ControlClient::connect(format!("http://{}", d.control_addr)))
-        .unwrap();
+    let mut control = rt.block_on(common::control_client(&d));
     for (source, slots) in &by_source {
         let src = olds.iter().find(|n| &n.state.cluster.node_id == source).unwrap();
         // The first stage takes a tenth of the slots, AdvanceHandover the rest.
@@ -567,9 +565,7 @@ fn handover_requests_are_validated() {
     };
     let s = u32::from(a_slot);
     rt.block_on(async {
-        let mut cb = ControlClient::connect(format!("http://{}", b.control_addr))
-            .await
-            .unwrap();
+        let mut cb = common::control_client(&b).await;
         for (r, code, field) in [
             (req("", s, s, "a"), Code::InvalidArgument, "handover_id"),
             (req("h", s, 16384, "a"), Code::InvalidArgument, "slots[0].end"),
@@ -626,9 +622,7 @@ fn handover_requests_are_validated() {
         .unwrap();
         assert!(!a.state.handovers.retained().contains(a_slot), "released on complete");
 
-        let mut cs = ControlClient::connect(format!("http://{}", standalone.control_addr))
-            .await
-            .unwrap();
+        let mut cs = common::control_client(&standalone).await;
         let e = cs.begin_handover(req("h", s, s, "a")).await.unwrap_err();
         assert_eq!(e.code(), Code::FailedPrecondition);
     });
@@ -671,9 +665,7 @@ fn read_through_respects_local_writes_deletes_and_flushes() {
     let _: () = ca.set(k("flushed"), "f").unwrap();
     let _: () = ca.hset_multiple(k("hash"), &[("f1", "v1"), ("f2", "v2")]).unwrap();
 
-    let mut control = rt
-        .block_on(ControlClient::connect(format!("http://{}", b.control_addr)))
-        .unwrap();
+    let mut control = rt.block_on(common::control_client(&b));
     rt.block_on(control.begin_handover(BeginHandoverRequest {
         handover_id: "h".into(),
         slots: pb_ranges(&[slot]),

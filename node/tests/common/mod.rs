@@ -85,6 +85,15 @@ pub fn cluster_node_with(id: &str, tweak: impl FnOnce(&mut Config)) -> NodeHandl
     })
 }
 
+/// A gRPC control client connected to `node`'s control port.
+pub async fn control_client(
+    node: &NodeHandle,
+) -> ringcache_node::control::pb::control_client::ControlClient<tonic::transport::Channel> {
+    ringcache_node::control::pb::control_client::ControlClient::connect(format!("http://{}", node.control_addr))
+        .await
+        .expect("control port accepts connections")
+}
+
 /// A cluster-mode node with id `id`.
 pub fn cluster_node(id: &str) -> NodeHandle {
     cluster_node_with(id, |_| {})
