@@ -148,6 +148,15 @@ fn pb_slots(slots: &[pb::SlotRange]) -> Result<SlotSet, HandoverError> {
 }
 
 impl ControlService {
+    /// The checked handover id and slots of a Begin/AdvanceHandover request, on a node
+    /// in cluster mode.
+    fn handover_slots(&self, id: &str, slots: &[pb::SlotRange]) -> Result<SlotSet, Status> {
+        check_id("handover_id", id).map_err(|e| handover_error_status(&e))?;
+        let slots = pb_slots(slots).map_err(|e| handover_error_status(&e))?;
+        self.handover_cluster()?;
+        Ok(slots)
+    }
+
     fn handover_cluster(&self) -> Result<(), Status> {
         if !self.cluster().enabled {
             return Err(handover_error_status(&HandoverError::NotClusterMode));
@@ -300,9 +309,7 @@ impl Control for ControlService {
         request: Request<pb::BeginHandoverRequest>,
     ) -> Result<Response<pb::BeginHandoverResponse>, Status> {
         let req = request.into_inner();
-        check_id("handover_id", &req.handover_id).map_err(|e| handover_error_status(&e))?;
-        let slots = pb_slots(&req.slots).map_err(|e| handover_error_status(&e))?;
-        self.handover_cluster()?;
+        let slots = self.handover_slots(&req.handover_id, &req.slots)?;
         let view = self.cluster().view();
         let h = self
             .state
@@ -328,9 +335,7 @@ impl Control for ControlService {
         request: Request<pb::AdvanceHandoverRequest>,
     ) -> Result<Response<pb::AdvanceHandoverResponse>, Status> {
         let req = request.into_inner();
-        check_id("handover_id", &req.handover_id).map_err(|e| handover_error_status(&e))?;
-        let slots = pb_slots(&req.slots).map_err(|e| handover_error_status(&e))?;
-        self.handover_cluster()?;
+        let slots = self.handover_slots(&req.handover_id, &req.slots)?;
         let view = self.cluster().view();
         let h = self
             .state
