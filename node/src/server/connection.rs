@@ -174,6 +174,14 @@ async fn run(
             return Err(e.into());
         }
         if !out.buf.is_empty() {
+            // Replies go out at the end of the worker's turn, after every other ready
+            // connection has run its requests (Redis writes in `beforeSleep` for the
+            // same reason): sends then come back to back, so a client sleeping in
+            // epoll is woken once per turn instead of once per connection. A wake-up
+            // of another CPU is the dearest part of a send on a VM (22 % of a
+            // saturated worker's CPU at -P16 in perf); one worker at -P16 went from
+            // 1.3-1.47 to 1.0-1.13 us of CPU per request in A/B runs, -P1 unchanged.
+            tokio::task::yield_now().await;
             stream.write_all(&out.buf).await?;
             out.buf.clear();
             if out.buf.capacity() > 1024 * 1024 {
