@@ -10,6 +10,7 @@ reports bytes per key from RSS and from the server's own used_memory.
 
 Usage: python3 bench/node_vs_redis.py [--rounds 3] [--quick] [--memory-only] [--keys N]
        BENCH_NODE_THREADS=1 python3 bench/node_vs_redis.py   (ringcache with one worker thread, like Redis)
+       BENCH_NODE_BIN=path/to/ringcache-node ...              (measure that binary; no build)
 Prints a Markdown table with ringcache/Redis ratios (also written to bench/out/node_vs_redis.md).
 --memory-only skips the throughput part and reports only the memory table (written to
 bench/out/node_vs_redis_memory.md): memory hardly depends on the machine being busy, so
@@ -30,7 +31,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NODE_BIN = os.path.join(ROOT, "target", "release", "ringcache-node")
+# BENCH_NODE_BIN: another ringcache-node binary (for A/B runs of two builds).
+NODE_BIN = os.environ.get("BENCH_NODE_BIN") or os.path.join(ROOT, "target", "release", "ringcache-node")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -143,7 +145,7 @@ def ensure_tools():
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server", "redis-tools"], check=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if not os.environ.get("BENCH_NO_BUILD"):
+    if not (os.environ.get("BENCH_NO_BUILD") or os.environ.get("BENCH_NODE_BIN")):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "ringcache-node"], cwd=ROOT, check=True)
 
 
