@@ -33,9 +33,11 @@ node:
 redis-tools:
 	@command -v redis-cli >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools; }
 
-## bench: ringcache-node vs Debian's redis-server on this machine (run by hand).
+## bench: ringcache-node vs Debian's redis-server on this machine (run by hand), with one
+## worker thread (like Redis) and with the default one per core.
 bench:
-	python3 bench/node_vs_redis.py
+	BENCH_NODE_THREADS=1 python3 bench/node_vs_redis.py
+	BENCH_NO_BUILD=1 python3 bench/node_vs_redis.py
 
 ## bench-cluster: 3 ringcache nodes vs a 3-primary Redis Cluster, and the proxy port.
 bench-cluster:

@@ -11,7 +11,8 @@ reports bytes per key from RSS and from the server's own used_memory.
 Usage: python3 bench/node_vs_redis.py [--rounds 3] [--quick] [--memory-only] [--keys N]
        BENCH_NODE_THREADS=1 python3 bench/node_vs_redis.py   (ringcache with one worker thread, like Redis)
        BENCH_NODE_BIN=path/to/ringcache-node ...              (measure that binary; no build)
-Prints a Markdown table with ringcache/Redis ratios (also written to bench/out/node_vs_redis.md).
+Prints a Markdown table with ringcache/Redis ratios (also written to bench/out/node_vs_redis.md, or
+node_vs_redis_threadsN.md with BENCH_NODE_THREADS=N).
 --memory-only skips the throughput part and reports only the memory table (written to
 bench/out/node_vs_redis_memory.md): memory hardly depends on the machine being busy, so
 this is the quick way to check it while other benchmarks run.
@@ -181,7 +182,9 @@ def main():
     report = format_report(args, cases, results, mem)
     print(report)
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
-    name = "node_vs_redis_memory.md" if args.memory_only else "node_vs_redis.md"
+    threads = os.environ.get("BENCH_NODE_THREADS")
+    name = "node_vs_redis_memory.md" if args.memory_only else \
+        f"node_vs_redis_threads{threads}.md" if threads else "node_vs_redis.md"
     with open(os.path.join(ROOT, "bench", "out", name), "w") as f:
         f.write(report + "\n")
 
