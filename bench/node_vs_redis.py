@@ -2,8 +2,9 @@
 """ringcache-node vs Debian's redis-server on this machine, measured in one run.
 
 For GET and SET at pipeline 1 and 16 (50 clients, 64-byte values, random keys over
-100k) it runs the same redis-benchmark against each server in alternation, several
-rounds, and reports the median ops/s, p50/p99 latency and server CPU time per request
+100k), and PING at pipeline 1 (a request that does no command work), it runs the same
+redis-benchmark against each server in alternation, several rounds, and reports the
+median ops/s, p50/p99 latency and server CPU time per request
 (utime+stime of the server process from /proc, all threads). Then it loads 1M keys
 with 64-byte values into each (keys `key:%012d`, the redis-benchmark key format) and
 reports bytes per key from RSS and from the server's own used_memory.
@@ -169,8 +170,11 @@ def main():
     args = ap.parse_args()
     ensure_tools()
     scale = 0.2 if args.quick else 1.0
+    # PING (as a multibulk request, like GET) does no command work: its row is the floor
+    # that reading, parsing, replying and the socket calls put under every request.
     cases = [("set", 1, int(200_000 * scale)), ("get", 1, int(200_000 * scale)),
-             ("set", 16, int(2_000_000 * scale)), ("get", 16, int(2_000_000 * scale))]
+             ("set", 16, int(2_000_000 * scale)), ("get", 16, int(2_000_000 * scale)),
+             ("ping_mbulk", 1, int(200_000 * scale))]
 
     results = {}
     if not args.memory_only:
