@@ -219,7 +219,9 @@ async fn run(
 /// at pipeline depth 1 where each request costs a few syscalls.
 async fn read_available(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
     loop {
-        stream.readable().await?;
+        // The stream's single reader waker slot (no waiter node to link and unlink, as
+        // `readable()` does on every wait).
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
         let mut got = None;
         let result = stream.try_io(Interest::READABLE, || {
             let spare = buf.spare_capacity_mut();
