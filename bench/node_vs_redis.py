@@ -35,6 +35,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # BENCH_NODE_BIN: another ringcache-node binary (for A/B runs of two builds).
 NODE_BIN = os.environ.get("BENCH_NODE_BIN") or os.path.join(ROOT, "target", "release", "ringcache-node")
+# BENCH_NODE_THREADS: ringcache's worker threads (unset: its default, one per CPU).
+NODE_THREADS = os.environ.get("BENCH_NODE_THREADS")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -155,7 +157,7 @@ def start_servers():
     rp, np, ap = free_port(), free_port(), free_port()
     redis = Server("redis", ["redis-server", "--port", str(rp), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--protected-mode", "no"], rp)
-    extra = ["--threads", os.environ["BENCH_NODE_THREADS"]] if os.environ.get("BENCH_NODE_THREADS") else []
+    extra = ["--threads", NODE_THREADS] if NODE_THREADS else []
     node = Server("ringcache", [NODE_BIN, "--port", str(np), "--admin-port", str(ap), "--control-port", "0",
                                 "--proxy-port", "0", "--maxmemory", "8gb", *extra], np)
     return node, redis
@@ -186,9 +188,8 @@ def main():
     report = format_report(args, cases, results, mem)
     print(report)
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
-    threads = os.environ.get("BENCH_NODE_THREADS")
     name = "node_vs_redis_memory.md" if args.memory_only else \
-        f"node_vs_redis_threads{threads}.md" if threads else "node_vs_redis.md"
+        f"node_vs_redis_threads{NODE_THREADS}.md" if NODE_THREADS else "node_vs_redis.md"
     with open(os.path.join(ROOT, "bench", "out", name), "w") as f:
         f.write(report + "\n")
 
@@ -232,7 +233,7 @@ def measure_memory(keys):
 
 def format_report(args, cases, results, mem):
     lines = []
-    threads = os.environ.get("BENCH_NODE_THREADS") or f"{os.cpu_count()} (default)"
+    threads = NODE_THREADS or f"{os.cpu_count()} (default)"
     redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split(" sha")[0]
     if results:
         lines.append(f"ringcache worker threads: {threads}. Machine: {os.cpu_count()} CPUs; redis-benchmark -c 50 -d 64 -r 100000; "
