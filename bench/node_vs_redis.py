@@ -9,6 +9,11 @@ median ops/s, p50/p99 latency and server CPU time per request
 with 64-byte values into each (keys `key:%012d`, the redis-benchmark key format) and
 reports bytes per key from RSS and from the server's own used_memory.
 
+At pipeline 1 it also measures request-floor (bench/floor): a Redis-protocol loop with no
+store and no runtime, once on epoll like Redis and once on io_uring. Its CPU per request
+is what the kernel alone charges any server here; Redis' CPU per request divided by it is
+the highest CPU-efficiency ratio a server whose own work cost nothing could reach.
+
 Usage: python3 bench/node_vs_redis.py [--rounds 3] [--quick] [--memory-only] [--keys N]
        BENCH_NODE_THREADS=1 python3 bench/node_vs_redis.py   (ringcache with one worker thread, like Redis)
        BENCH_NODE_BIN=path/to/ringcache-node ...              (measure that binary; no build)
@@ -37,6 +42,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODE_BIN = os.environ.get("BENCH_NODE_BIN") or os.path.join(ROOT, "target", "release", "ringcache-node")
 # BENCH_NODE_THREADS: ringcache's worker threads (unset: its default, one per CPU).
 NODE_THREADS = os.environ.get("BENCH_NODE_THREADS")
+FLOOR_BIN = os.path.join(ROOT, "target", "release", "request-floor")
+FLOOR_MODES = ("epoll", "io-uring")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -151,6 +158,8 @@ def ensure_tools():
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     if not (os.environ.get("BENCH_NO_BUILD") or os.environ.get("BENCH_NODE_BIN")):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "ringcache-node"], cwd=ROOT, check=True)
+    if not (os.environ.get("BENCH_NO_BUILD") and os.path.exists(FLOOR_BIN)):
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "ringcache-floor"], cwd=ROOT, check=True)
 
 
 def start_servers():
@@ -161,6 +170,14 @@ def start_servers():
     node = Server("ringcache", [NODE_BIN, "--port", str(np), "--admin-port", str(ap), "--control-port", "0",
                                 "--proxy-port", "0", "--maxmemory", "8gb", *extra], np)
     return node, redis
+
+
+def start_floors():
+    floors = []
+    for mode in FLOOR_MODES:
+        port = free_port()
+        floors.append(Server(f"floor-{mode}", [FLOOR_BIN, mode, str(port)], port))
+    return floors
 
 
 def main():
@@ -196,20 +213,23 @@ def main():
 
 def measure_throughput(cases, rounds, results):
     node, redis = start_servers()
+    floors = start_floors()
     try:
         for test, pipeline, n in cases:
-            samples = {"ringcache": [], "redis": []}
+            servers = [node, redis] + (floors if pipeline == 1 else [])
+            samples = {srv.name: [] for srv in servers}
             for r in range(rounds):
-                order = (node, redis) if r % 2 == 0 else (redis, node)
-                for srv in order:
+                # Each round starts with the next server, so none always runs first.
+                for i in range(len(servers)):
+                    srv = servers[(r + i) % len(servers)]
                     samples[srv.name].append(run_benchmark(srv, test, pipeline, n))
             for name, runs in samples.items():
                 results[(test, pipeline, name)] = {k: statistics.median(x[k] for x in runs) for k in runs[0]}
             print(f"done {test.upper()} -P {pipeline}", file=sys.stderr)
 
     finally:
-        node.stop()
-        redis.stop()
+        for srv in [node, redis, *floors]:
+            srv.stop()
 
 
 def measure_memory(keys):
@@ -252,6 +272,19 @@ def format_report(args, cases, results, mem):
         for test, pipeline, _ in cases:
             a, b = results[(test, pipeline, "ringcache")], results[(test, pipeline, "redis")]
             lines.append(f"| {test.upper()} -P {pipeline} | {a['user_us']:.2f} / {a['sys_us']:.2f} | {b['user_us']:.2f} / {b['sys_us']:.2f} |")
+        lines.append("")
+        lines.append("| test | Redis µs/req | ringcache µs/req | request-floor epoll µs/req (user/kernel) | "
+                     "request-floor io_uring µs/req (user/kernel) | ceiling: Redis / lowest floor | ringcache's ratio |")
+        lines.append("|---|---|---|---|---|---|---|")
+        us = lambda r: r["user_us"] + r["sys_us"]
+        for test, pipeline, _ in cases:
+            if pipeline != 1:
+                continue
+            a, b = results[(test, pipeline, "ringcache")], results[(test, pipeline, "redis")]
+            fl = [results[(test, pipeline, f"floor-{m}")] for m in FLOOR_MODES]
+            cells = " | ".join(f"{us(f):.2f} ({f['user_us']:.2f}/{f['sys_us']:.2f})" for f in fl)
+            lines.append(f"| {test.upper()} -P {pipeline} | {us(b):.2f} | {us(a):.2f} | {cells} | "
+                         f"{us(b) / min(us(f) for f in fl):.2f} | {us(b) / us(a):.2f} |")
     else:
         lines.append(f"ringcache worker threads: {threads}. Machine: {os.cpu_count()} CPUs; memory only; " + redis_version)
     lines.append("")
