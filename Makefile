@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: dev test lint build k8s-bins bench bench-cluster bench-quick node redis-tools clean
+.PHONY: dev test lint build k8s-bins bench bench-cluster bench-quick node redis-tools redis-server clean
 
 ## dev: build, start a real local Kubernetes control plane with the test kubelet,
 ## run ringcache pods on it, and print how to connect (Ctrl-C tears it all down).
@@ -10,7 +10,7 @@ dev: build k8s-bins redis-tools
 	bash dev/run.sh
 
 ## test: every check CI runs: formatting, clippy, unit, integration and e2e tests.
-test: lint k8s-bins
+test: lint k8s-bins redis-server
 	$(CARGO) build -p ringcache-node --bins
 	$(CARGO) test --workspace --all-targets
 
@@ -32,6 +32,11 @@ node:
 
 redis-tools:
 	@command -v redis-cli >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools; }
+
+## redis-server: Debian's Redis, the reference node/tests/against_redis.rs compares
+## replies with (and the benchmarks' baseline).
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 ## bench: ringcache-node vs Debian's redis-server on this machine (run by hand), with one
 ## worker thread (like Redis) and with the default one per core.

@@ -7,11 +7,11 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use super::args::{float, int, is, parse_f64, parse_i64};
+use super::args::{int, is, parse_i64};
 use super::flag::*;
+use super::float::{self, AddError, Parsed};
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
 use crate::cluster::slot::key_slot;
-use crate::resp::encode::format_double;
 use crate::resp::Out;
 use crate::store::{Entry, Hash, Object};
 use crate::util::glob;
@@ -380,25 +380,22 @@ fn hincrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let field = &args[2];
-    let incr = float(&args[3])?;
-    if !incr.is_finite() {
-        return Err(CmdError::Other("value is NaN or Infinity".into()));
+    let (field, incr) = (&args[2], &args[3]);
+    match float::parse(incr) {
+        Parsed::NotFloat => return Err(CmdError::NotFloat),
+        Parsed::Infinite => return Err(CmdError::Other("value is NaN or Infinity".into())),
+        Parsed::Finite => {}
     }
     let text = write_hash(ctx, &args[1], true, |h| {
-        let current = match h.get(field) {
-            None => 0.0,
-            Some(v) => parse_f64(v).ok_or_else(|| CmdError::Other("hash value is not a float".into()))?,
-        };
-        let value = current + incr;
-        if !value.is_finite() {
-            return Err(CmdError::Other("increment would produce NaN or Infinity".into()));
-        }
-        let text = format_double(value);
-        h.insert(field, text.as_bytes());
+        let text = float::add(Some(h.get(field).unwrap_or(b"0")), incr).map_err(|e| match e {
+            AddError::BaseNotFloat => CmdError::Other("hash value is not a float".into()),
+            AddError::IncrNotFloat => CmdError::NotFloat,
+            AddError::NotFinite => CmdError::Other("increment would produce NaN or Infinity".into()),
+        })?;
+        h.insert(field, &text);
         Ok(text)
     })?;
-    ctx.out.bulk(text.unwrap_or_default().as_bytes());
+    ctx.out.bulk(&text.unwrap_or_default());
     Ok(())
 }
 

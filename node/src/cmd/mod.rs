@@ -5,6 +5,7 @@
 pub mod args;
 pub mod cluster;
 pub mod connection;
+pub mod float;
 pub mod handover;
 pub mod hashes;
 pub mod keys;

@@ -7,11 +7,11 @@
 
 use bytes::Bytes;
 
-use super::args::{int, is, parse_f64, parse_i64};
+use super::args::{int, is, parse_i64};
 use super::flag::*;
+use super::float::{self, AddError};
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
 use crate::cluster::slot::{key_slot, Slot};
-use crate::resp::encode::format_double;
 use crate::resp::Out;
 use crate::store::{Entry, SlotRef};
 
@@ -266,14 +266,16 @@ fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
-    // Some(None) = PERSIST, Some(Some(t)) = expire at t, None = leave the TTL alone.
-    let mut change: Option<Option<u64>> = None;
+    // Some(None) = PERSIST, Some(Some(..)) = the EX/PX/EXAT/PXAT option and its value,
+    // None = leave the TTL alone. The value is checked after the key, as Redis does:
+    // a missing key answers nil and a wrong type WRONGTYPE whatever the time says.
+    let mut change: Option<Option<((i64, bool), &Bytes)>> = None;
     let mut i = 2;
     while i < args.len() {
         let a = &args[i];
         let has_next = i + 1 < args.len();
-        if let Some((unit, absolute)) = expiry_option(a).filter(|_| change.is_none() && has_next) {
-            change = Some(Some(parse_expiry(&args[i + 1], unit, absolute, ctx.now, "getex")?));
+        if let Some(option) = expiry_option(a).filter(|_| change.is_none() && has_next) {
+            change = Some(Some((option, &args[i + 1])));
             i += 2;
         } else if change.is_none() && is(a, "PERSIST") {
             change = Some(None);
@@ -285,9 +287,20 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let now = ctx.now;
     let mut locked = ctx.store.lock(key_slot(key));
     let mut slot = locked.slot();
-    if !reply_read(&mut slot, key, now, ctx.out)? {
-        return Ok(());
+    match slot.read(key, now) {
+        None => {
+            ctx.out.null();
+            return Ok(());
+        }
+        Some(e) if e.as_str().is_none() => return Err(CmdError::WrongType),
+        Some(_) => {}
     }
+    let change = match change {
+        Some(Some(((unit, absolute), value))) => Some(Some(parse_expiry(value, unit, absolute, now, "getex")?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    reply_read(&mut slot, key, now, ctx.out)?;
     match change {
         None => {}
         Some(Some(at)) if at <= now => {
@@ -435,17 +448,15 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let mut locked = ctx.store.lock(key_slot(key));
     let mut slot = locked.slot();
     let (current, expire_at) = match string_for_write(&mut slot, key, now)? {
-        None => (0.0, 0),
-        Some((v, at)) => (parse_f64(&v).ok_or(CmdError::NotFloat)?, at),
+        None => (None, 0),
+        Some((v, at)) => (Some(v), at),
     };
-    let by = parse_f64(&args[2]).ok_or(CmdError::NotFloat)?;
-    let n = current + by;
-    if !n.is_finite() {
-        return Err(CmdError::Other("increment would produce NaN or Infinity".into()));
-    }
-    let text = format_double(n);
-    slot.insert(Entry::string(key, text.as_bytes(), expire_at, 0), now);
-    ctx.out.bulk(text.as_bytes());
+    let text = float::add(current.as_deref(), &args[2]).map_err(|e| match e {
+        AddError::BaseNotFloat | AddError::IncrNotFloat => CmdError::NotFloat,
+        AddError::NotFinite => CmdError::Other("increment would produce NaN or Infinity".into()),
+    })?;
+    slot.insert(Entry::string(key, &text, expire_at, 0), now);
+    ctx.out.bulk(&text);
     Ok(())
 }
 
