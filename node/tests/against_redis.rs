@@ -88,7 +88,7 @@ impl Conn {
         reply
     }
 
-    /// Appends one complete RESP2 reply to `out`.
+    /// Appends one complete RESP2 or RESP3 reply to `out`.
     fn reply(&mut self, out: &mut Vec<u8>) {
         let start = out.len();
         let n = self.read.read_until(b'\n', out).expect("reply arrives");
@@ -99,7 +99,8 @@ impl Conn {
         );
         let line = String::from_utf8_lossy(&out[start + 1..out.len() - 2]).to_string();
         match out[start] {
-            b'$' => {
+            // Bulk string, bulk error, verbatim string: a length, then the body.
+            b'$' | b'!' | b'=' => {
                 let len: i64 = line.parse().expect("bulk length");
                 if len >= 0 {
                     let mut body = vec![0; len as usize + 2];
@@ -107,9 +108,15 @@ impl Conn {
                     out.extend_from_slice(&body);
                 }
             }
-            b'*' => {
-                let len: i64 = line.parse().expect("array length");
-                for _ in 0..len.max(0) {
+            // Array, set, push: n replies; map, attribute: n pairs.
+            b'*' | b'~' | b'>' | b'%' | b'|' => {
+                let len: i64 = line.parse().expect("aggregate length");
+                let items = if matches!(out[start], b'%' | b'|') {
+                    2 * len
+                } else {
+                    len
+                };
+                for _ in 0..items.max(0) {
                     self.reply(out);
                 }
             }
@@ -133,6 +140,12 @@ const VALUES: &[&str] = &[
     "1e3",
     " 1",
     "01",
+    "+1",
+    "-0",
+    "1.0",
+    "0x10",
+    "1e400",
+    "inf",
 ];
 const INTS: &[&str] = &[
     "1",
@@ -146,10 +159,31 @@ const INTS: &[&str] = &[
     "",
 ];
 const FLOATS: &[&str] = &["1.5", "-0.25", "0", "10", "1e3", "x", "inf", "5.0e-1", "0.1"];
-const OFFSETS: &[&str] = &["0", "1", "2", "-1", "-3", "5", "100", "x"];
+/// 536870912 is one past the 512 MB string limit (an error, nothing allocated).
+const OFFSETS: &[&str] = &[
+    "0",
+    "1",
+    "2",
+    "-1",
+    "-3",
+    "5",
+    "100",
+    "x",
+    "536870912",
+    "9223372036854775807",
+    "-9223372036854775808",
+];
 /// Expiry times far enough out that nothing expires during a test case.
-const SECONDS: &[&str] = &["100", "200", "0", "-5", "x"];
-const MILLIS: &[&str] = &["100000", "200000", "0", "-5"];
+const SECONDS: &[&str] = &[
+    "100",
+    "200",
+    "0",
+    "-5",
+    "x",
+    "9223372036854775807",
+    "-9223372036854775808",
+];
+const MILLIS: &[&str] = &["100000", "200000", "0", "-5", "9223372036854775807"];
 const UNIX_SECONDS: &[&str] = &["4102444800", "4102448400", "1", "x"];
 /// SET's EXAT without a time in the past: Redis 7.0 stores such a key and counts it in
 /// DBSIZE until something touches it; ringcache does not store it. Both answer nil.
@@ -280,92 +314,133 @@ fn hash_command() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
-/// Wrong arity and unknown commands, whose error strings clients match on.
+/// Every command family's names, for arity errors.
+const NAMES: &[&str] = &[
+    "GET",
+    "SET",
+    "SETEX",
+    "PSETEX",
+    "SETNX",
+    "GETSET",
+    "GETDEL",
+    "GETEX",
+    "MGET",
+    "MSET",
+    "MSETNX",
+    "APPEND",
+    "STRLEN",
+    "INCR",
+    "DECR",
+    "INCRBY",
+    "DECRBY",
+    "INCRBYFLOAT",
+    "GETRANGE",
+    "SETRANGE",
+    "DEL",
+    "UNLINK",
+    "EXISTS",
+    "EXPIRE",
+    "PEXPIRE",
+    "EXPIREAT",
+    "PEXPIREAT",
+    "TTL",
+    "PTTL",
+    "EXPIRETIME",
+    "PEXPIRETIME",
+    "PERSIST",
+    "TYPE",
+    "KEYS",
+    "RENAME",
+    "RENAMENX",
+    "TOUCH",
+    "HSET",
+    "HSETNX",
+    "HGET",
+    "HMGET",
+    "HMSET",
+    "HGETALL",
+    "HDEL",
+    "HEXISTS",
+    "HINCRBY",
+    "HINCRBYFLOAT",
+    "HLEN",
+    "HKEYS",
+    "HVALS",
+    "HSTRLEN",
+    "ECHO",
+    "PING",
+    "DBSIZE",
+];
+
+/// Wrong arity, clashing options and unknown commands, whose error strings clients match on.
 fn malformed_command() -> impl Strategy<Value = Vec<String>> {
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     prop_oneof![
-        pick(&["GET", "SET", "INCRBY", "HSET", "EXPIRE", "GETRANGE", "MSET", "HGET", "RENAME"]).prop_map(|c| vec![c]),
-        Just(vec!["SET".to_string(), "a".to_string()]),
-        Just(vec![
-            "MSET".to_string(),
-            "a".to_string(),
-            "1".to_string(),
-            "b".to_string()
-        ]),
-        Just(vec!["HSET".to_string(), "a".to_string(), "f".to_string()]),
-        Just(vec!["NOSUCHCOMMAND".to_string(), "x".to_string()]),
-        Just(vec![
-            "SET".to_string(),
-            "a".to_string(),
-            "1".to_string(),
-            "EX".to_string()
-        ]),
-        Just(vec![
-            "SET".to_string(),
-            "a".to_string(),
-            "1".to_string(),
-            "NX".to_string(),
-            "XX".to_string()
-        ]),
-        Just(vec![
-            "SET".to_string(),
-            "a".to_string(),
-            "1".to_string(),
-            "EX".to_string(),
-            "1".to_string(),
-            "PX".to_string(),
-            "1".to_string()
-        ]),
-        Just(vec![
-            "SET".to_string(),
-            "a".to_string(),
-            "1".to_string(),
-            "KEEPTTL".to_string(),
-            "EX".to_string(),
-            "1".to_string()
-        ]),
-        Just(vec![
-            "SET".to_string(),
-            "a".to_string(),
-            "1".to_string(),
-            "BOGUS".to_string()
-        ]),
-        Just(vec![
-            "EXPIRE".to_string(),
-            "a".to_string(),
-            "1".to_string(),
-            "NX".to_string(),
-            "XX".to_string()
-        ]),
-        Just(vec![
-            "EXPIRE".to_string(),
-            "a".to_string(),
-            "1".to_string(),
-            "GT".to_string(),
-            "LT".to_string()
-        ]),
-        Just(vec![
-            "EXPIRE".to_string(),
-            "a".to_string(),
-            "1".to_string(),
-            "BOGUS".to_string()
-        ]),
-        Just(vec![
-            "GETEX".to_string(),
-            "a".to_string(),
-            "EX".to_string(),
-            "1".to_string(),
-            "PERSIST".to_string()
-        ]),
+        // No arguments, or five more than a key: wrong for every fixed arity here.
+        (pick(NAMES), any::<bool>()).prop_map(|(c, long)| {
+            let mut v = vec![c];
+            if long {
+                v.extend(["a", "b", "c", "d", "e"].map(String::from));
+            }
+            v
+        }),
+        Just(words(&["SET", "a"])),
+        Just(words(&["MSET", "a", "1", "b"])),
+        Just(words(&["HSET", "a", "f"])),
+        Just(words(&["NOSUCHCOMMAND", "x"])),
+        Just(words(&["SET", "a", "1", "EX"])),
+        Just(words(&["SET", "a", "1", "NX", "XX"])),
+        Just(words(&["SET", "a", "1", "EX", "1", "PX", "1"])),
+        Just(words(&["SET", "a", "1", "KEEPTTL", "EX", "1"])),
+        Just(words(&["SET", "a", "1", "BOGUS"])),
+        Just(words(&["EXPIRE", "a", "1", "NX", "XX"])),
+        Just(words(&["EXPIRE", "a", "1", "GT", "LT"])),
+        Just(words(&["CLIENT", "SETNAME", "someone"])),
+        Just(words(&["CLIENT", "GETNAME"])),
+        Just(words(&["EXPIRE", "a", "1", "NX", "GT"])),
+        Just(words(&["EXPIRE", "a", "1", "BOGUS"])),
+        Just(words(&["GETEX", "a", "EX", "1", "PERSIST"])),
+        Just(words(&["GETEX", "a", "BOGUS"])),
+        Just(words(&["PING", "hello"])),
+        Just(words(&["ECHO", "hello"])),
+        // Container commands: unknown subcommands and subcommand arity.
+        Just(words(&["CLIENT"])),
+        Just(words(&["CLIENT", "SETNAME"])),
+        Just(words(&["CLIENT", "SETNAME", "a", "b"])),
+        Just(words(&["CLIENT", "SETNAME", "has space"])),
+        Just(words(&["CLIENT", "GETNAME", "x"])),
+        Just(words(&["CLIENT", "ID", "x"])),
+        Just(words(&["CLIENT", "nosuch"])),
+        Just(words(&["CLIENT", "NO-EVICT", "maybe"])),
+        Just(words(&["CONFIG"])),
+        Just(words(&["CONFIG", "GET"])),
+        Just(words(&["CONFIG", "SET", "maxmemory"])),
+        Just(words(&["CONFIG", "SET", "maxmemory", "1mb", "maxmemory"])),
+        Just(words(&["CONFIG", "SET", "nosuch", "1"])),
+        Just(words(&["CONFIG", "nosuch"])),
+        Just(words(&["COMMAND", "nosuch"])),
+        Just(words(&["COMMAND", "GETKEYS"])),
+        Just(words(&["COMMAND", "GETKEYS", "nosuch"])),
+        Just(words(&["COMMAND", "GETKEYS", "GET", "k"])),
+        Just(words(&["COMMAND", "GETKEYS", "MSET", "k", "v", "l", "w"])),
+        Just(words(&["COMMAND", "COUNT", "x"])),
     ]
 }
 
 fn command() -> impl Strategy<Value = Vec<String>> {
-    prop_oneof![
+    let any_command = prop_oneof![
         4 => string_command(),
         3 => key_command(),
         3 => hash_command(),
         1 => malformed_command(),
-    ]
+    ];
+    // Command names are case-insensitive.
+    (any_command, any::<bool>()).prop_map(|(mut c, lower)| {
+        if lower {
+            c[0] = c[0].to_ascii_lowercase();
+        }
+        c
+    })
 }
 
 /// Makes replies that may differ between two correct servers comparable.
@@ -376,7 +451,7 @@ fn normalise(cmd: &[String], reply: Vec<u8>) -> Vec<u8> {
             Some(rest) if !rest.starts_with(b"-") => b"positive".to_vec(),
             _ => reply,
         },
-        "KEYS" | "HKEYS" | "HVALS" | "HGETALL" if reply.starts_with(b"*") => {
+        "KEYS" | "HKEYS" | "HVALS" | "HGETALL" if reply.starts_with(b"*") || reply.starts_with(b"%") => {
             let text = String::from_utf8_lossy(&reply).to_string();
             let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
             let header = lines.next().unwrap_or_default().to_string();
@@ -398,13 +473,19 @@ fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).replace("\r\n", "⏎")
 }
 
-#[test]
-fn random_command_sequences_get_the_same_replies_as_redis() {
+/// Runs random sequences on both servers after `hello` (if any) and compares replies.
+fn compare(hello: Option<&str>) {
     let node = common::start();
     let redis = Redis::start();
     // proptest's body is a `Fn`: the connections are borrowed mutably per case.
     let ours = std::cell::RefCell::new(Conn::open(node.resp_addr));
     let theirs = std::cell::RefCell::new(Conn::open(("127.0.0.1", redis.port)));
+    if let Some(version) = hello {
+        // The HELLO replies name each server, so they are not compared.
+        let hello = vec!["HELLO".to_string(), version.to_string()];
+        ours.borrow_mut().call(&hello);
+        theirs.borrow_mut().call(&hello);
+    }
     // PROPTEST_CASES=5000 for a longer hunt.
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
@@ -429,4 +510,14 @@ fn random_command_sequences_get_the_same_replies_as_redis() {
             );
         }
     });
+}
+
+#[test]
+fn random_command_sequences_get_the_same_resp2_replies_as_redis() {
+    compare(None);
+}
+
+#[test]
+fn random_command_sequences_get_the_same_resp3_replies_as_redis() {
+    compare(Some("3"));
 }

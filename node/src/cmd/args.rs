@@ -63,6 +63,34 @@ pub fn float(b: &Bytes) -> Result<f64, CmdError> {
     parse_f64(b).ok_or(CmdError::NotFloat)
 }
 
+/// Redis 7's errors for a container command (CLIENT, CONFIG, COMMAND, CLUSTER): a
+/// subcommand it does not know, or a known one given the wrong number of arguments.
+/// `subcommands` holds `(name, arity)` as COMMAND INFO gives arities: `n` exactly, `-n`
+/// at least `n` (counting the container and the subcommand).
+pub fn check_subcommand(container: &str, args: &[Bytes], subcommands: &[(&str, i32)]) -> Result<(), CmdError> {
+    let sub = &args[1];
+    let Some(&(name, arity)) = subcommands.iter().find(|(name, _)| is(sub, name)) else {
+        let shown: String = text(sub).chars().take(128).collect();
+        return Err(unknown_subcommand(container, &shown));
+    };
+    let n = args.len() as i32;
+    if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
+        return Err(CmdError::Other(format!(
+            "wrong number of arguments for '{container}|{}' command",
+            name.to_ascii_lowercase()
+        )));
+    }
+    Ok(())
+}
+
+/// `ERR unknown subcommand 'x'. Try CONTAINER HELP.`
+pub fn unknown_subcommand(container: &str, sub: &str) -> CmdError {
+    CmdError::Other(format!(
+        "unknown subcommand '{sub}'. Try {} HELP.",
+        container.to_ascii_uppercase()
+    ))
+}
+
 /// Case-insensitive comparison of an argument with an ASCII keyword.
 pub fn is(b: &[u8], word: &str) -> bool {
     b.eq_ignore_ascii_case(word.as_bytes())

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::args::{int, is, text};
+use super::args::{check_subcommand, int, is, text, unknown_subcommand};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
 use crate::cluster::slot::{key_slot, Slot, SLOT_COUNT};
@@ -154,27 +154,39 @@ fn ranges(view: &View) -> Vec<(SlotRange, Vec<&NodeInfo>)> {
     out
 }
 
+/// CLUSTER's subcommands and their arities (as Redis 7 declares them).
+const CLUSTER_SUBCOMMANDS: &[(&str, i32)] = &[
+    ("KEYSLOT", 3),
+    ("MYID", 2),
+    ("COUNTKEYSINSLOT", 3),
+    ("GETKEYSINSLOT", 4),
+    ("INFO", 2),
+    ("SLOTS", 2),
+    ("SHARDS", 2),
+    ("NODES", 2),
+];
+
 fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let sub = &args[1];
-    let n = args.len();
     let state = ctx.server.cluster.clone();
     if !state.enabled {
         return Err(CmdError::Other(DISABLED.into()));
     }
-    if is(sub, "KEYSLOT") && n == 3 {
+    check_subcommand("cluster", args, CLUSTER_SUBCOMMANDS)?;
+    if is(sub, "KEYSLOT") {
         ctx.out.int(i64::from(key_slot(&args[2])));
         return Ok(());
     }
-    if is(sub, "MYID") && n == 2 {
+    if is(sub, "MYID") {
         ctx.out.bulk_str(&state.node_id);
         return Ok(());
     }
-    if is(sub, "COUNTKEYSINSLOT") && n == 3 {
+    if is(sub, "COUNTKEYSINSLOT") {
         let slot = slot_arg(&args[2])?;
         ctx.out.int(ctx.store.slot_stats(slot).keys as i64);
         return Ok(());
     }
-    if is(sub, "GETKEYSINSLOT") && n == 4 {
+    if is(sub, "GETKEYSINSLOT") {
         let slot = slot_arg(&args[2])?;
         let count = int(&args[3])?;
         if count < 0 {
@@ -195,7 +207,7 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     let view = state.view();
-    if is(sub, "INFO") && n == 2 {
+    if is(sub, "INFO") {
         let (assigned, known, size, epoch) = match &view {
             Some(v) => {
                 let assigned: usize = v
@@ -223,7 +235,7 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         ctx.out.verbatim(&text);
         return Ok(());
     }
-    if is(sub, "SLOTS") && n == 2 {
+    if is(sub, "SLOTS") {
         let Some(view) = view else {
             ctx.out.array(0);
             return Ok(());
@@ -244,7 +256,7 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
         return Ok(());
     }
-    if is(sub, "SHARDS") && n == 2 {
+    if is(sub, "SHARDS") {
         let Some(view) = view else {
             ctx.out.array(0);
             return Ok(());
@@ -292,7 +304,7 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
         return Ok(());
     }
-    if is(sub, "NODES") && n == 2 {
+    if is(sub, "NODES") {
         let mut s = String::new();
         match view {
             None => s.push_str(&format!("{} :0@0 myself,master - 0 0 0 connected\n", state.node_id)),
@@ -334,8 +346,5 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         ctx.out.verbatim(&s);
         return Ok(());
     }
-    Err(CmdError::Other(format!(
-        "unknown subcommand or wrong number of arguments for '{}'. Try CLUSTER HELP.",
-        text(sub)
-    )))
+    Err(unknown_subcommand("cluster", &text(sub)))
 }

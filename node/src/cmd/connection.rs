@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::args::{int, is, text};
+use super::args::{check_subcommand, int, is, text, unknown_subcommand};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx, Flow};
 
@@ -229,22 +229,33 @@ fn valid_name(b: &[u8]) -> Result<Option<String>, CmdError> {
     Ok(if b.is_empty() { None } else { Some(text(b)) })
 }
 
+/// CLIENT's subcommands and their arities (as Redis 7 declares them).
+const CLIENT_SUBCOMMANDS: &[(&str, i32)] = &[
+    ("ID", 2),
+    ("SETNAME", 3),
+    ("GETNAME", 2),
+    ("INFO", 2),
+    ("LIST", -2),
+    ("SETINFO", 4),
+    ("NO-EVICT", 3),
+];
+
 fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    check_subcommand("client", args, CLIENT_SUBCOMMANDS)?;
     let sub = &args[1];
-    let n = args.len();
-    if is(sub, "ID") && n == 2 {
+    if is(sub, "ID") {
         ctx.out.int(ctx.client.id() as i64);
-    } else if is(sub, "SETNAME") && n == 3 {
+    } else if is(sub, "SETNAME") {
         let name = valid_name(&args[2])?;
         ctx.client.shared.meta.lock().name = name;
         ctx.out.ok();
-    } else if is(sub, "GETNAME") && n == 2 {
+    } else if is(sub, "GETNAME") {
         let name = ctx.client.shared.meta.lock().name.clone();
         match name {
             Some(name) => ctx.out.bulk_str(&name),
             None => ctx.out.null(),
         }
-    } else if is(sub, "INFO") && n == 2 {
+    } else if is(sub, "INFO") {
         let line = ctx.client.shared.info_line();
         ctx.out.verbatim(&format!("{line}\n"));
     } else if is(sub, "LIST") {
@@ -254,7 +265,7 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             s.push('\n');
         }
         ctx.out.verbatim(&s);
-    } else if is(sub, "SETINFO") && n == 4 {
+    } else if is(sub, "SETINFO") {
         let value = &args[3];
         if value.iter().any(|&c| c <= b' ' || c > b'~') {
             return Err(CmdError::Other(format!(
@@ -272,7 +283,7 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
         drop(meta);
         ctx.out.ok();
-    } else if is(sub, "NO-EVICT") && n == 3 {
+    } else if is(sub, "NO-EVICT") {
         if is(&args[2], "ON") {
             ctx.client.no_evict = true;
         } else if is(&args[2], "OFF") {
@@ -282,10 +293,7 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
         ctx.out.ok();
     } else {
-        return Err(CmdError::Other(format!(
-            "unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
-            text(sub)
-        )));
+        return Err(unknown_subcommand("client", &text(sub)));
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use bytes::Bytes;
 
-use super::args::{is, text};
+use super::args::{check_subcommand, is, text, unknown_subcommand};
 use super::flag::*;
 use super::{registry, CmdError, CmdResult, CommandSpec, Ctx};
 use crate::config::parse_bytes;
@@ -214,9 +214,13 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// CONFIG's subcommands and their arities (as Redis 7 declares them).
+const CONFIG_SUBCOMMANDS: &[(&str, i32)] = &[("GET", -3), ("SET", -4), ("RESETSTAT", 2)];
+
 fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    check_subcommand("config", args, CONFIG_SUBCOMMANDS)?;
     let sub = &args[1];
-    if is(sub, "GET") && args.len() >= 3 {
+    if is(sub, "GET") {
         let params = config_params(ctx);
         let mut hits: Vec<&(&str, String)> = Vec::new();
         for pat in &args[2..] {
@@ -235,7 +239,10 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
         return Ok(());
     }
-    if is(sub, "SET") && args.len() >= 4 && args.len() % 2 == 0 {
+    if is(sub, "SET") {
+        if args.len() % 2 != 0 {
+            return Err(CmdError::Syntax);
+        }
         // Validate everything first so a bad pair changes nothing.
         let mut changes: Vec<ConfigChange> = Vec::new();
         for pair in args[2..].chunks(2) {
@@ -272,14 +279,11 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         ctx.out.ok();
         return Ok(());
     }
-    if is(sub, "RESETSTAT") && args.len() == 2 {
+    if is(sub, "RESETSTAT") {
         ctx.out.ok();
         return Ok(());
     }
-    Err(CmdError::Other(format!(
-        "unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.",
-        text(sub)
-    )))
+    Err(unknown_subcommand("config", &text(sub)))
 }
 
 fn write_command_info(ctx: &mut Ctx<'_>, c: &CommandSpec) {
@@ -306,6 +310,9 @@ fn write_command_info(ctx: &mut Ctx<'_>, c: &CommandSpec) {
     out.array(0);
 }
 
+/// COMMAND's subcommands and their arities (as Redis 7 declares them).
+const COMMAND_SUBCOMMANDS: &[(&str, i32)] = &[("COUNT", 2), ("INFO", -2), ("DOCS", -2), ("GETKEYS", -4)];
+
 fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let reg = registry();
     if args.len() == 1 {
@@ -315,8 +322,9 @@ fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
         return Ok(());
     }
+    check_subcommand("command", args, COMMAND_SUBCOMMANDS)?;
     let sub = &args[1];
-    if is(sub, "COUNT") && args.len() == 2 {
+    if is(sub, "COUNT") {
         ctx.out.int(reg.commands.len() as i64);
     } else if is(sub, "INFO") {
         let names: Vec<Option<&CommandSpec>> = if args.len() == 2 {
@@ -348,7 +356,7 @@ fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.bulk_str("group");
             ctx.out.bulk_str(c.group);
         }
-    } else if is(sub, "GETKEYS") && args.len() >= 3 {
+    } else if is(sub, "GETKEYS") {
         let Some((_, c)) = reg.lookup(&args[2]) else {
             return Err(CmdError::Other("Invalid command specified".into()));
         };
@@ -362,10 +370,7 @@ fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.bulk(&cmd_args[k]);
         }
     } else {
-        return Err(CmdError::Other(format!(
-            "unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
-            text(sub)
-        )));
+        return Err(unknown_subcommand("command", &text(sub)));
     }
     Ok(())
 }
