@@ -284,6 +284,10 @@ fn key_command() -> impl Strategy<Value = Vec<String>> {
         (key(), key()).prop_map(|(a, b)| vec!["RENAME".into(), a, b]),
         (key(), key()).prop_map(|(a, b)| vec!["RENAMENX".into(), a, b]),
         Just(vec!["DBSIZE".to_string()]),
+        pick(&["FLUSHDB", "FLUSHALL"]).prop_flat_map(|c| {
+            proptest::option::of(pick(&["SYNC", "ASYNC"]))
+                .prop_map(move |m| [vec![c.clone()], m.into_iter().collect()].concat())
+        }),
         Just(vec!["KEYS".to_string(), "*".to_string()]),
         Just(vec!["KEYS".to_string(), "{a}*".to_string()]),
         // A COUNT above the keyspace's size: one call returns everything and cursor 0.
@@ -447,6 +451,16 @@ fn malformed_command() -> impl Strategy<Value = Vec<String>> {
         Just(words(&["COMMAND", "GETKEYS", "GET", "k"])),
         Just(words(&["COMMAND", "GETKEYS", "MSET", "k", "v", "l", "w"])),
         Just(words(&["COMMAND", "COUNT", "x"])),
+        Just(words(&["AUTH", "secret"])),
+        Just(words(&["AUTH", "default", "secret"])),
+        Just(words(&["HELLO", "4"])),
+        Just(words(&["HELLO", "x"])),
+        Just(words(&["HELLO", "3", "BOGUS"])),
+        Just(words(&["HELLO", "3", "AUTH", "default"])),
+        Just(words(&["SELECT", "0"])),
+        Just(words(&["SELECT", "x"])),
+        Just(words(&["FLUSHDB", "BOGUS"])),
+        Just(words(&["FLUSHALL", "SYNC", "ASYNC"])),
     ]
 }
 
