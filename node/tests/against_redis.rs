@@ -25,6 +25,10 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Redis {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -40,6 +44,7 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server runs (make test installs Debian's redis-server)");
@@ -539,8 +544,13 @@ fn sorted(reply: &[u8], skip: usize, per: usize) -> Vec<u8> {
     format!("{} {}", lines[..=skip].join("\r\n"), groups.join(" ")).into_bytes()
 }
 
+/// Printable bytes, cut at 300 characters.
 fn show(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).replace("\r\n", "⏎")
+    let text = String::from_utf8_lossy(b).replace("\r\n", "⏎");
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], b.len()),
+        None => text,
+    }
 }
 
 /// Runs random sequences on both servers after `hello` (if any) and compares replies.
@@ -611,4 +621,93 @@ fn random_command_sequences_get_the_same_resp2_replies_as_redis() {
 #[test]
 fn random_command_sequences_get_the_same_resp3_replies_as_redis() {
     compare(Some("3"));
+}
+
+/// Sends `input` and then QUIT, and reads until the server closes: the replies, and
+/// the protocol error if the input broke the connection first.
+fn raw_exchange(addr: impl std::net::ToSocketAddrs, input: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connects");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.write_all(input).expect("input written");
+    // The server may already have closed after a protocol error.
+    let _ = s.write_all(b"*1\r\n$4\r\nQUIT\r\n");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // A reset after the error reply counts as closed.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading after {:?}: {e}", show(input)),
+        }
+    }
+    out
+}
+
+/// Framing, inline commands and protocol errors, byte for byte. One deliberate
+/// difference is not listed: a bulk string followed by something other than CRLF
+/// (`$1\r\nab\r\n`) is a protocol error here, where Redis skips two bytes unchecked.
+#[test]
+fn framing_and_protocol_errors_match_redis() {
+    let node = common::start();
+    let redis = Redis::start();
+    // Redis reads 16 KiB at a time and checks the 64 KiB inline limit after each read:
+    // well past it, both refuse whatever the reads' sizes.
+    let long_inline = vec![b'a'; 200 * 1024];
+    let cases: Vec<&[u8]> = vec![
+        b"*x\r\n",
+        b"*1\r\n$x\r\n",
+        b"*1\r\n+foo\r\n",
+        b"*-1\r\n*1\r\n$4\r\nPING\r\n",
+        b"*0\r\n*1\r\n$4\r\nPING\r\n",
+        b"PING\r\n",
+        b"ping hello\r\n",
+        b"SET a \"b c\"\r\nGET a\r\n",
+        b"SET a 'single quoted'\r\nGET a\r\n",
+        b"SET a \"tab\\there\\x41\"\r\nGET a\r\n",
+        b"SET a \"b\r\n",
+        b"SET a \"b\"c\r\n",
+        b"\r\n\r\n*1\r\n$4\r\nPING\r\n",
+        b"SET a b\nGET a\n",
+        b"*3000000000\r\n",
+        b"*1048577\r\n",
+        b"$5\r\n",
+        b"*1\r\n$600000000\r\n",
+        b"*1\r\n$-1\r\n",
+        b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n",
+        &long_inline,
+    ];
+    for input in cases {
+        let ours = raw_exchange(node.resp_addr, input);
+        let theirs = raw_exchange(("127.0.0.1", redis.port), input);
+        assert_eq!(show(&ours), show(&theirs), "after sending {:?}", show(input));
+    }
+}
+
+/// Before AUTH a request may have at most 10 arguments of at most 16 KiB; after it
+/// (even in the same write) the usual limits hold again.
+#[test]
+fn unauthenticated_limits_match_redis() {
+    let node = common::start_with(|c| c.requirepass = Some("pw".into()));
+    let redis = Redis::start_with(&["--requirepass", "pw"]);
+    let auth: &[u8] = b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n";
+    let mset12 = format!("*13\r\n$4\r\nMSET\r\n{}", "$1\r\nk\r\n$1\r\nv\r\n".repeat(6));
+    let big = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20000\r\n{}\r\n", "v".repeat(20000));
+    let cases: Vec<Vec<u8>> = vec![
+        b"*11\r\n".to_vec(),
+        b"*10\r\n$3\r\nGET\r\n".to_vec(),
+        b"*1\r\n$16385\r\n".to_vec(),
+        b"*1\r\n$600000000\r\n".to_vec(),
+        b"GET a\r\n".to_vec(),
+        b"*2\r\n$4\r\nAUTH\r\n$5\r\nwrong\r\n".to_vec(),
+        [auth, mset12.as_bytes()].concat(),
+        [auth, big.as_bytes(), b"*2\r\n$6\r\nSTRLEN\r\n$1\r\nk\r\n"].concat(),
+        [mset12.as_bytes(), auth].concat(),
+    ];
+    for input in cases {
+        let ours = raw_exchange(node.resp_addr, &input);
+        let theirs = raw_exchange(("127.0.0.1", redis.port), &input);
+        assert_eq!(show(&ours), show(&theirs), "after sending {:?}", show(&input));
+    }
 }

@@ -12,14 +12,35 @@ pub struct Limits {
     pub max_bulk_len: usize,
     pub max_multibulk_len: usize,
     pub max_inline_len: usize,
+    /// The client has not authenticated on a server with a password: Redis then
+    /// accepts at most 10 arguments of at most 16 KiB, so a stranger cannot make the
+    /// server buffer a large request.
+    pub unauthenticated: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_bulk_len: 512 * 1024 * 1024,
-            max_multibulk_len: 1024 * 1024,
+            // Redis 7 accepts any count up to INT_MAX; the query buffer limit bounds
+            // what a request can really hold.
+            max_multibulk_len: i32::MAX as usize,
             max_inline_len: 64 * 1024,
+            unauthenticated: false,
+        }
+    }
+}
+
+/// Most arguments, and longest argument, a request may have before AUTH (Redis' values).
+const UNAUTHENTICATED_MAX_MULTIBULK: i64 = 10;
+const UNAUTHENTICATED_MAX_BULK: i64 = 16 * 1024;
+
+impl Limits {
+    /// These limits for a client that has not authenticated yet.
+    pub fn unauthenticated(&self) -> Limits {
+        Limits {
+            unauthenticated: true,
+            ..*self
         }
     }
 }
@@ -31,6 +52,10 @@ pub enum ProtocolError {
     InvalidMultibulkLength,
     #[error("invalid bulk length")]
     InvalidBulkLength,
+    #[error("unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    #[error("unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     #[error("expected '$', got '{0}'")]
     ExpectedBulk(char),
     #[error("too big mbulk count string")]
@@ -123,6 +148,9 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request
     if count > limits.max_multibulk_len as i64 {
         return Err(ProtocolError::InvalidMultibulkLength);
     }
+    if limits.unauthenticated && count > UNAUTHENTICATED_MAX_MULTIBULK {
+        return Err(ProtocolError::UnauthenticatedMultibulkLength);
+    }
     let mut pos = line_end + 2;
     if count <= 0 {
         // `*0` and `*-1` are accepted and ignored, as Redis does.
@@ -148,6 +176,9 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request
         let len = parse_len(&buf[pos + 1..end]).ok_or(ProtocolError::InvalidBulkLength)?;
         if len < 0 || len as u64 > limits.max_bulk_len as u64 {
             return Err(ProtocolError::InvalidBulkLength);
+        }
+        if limits.unauthenticated && len > UNAUTHENTICATED_MAX_BULK {
+            return Err(ProtocolError::UnauthenticatedBulkLength);
         }
         let start = end + 2;
         let len = len as usize;
@@ -344,11 +375,44 @@ mod tests {
     }
 
     #[test]
+    fn unauthenticated_clients_get_redis_small_limits() {
+        let limits = Limits::default().unauthenticated();
+        let ten = format!("*10\r\n{}", "$1\r\na\r\n".repeat(10));
+        assert_eq!(
+            parse_request(&mut BytesMut::from(ten.as_bytes()), &limits).map(|r| r.map(|a| a.len())),
+            Ok(Some(10))
+        );
+        assert_eq!(
+            parse_request(&mut BytesMut::from(&b"*11\r\n"[..]), &limits),
+            Err(ProtocolError::UnauthenticatedMultibulkLength)
+        );
+        assert_eq!(
+            parse_request(&mut BytesMut::from(&b"*1\r\n$16385\r\n"[..]), &limits),
+            Err(ProtocolError::UnauthenticatedBulkLength)
+        );
+        // Beyond the real limits the usual errors come first, as in Redis.
+        assert_eq!(
+            parse_request(&mut BytesMut::from(&b"*1\r\n$600000000\r\n"[..]), &limits),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            parse_request(&mut BytesMut::from(&b"*3000000000\r\n"[..]), &limits),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        let ok = format!("*1\r\n$16384\r\n{}\r\n", "x".repeat(16384));
+        assert!(matches!(
+            parse_request(&mut BytesMut::from(ok.as_bytes()), &limits),
+            Ok(Some(_))
+        ));
+    }
+
+    #[test]
     fn limits_are_enforced() {
         let limits = Limits {
             max_bulk_len: 4,
             max_multibulk_len: 2,
             max_inline_len: 16,
+            unauthenticated: false,
         };
         let mut buf = BytesMut::from(&b"*1\r\n$5\r\n"[..]);
         assert_eq!(parse_request(&mut buf, &limits), Err(ProtocolError::InvalidBulkLength));

@@ -82,9 +82,16 @@ async fn run(
         // they run before the next read.
         let mut more = false;
         while batch.len() < MAX_BATCH {
-            match parse_request(&mut rbuf, &state.limits) {
+            let limits = if client.authenticated {
+                state.limits
+            } else {
+                state.limits.unauthenticated()
+            };
+            match parse_request(&mut rbuf, &limits) {
                 Ok(Some(args)) => {
-                    let stop = cmd::replication::takes_over_connection(&args);
+                    // Before AUTH, one request at a time: the next is parsed with the
+                    // limits that hold once this one has run.
+                    let stop = cmd::replication::takes_over_connection(&args) || !client.authenticated;
                     let found = cmd::find(&args);
                     batch.push((args, found));
                     if stop {
