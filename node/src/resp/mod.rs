@@ -5,4 +5,4 @@ pub mod encode;
 pub mod parse;
 
 pub use encode::Out;
-pub use parse::{parse_request, Limits, ProtocolError, Request};
+pub use parse::{parse_request, Limits, ProtocolError, Request, RequestParser};

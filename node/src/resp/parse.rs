@@ -74,26 +74,55 @@ pub enum ProtocolError {
 /// connection's read buffer. An empty vector is never returned.
 pub type Request = Vec<Bytes>;
 
-/// Parses one request from the front of `buf`, consuming it.
-/// `Ok(None)`: more bytes are needed (nothing consumed). Empty inline lines are
-/// consumed and skipped.
-pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request>, ProtocolError> {
-    loop {
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        if buf[0] == b'*' {
-            match parse_multibulk(buf, limits)? {
-                Some(r) if r.is_empty() => continue,
-                other => return Ok(other),
+/// Parses requests from the front of a connection's read buffer, remembering how far
+/// it got into an incomplete multibulk request: when more bytes arrive it resumes at
+/// the next argument instead of scanning the request again from its start, so a
+/// large request sent in small pieces costs linear time (Redis keeps the same state).
+/// The buffer must only grow at its end while a request is pending.
+#[derive(Debug, Default)]
+pub struct RequestParser {
+    partial: Option<Partial>,
+}
+
+/// An incomplete multibulk request at the front of the buffer.
+#[derive(Debug)]
+struct Partial {
+    /// Arguments the request announced.
+    count: usize,
+    /// Offset of the next argument's `$` line.
+    pos: usize,
+    /// (start, length) of the arguments found so far.
+    spans: Vec<(usize, usize)>,
+}
+
+impl RequestParser {
+    /// Parses one request from the front of `buf`, consuming it.
+    /// `Ok(None)`: more bytes are needed (nothing consumed). Empty inline lines are
+    /// consumed and skipped.
+    pub fn parse(&mut self, buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request>, ProtocolError> {
+        loop {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            if self.partial.is_some() || buf[0] == b'*' {
+                match parse_multibulk(buf, limits, &mut self.partial)? {
+                    Some(r) if r.is_empty() => continue,
+                    other => return Ok(other),
+                }
+            }
+            match parse_inline(buf, limits)? {
+                Inline::Incomplete => return Ok(None),
+                Inline::Empty => continue,
+                Inline::Request(r) => return Ok(Some(r)),
             }
         }
-        match parse_inline(buf, limits)? {
-            Inline::Incomplete => return Ok(None),
-            Inline::Empty => continue,
-            Inline::Request(r) => return Ok(Some(r)),
-        }
     }
+}
+
+/// Parses one request from the front of `buf` without remembering progress (for
+/// buffers parsed once, or in tests); a connection uses a [`RequestParser`].
+pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request>, ProtocolError> {
+    RequestParser::default().parse(buf, limits)
 }
 
 /// Finds `\r\n` starting at `from`; returns the index of `\r`.
@@ -137,31 +166,50 @@ fn parse_len(s: &[u8]) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request>, ProtocolError> {
-    let Some(line_end) = find_crlf(buf, 1) else {
-        if buf.len() > limits.max_inline_len {
-            return Err(ProtocolError::TooBigMultibulkCount);
+fn parse_multibulk(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    partial: &mut Option<Partial>,
+) -> Result<Option<Request>, ProtocolError> {
+    let Partial {
+        count,
+        mut pos,
+        mut spans,
+    } = match partial.take() {
+        Some(p) => p,
+        None => {
+            let Some(line_end) = find_crlf(buf, 1) else {
+                if buf.len() > limits.max_inline_len {
+                    return Err(ProtocolError::TooBigMultibulkCount);
+                }
+                return Ok(None);
+            };
+            let count = parse_len(&buf[1..line_end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+            if count > limits.max_multibulk_len as i64 {
+                return Err(ProtocolError::InvalidMultibulkLength);
+            }
+            if limits.unauthenticated && count > UNAUTHENTICATED_MAX_MULTIBULK {
+                return Err(ProtocolError::UnauthenticatedMultibulkLength);
+            }
+            let pos = line_end + 2;
+            if count <= 0 {
+                // `*0` and `*-1` are accepted and ignored, as Redis does.
+                buf.advance(pos);
+                return Ok(Some(Vec::new()));
+            }
+            let count = count as usize;
+            Partial {
+                count,
+                pos,
+                spans: Vec::with_capacity(count.min(64)),
+            }
         }
-        return Ok(None);
     };
-    let count = parse_len(&buf[1..line_end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
-    if count > limits.max_multibulk_len as i64 {
-        return Err(ProtocolError::InvalidMultibulkLength);
-    }
-    if limits.unauthenticated && count > UNAUTHENTICATED_MAX_MULTIBULK {
-        return Err(ProtocolError::UnauthenticatedMultibulkLength);
-    }
-    let mut pos = line_end + 2;
-    if count <= 0 {
-        // `*0` and `*-1` are accepted and ignored, as Redis does.
-        buf.advance(pos);
-        return Ok(Some(Vec::new()));
-    }
-    let count = count as usize;
-    // First pass: validate and locate every argument without copying.
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(count.min(64));
-    for _ in 0..count {
+    // Validate and locate every argument without copying; stop (remembering where)
+    // at the first one not fully in the buffer.
+    while spans.len() < count {
         if pos >= buf.len() {
+            *partial = Some(Partial { count, pos, spans });
             return Ok(None);
         }
         if buf[pos] != b'$' {
@@ -171,6 +219,7 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request
             if buf.len() - pos > limits.max_inline_len {
                 return Err(ProtocolError::TooBigBulkCount);
             }
+            *partial = Some(Partial { count, pos, spans });
             return Ok(None);
         };
         let len = parse_len(&buf[pos + 1..end]).ok_or(ProtocolError::InvalidBulkLength)?;
@@ -186,6 +235,7 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request
             // Reserve room for the whole bulk so large values are read in few syscalls.
             let need = start + len + 2 - buf.len();
             buf.reserve(need);
+            *partial = Some(Partial { count, pos, spans });
             return Ok(None);
         }
         if &buf[start + len..start + len + 2] != b"\r\n" {
@@ -426,6 +476,32 @@ mod tests {
     }
 
     proptest! {
+        /// Pipelined requests fed in pieces of any sizes to one parser come out whole,
+        /// in order, each exactly once.
+        #[test]
+        fn incremental_parsing_in_any_pieces(
+            requests in proptest::collection::vec(proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..8), 1..6),
+            pieces in proptest::collection::vec(1usize..50, 1..200),
+        ) {
+            let wire: Vec<u8> = requests.iter().flat_map(|r| encode(r)).collect();
+            let limits = Limits::default();
+            let mut parser = RequestParser::default();
+            let mut buf = BytesMut::new();
+            let mut got: Vec<Vec<Vec<u8>>> = Vec::new();
+            let mut fed = 0;
+            let mut sizes = pieces.iter().cycle();
+            while fed < wire.len() {
+                let n = (*sizes.next().expect("cycle")).min(wire.len() - fed);
+                buf.extend_from_slice(&wire[fed..fed + n]);
+                fed += n;
+                while let Some(req) = parser.parse(&mut buf, &limits).expect("valid input") {
+                    got.push(req.iter().map(|b| b.to_vec()).collect());
+                }
+            }
+            prop_assert!(buf.is_empty());
+            prop_assert_eq!(got, requests);
+        }
+
         #[test]
         fn roundtrip_any_split(args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..8), cut in 0usize..400) {
             let wire = encode(&args);

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::cmd::{self, Ctx, Flow};
-use crate::resp::{parse_request, Out, Request};
+use crate::resp::{Out, Request, RequestParser};
 use crate::server::state::{ClientState, ServerState};
 use crate::store::{now_ms, Store};
 
@@ -67,6 +67,7 @@ async fn run(
     client: &mut ClientState,
 ) -> Result<(), ConnectionError> {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut parser = RequestParser::default();
     let mut out = Out::new();
     let mut batch: Vec<(Request, cmd::Found)> = Vec::with_capacity(MAX_BATCH);
     let metrics = state.metrics.worker(worker);
@@ -87,7 +88,7 @@ async fn run(
             } else {
                 state.limits.unauthenticated()
             };
-            match parse_request(&mut rbuf, &limits) {
+            match parser.parse(&mut rbuf, &limits) {
                 Ok(Some(args)) => {
                     // Before AUTH, one request at a time: the next is parsed with the
                     // limits that hold once this one has run.
