@@ -85,7 +85,9 @@ fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let n = count_keys(ctx, &args[1..], |slot, key, now| slot.get(key, now).is_some());
+    let n = count_keys(ctx, &args[1..], |slot, key, now| {
+        slot.read_untouched(key, now).is_some()
+    });
     ctx.out.int(n);
     Ok(())
 }
@@ -177,7 +179,7 @@ fn pexpireat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn ttl_generic(ctx: &mut Ctx<'_>, key: &[u8], ms: bool, absolute: bool) -> CmdResult {
     let now = ctx.now;
     let mut locked = ctx.store.lock(key_slot(key));
-    let reply = match locked.slot().get(key, now) {
+    let reply = match locked.slot().read_untouched(key, now) {
         None => -2,
         Some(e) => match e.expire_at() {
             None => -1,
@@ -229,7 +231,7 @@ fn type_(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let now = ctx.now;
     let mut locked = ctx.store.lock(key_slot(key));
-    let name = locked.slot().get(key, now).map_or("none", |e| type_name(e));
+    let name = locked.slot().read_untouched(key, now).map_or("none", |e| type_name(e));
     ctx.out.simple(name);
     Ok(())
 }

@@ -139,7 +139,14 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let mut slot = locked.slot();
     // A plain SET replaces whatever is there: one lookup (in `insert`) is enough.
     let plain = !nx && !xx && !get && expiry != Expiry::Keep;
-    let found = if plain { None } else { slot.get(key, now) };
+    // With GET the old value is read as GET reads it (a hit or a miss, as in Redis).
+    let found = if plain {
+        None
+    } else if get {
+        slot.read(key, now)
+    } else {
+        slot.get(key, now)
+    };
     let (exists, old_ttl) = match found {
         Some(e) => {
             if get && e.as_str().is_none() {
@@ -287,20 +294,25 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let now = ctx.now;
     let mut locked = ctx.store.lock(key_slot(key));
     let mut slot = locked.slot();
-    match slot.read(key, now) {
+    // One read (one hit or miss), then the value is answered unless the time is bad.
+    let change = match slot.read(key, now) {
         None => {
             ctx.out.null();
             return Ok(());
         }
-        Some(e) if e.as_str().is_none() => return Err(CmdError::WrongType),
-        Some(_) => {}
-    }
-    let change = match change {
-        Some(Some(((unit, absolute), value))) => Some(Some(parse_expiry(value, unit, absolute, now, "getex")?)),
-        Some(None) => Some(None),
-        None => None,
+        Some(e) => {
+            let Some(value) = e.as_str() else {
+                return Err(CmdError::WrongType);
+            };
+            let change = match change {
+                Some(Some(((unit, absolute), time))) => Some(Some(parse_expiry(time, unit, absolute, now, "getex")?)),
+                Some(None) => Some(None),
+                None => None,
+            };
+            ctx.out.bulk(value);
+            change
+        }
     };
-    reply_read(&mut slot, key, now, ctx.out)?;
     match change {
         None => {}
         Some(Some(at)) if at <= now => {

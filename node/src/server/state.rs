@@ -33,6 +33,21 @@ pub struct ServerState {
     pub replication: Arc<crate::replication::Replication>,
     /// Slot handovers to this node, and slots retained here for others.
     pub handovers: Arc<crate::handover::Handovers>,
+    /// INFO's counters as they were at the last CONFIG RESETSTAT: INFO shows what
+    /// happened since. The counters themselves never go back (per-slot hits and misses
+    /// feed the control plane's hit rates and /metrics, which expect monotonic totals).
+    pub stats_baseline: parking_lot::Mutex<StatsBaseline>,
+}
+
+/// See [`ServerState::stats_baseline`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StatsBaseline {
+    pub total_connections: u64,
+    pub total_commands: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub hits: u64,
+    pub misses: u64,
 }
 
 impl ServerState {
@@ -62,6 +77,7 @@ impl ServerState {
             replication: Arc::new(crate::replication::Replication::new(cluster.clone())),
             handovers: Arc::new(crate::handover::Handovers::default()),
             cluster,
+            stats_baseline: parking_lot::Mutex::new(StatsBaseline::default()),
         }
     }
 

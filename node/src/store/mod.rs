@@ -450,6 +450,16 @@ impl SlotRef<'_> {
         }
     }
 
+    /// A lookup that counts a hit or a miss in the keyspace statistics but is no access
+    /// for the eviction policy: Redis' read with `LOOKUP_NOTOUCH` (EXISTS, TTL, TYPE).
+    pub fn read_untouched(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
+        let idx = self.idx;
+        let h = self.store.hash(key);
+        let handle = self.live(key, h, now);
+        self.shard.count_access(idx, handle.is_some());
+        self.shard.view(idx, h, handle?, &mut self.view)
+    }
+
     /// A read lookup as Redis counts it: a hit or a miss in the keyspace statistics,
     /// and an access for the eviction policy.
     pub fn read(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
