@@ -7,11 +7,16 @@ pub const SLOT_COUNT: usize = 16384;
 /// A hash slot number in `0..SLOT_COUNT`.
 pub type Slot = u16;
 
-/// CRC16 with the XMODEM parameters (poly 0x1021, init 0, no reflection), table driven.
-const CRC16_TABLE: [u16; 256] = build_table();
+/// CRC16 with the XMODEM parameters (poly 0x1021, init 0, no reflection), table
+/// driven, 8 bytes per step ("slicing by 8"): `TABLES[k][x]` is the CRC of byte `x`
+/// followed by `k` zero bytes, so the CRC of an 8-byte block is the XOR of eight
+/// independent lookups (the running CRC folded into the block's first two bytes)
+/// instead of a chain of eight dependent ones. A 16-byte key costs about a third of
+/// the byte-at-a-time loop, which was half of a missed GET's command time.
+const TABLES: [[u16; 256]; 8] = build_tables();
 
-const fn build_table() -> [u16; 256] {
-    let mut table = [0u16; 256];
+const fn build_tables() -> [[u16; 256]; 8] {
+    let mut tables = [[0u16; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut crc = (i as u16) << 8;
@@ -24,17 +29,41 @@ const fn build_table() -> [u16; 256] {
             };
             bit += 1;
         }
-        table[i] = crc;
+        tables[0][i] = crc;
         i += 1;
     }
-    table
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = tables[k - 1][i];
+            // One more zero byte after the CRC so far.
+            tables[k][i] = (prev << 8) ^ tables[0][(prev >> 8) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    tables
 }
 
 /// CRC16-XMODEM of `data`.
 pub fn crc16(data: &[u8]) -> u16 {
+    let t = &TABLES;
     let mut crc: u16 = 0;
-    for &b in data {
-        crc = (crc << 8) ^ CRC16_TABLE[usize::from(((crc >> 8) as u8) ^ b)];
+    let mut blocks = data.chunks_exact(8);
+    for b in &mut blocks {
+        let [hi, lo] = crc.to_be_bytes();
+        crc = t[7][usize::from(b[0] ^ hi)]
+            ^ t[6][usize::from(b[1] ^ lo)]
+            ^ t[5][usize::from(b[2])]
+            ^ t[4][usize::from(b[3])]
+            ^ t[3][usize::from(b[4])]
+            ^ t[2][usize::from(b[5])]
+            ^ t[1][usize::from(b[6])]
+            ^ t[0][usize::from(b[7])];
+    }
+    for &b in blocks.remainder() {
+        crc = (crc << 8) ^ t[0][usize::from(((crc >> 8) as u8) ^ b)];
     }
     crc
 }
@@ -60,6 +89,29 @@ pub fn key_slot(key: &[u8]) -> Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-at-a-time definition the sliced loop must agree with.
+    fn crc16_bytewise(data: &[u8]) -> u16 {
+        let mut crc: u16 = 0;
+        for &b in data {
+            crc ^= u16::from(b) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sliced_crc16_equals_the_bitwise_definition(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100)) {
+            proptest::prop_assert_eq!(crc16(&data), crc16_bytewise(&data));
+        }
+    }
 
     #[test]
     fn crc16_matches_the_redis_cluster_spec_check_value() {
