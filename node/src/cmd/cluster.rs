@@ -169,10 +169,11 @@ const CLUSTER_SUBCOMMANDS: &[(&str, i32)] = &[
 fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let sub = &args[1];
     let state = ctx.server.cluster.clone();
+    // Subcommand and arity first, as Redis checks them before running the command.
+    check_subcommand("cluster", args, CLUSTER_SUBCOMMANDS)?;
     if !state.enabled {
         return Err(CmdError::Other(DISABLED.into()));
     }
-    check_subcommand("cluster", args, CLUSTER_SUBCOMMANDS)?;
     if is(sub, "KEYSLOT") {
         ctx.out.int(i64::from(key_slot(&args[2])));
         return Ok(());

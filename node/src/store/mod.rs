@@ -464,11 +464,7 @@ impl SlotRef<'_> {
     /// and an access for the eviction policy.
     pub fn read(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
         let policy = self.store.mem.policy();
-        let idx = self.idx;
-        let h = self.store.hash(key);
-        let handle = self.live(key, h, now);
-        self.shard.count_access(idx, handle.is_some());
-        let e = self.shard.view(idx, h, handle?, &mut self.view)?;
+        let e = self.read_untouched(key, now)?;
         match policy {
             Policy::S3Fifo => e.set_freq(e.freq().saturating_add(1)),
             Policy::AllKeysLru => e.set_clock(clock_of(now)),
