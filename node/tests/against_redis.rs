@@ -647,22 +647,34 @@ fn random_command_sequences_get_the_same_resp3_replies_as_redis() {
     compare(Some("3"));
 }
 
-/// Sends `input` and then QUIT, and reads until the server closes: the replies, and
-/// the protocol error if the input broke the connection first.
+/// Sends `input`, reads what comes back, and ends with QUIT if the server has not
+/// closed the connection itself: the replies, and the protocol error if the input broke
+/// the connection. QUIT goes only after a pause with nothing to read, because bytes
+/// still unread when a server closes after a protocol error make the kernel reset the
+/// connection, which can discard the error reply before the client reads it.
 fn raw_exchange(addr: impl std::net::ToSocketAddrs, input: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).expect("connects");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     s.write_all(input).expect("input written");
-    // The server may already have closed after a protocol error.
-    let _ = s.write_all(b"*1\r\n$4\r\nQUIT\r\n");
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
+    let mut quit_sent = false;
     loop {
+        let timeout = if quit_sent {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(200)
+        };
+        s.set_read_timeout(Some(timeout)).expect("timeout");
         match std::io::Read::read(&mut s, &mut buf) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            // A reset after the error reply counts as closed.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e)
+                if !quit_sent && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                s.write_all(b"*1\r\n$4\r\nQUIT\r\n").expect("QUIT written");
+                quit_sent = true;
+            }
             Err(e) => panic!("reading after {:?}: {e}", show(input)),
         }
     }
