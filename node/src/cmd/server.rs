@@ -8,7 +8,7 @@ use super::args::{check_subcommand, is, text, unknown_subcommand};
 use super::flag::*;
 use super::{registry, CmdError, CmdResult, CommandSpec, Ctx};
 use crate::config::parse_bytes;
-use crate::server::state::StatsBaseline;
+use crate::server::state::StatCounters;
 use crate::store::Policy;
 
 /// The Redis version this server answers as (clients switch features on it).
@@ -164,16 +164,11 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         );
     }
     if want("stats") {
-        let base = *st.stats_baseline.lock();
+        let c = StatCounters::from_gauges(&g, st.metrics.total_commands()).since(*st.stats_baseline.lock());
         let _ = write!(
             s,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
-            g.total_connections.saturating_sub(base.total_connections),
-            st.metrics.total_commands().saturating_sub(base.total_commands),
-            g.expired.saturating_sub(base.expired),
-            g.evicted.saturating_sub(base.evicted),
-            g.hits.saturating_sub(base.hits),
-            g.misses.saturating_sub(base.misses),
+            c.total_connections, c.total_commands, c.expired, c.evicted, c.hits, c.misses,
         );
     }
     if want("cluster") {
@@ -283,14 +278,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     }
     if is(sub, "RESETSTAT") {
         let g = crate::admin::gauges(ctx.store, ctx.server);
-        *ctx.server.stats_baseline.lock() = StatsBaseline {
-            total_connections: g.total_connections,
-            total_commands: ctx.server.metrics.total_commands(),
-            expired: g.expired,
-            evicted: g.evicted,
-            hits: g.hits,
-            misses: g.misses,
-        };
+        *ctx.server.stats_baseline.lock() = StatCounters::from_gauges(&g, ctx.server.metrics.total_commands());
         ctx.out.ok();
         return Ok(());
     }

@@ -36,18 +36,44 @@ pub struct ServerState {
     /// INFO's counters as they were at the last CONFIG RESETSTAT: INFO shows what
     /// happened since. The counters themselves never go back (per-slot hits and misses
     /// feed the control plane's hit rates and /metrics, which expect monotonic totals).
-    pub stats_baseline: parking_lot::Mutex<StatsBaseline>,
+    pub stats_baseline: parking_lot::Mutex<StatCounters>,
 }
 
-/// See [`ServerState::stats_baseline`].
+/// The counters of INFO's stats section, as totals or as what changed since a baseline.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct StatsBaseline {
+pub struct StatCounters {
     pub total_connections: u64,
     pub total_commands: u64,
     pub expired: u64,
     pub evicted: u64,
     pub hits: u64,
     pub misses: u64,
+}
+
+impl StatCounters {
+    /// The totals now, from the gauges and the command count.
+    pub fn from_gauges(g: &crate::metrics::Gauges, total_commands: u64) -> StatCounters {
+        StatCounters {
+            total_connections: g.total_connections,
+            total_commands,
+            expired: g.expired,
+            evicted: g.evicted,
+            hits: g.hits,
+            misses: g.misses,
+        }
+    }
+
+    /// What changed since `base`.
+    pub fn since(self, base: StatCounters) -> StatCounters {
+        StatCounters {
+            total_connections: self.total_connections.saturating_sub(base.total_connections),
+            total_commands: self.total_commands.saturating_sub(base.total_commands),
+            expired: self.expired.saturating_sub(base.expired),
+            evicted: self.evicted.saturating_sub(base.evicted),
+            hits: self.hits.saturating_sub(base.hits),
+            misses: self.misses.saturating_sub(base.misses),
+        }
+    }
 }
 
 impl ServerState {
@@ -77,7 +103,7 @@ impl ServerState {
             replication: Arc::new(crate::replication::Replication::new(cluster.clone())),
             handovers: Arc::new(crate::handover::Handovers::default()),
             cluster,
-            stats_baseline: parking_lot::Mutex::new(StatsBaseline::default()),
+            stats_baseline: parking_lot::Mutex::new(StatCounters::default()),
         }
     }
 
