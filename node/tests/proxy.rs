@@ -327,3 +327,16 @@ fn with_a_password_the_proxy_authenticates_clients_and_its_upstream_connections(
     drop(con);
     shutdown_all(nodes);
 }
+
+#[test]
+fn before_auth_the_proxy_port_has_the_same_small_request_limits() {
+    let node = start_with(|c| c.requirepass = Some("s3cret".into()));
+    let out = raw_proxy(&node, b"*11\r\n", b"\r\n");
+    assert_eq!(out, b"-ERR Protocol error: unauthenticated multibulk length\r\n");
+    // After AUTH, in the same write, a request of 12 arguments is fine.
+    let mset = format!("*13\r\n$4\r\nMSET\r\n{}", "$1\r\nk\r\n$1\r\nv\r\n".repeat(6));
+    let input = [&b"*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n"[..], mset.as_bytes()].concat();
+    let out = raw_proxy(&node, &input, b"+OK\r\n+OK\r\n");
+    assert_eq!(out, b"+OK\r\n+OK\r\n");
+    node.shutdown();
+}

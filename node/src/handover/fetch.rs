@@ -13,7 +13,7 @@ use super::{FetchRequest, Handover};
 use crate::cluster::slot::key_slot;
 use crate::replication::record::{write_command, Frame};
 use crate::replication::SlotSet;
-use crate::resp::{parse_request, Limits};
+use crate::resp::{Limits, RequestParser};
 use crate::server::state::ServerState;
 use crate::store::{now_ms, Entry, Hash, Object, Store};
 
@@ -76,10 +76,11 @@ async fn exchange(
 ) -> Result<Vec<Vec<Bytes>>, FetchError> {
     stream.write_all(request).await?;
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut parser = RequestParser::default();
     let mut replies = Vec::with_capacity(n);
     while replies.len() < n {
         while replies.len() < n {
-            match parse_request(&mut rbuf, limits)? {
+            match parser.parse(&mut rbuf, limits)? {
                 Some(args) => replies.push(args),
                 None => break,
             }
@@ -253,6 +254,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::replication::record::Record;
+    use crate::resp::parse_request;
     use crate::store::Policy;
 
     fn reply(rec: &Record) -> Vec<Bytes> {

@@ -40,7 +40,7 @@ use tracing::{debug, info, warn};
 use crate::cluster::slot::Slot;
 use crate::cluster::state::View;
 use crate::cmd::{self, Ctx, Flow};
-use crate::resp::{parse_request, Out, ProtocolError};
+use crate::resp::{Out, ProtocolError, RequestParser};
 use crate::server::state::{ClientState, ServerState};
 use crate::store::{now_ms, Store};
 use pool::{Pool, PoolError, ReplyRx};
@@ -231,6 +231,7 @@ impl Conn {
 
     async fn run(&mut self, stream: &mut TcpStream, shutdown: &CancellationToken) -> Result<(), ProxyError> {
         let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut parser = RequestParser::default();
         let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
         let mut batch: Vec<Pending> = Vec::new();
         loop {
@@ -238,7 +239,9 @@ impl Conn {
             let mut protocol_error = None;
             let mut in_flight = 0usize;
             while in_flight < MAX_IN_FLIGHT {
-                let args = match parse_request(&mut rbuf, &self.state.limits) {
+                // Each request is dispatched before the next is parsed, so an AUTH has
+                // run by the time the request after it meets the limits.
+                let args = match parser.parse(&mut rbuf, &self.state.request_limits(self.client.authenticated)) {
                     Ok(Some(args)) => args,
                     Ok(None) => break,
                     Err(e) => {

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use super::record::{apply, clear_slots, write_command, Frame};
 use super::{LinkProgress, ReplicationError, SlotSet};
 use crate::cluster::slot::{Slot, SLOT_COUNT};
-use crate::resp::parse_request;
+use crate::resp::RequestParser;
 use crate::server::state::ServerState;
 use crate::store::{now_ms, Store};
 
@@ -232,6 +232,7 @@ async fn session(
     wbuf.clear();
 
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let mut parser = RequestParser::default();
     let mut copying = false;
     let mut acked = next.saturating_sub(1);
     loop {
@@ -243,7 +244,7 @@ async fn session(
         }
         let _ = store.ensure_memory();
         let now = now_ms();
-        while let Some(args) = parse_request(&mut rbuf, &state.limits)? {
+        while let Some(args) = parser.parse(&mut rbuf, &state.limits)? {
             if !*started && args.len() == 1 && &args[0][..] == b"+OK" {
                 continue; // the AUTH reply
             }

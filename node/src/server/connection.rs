@@ -83,12 +83,7 @@ async fn run(
         // they run before the next read.
         let mut more = false;
         while batch.len() < MAX_BATCH {
-            let limits = if client.authenticated {
-                state.limits
-            } else {
-                state.limits.unauthenticated()
-            };
-            match parser.parse(&mut rbuf, &limits) {
+            match parser.parse(&mut rbuf, &state.request_limits(client.authenticated)) {
                 Ok(Some(args)) => {
                     // Before AUTH, one request at a time: the next is parsed with the
                     // limits that hold once this one has run.

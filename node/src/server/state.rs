@@ -107,6 +107,16 @@ impl ServerState {
         }
     }
 
+    /// The limits a client's next request is parsed with: before AUTH on a server with
+    /// a password, Redis' small ones (see [`Limits::unauthenticated`]).
+    pub fn request_limits(&self, authenticated: bool) -> Limits {
+        if authenticated {
+            self.limits
+        } else {
+            self.limits.unauthenticated()
+        }
+    }
+
     /// Whether a new connection must authenticate first.
     pub fn auth_required(&self) -> bool {
         self.requirepass.read().is_some()
