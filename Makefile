@@ -2,16 +2,17 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: dev test lint build k8s-bins bench bench-cluster bench-quick node redis-tools redis-server clean
+.PHONY: dev test lint build k8s-bins bench bench-cluster bench-quick node redis-tools redis-server nftables clean
 
-## dev: build, start a real local Kubernetes control plane with the test kubelet,
-## run ringcache pods on it, and print how to connect (Ctrl-C tears it all down).
-dev: build k8s-bins redis-tools
+## dev: build, start a real local Kubernetes control plane with the test kubelet and
+## kube-proxy, install the operator with Helm, apply the sample CacheCluster, wait for
+## it to be Ready and show redis-cli sessions (Ctrl-C tears it all down).
+dev: build k8s-bins redis-tools nftables
 	bash dev/run.sh
 
 ## test: every check CI runs: formatting, clippy, unit, integration and e2e tests.
-test: lint k8s-bins redis-server
-	$(CARGO) build -p ringcache-node --bins
+test: lint k8s-bins redis-server nftables
+	$(CARGO) build -p ringcache-node -p ringcache-operator --bins
 	$(CARGO) test --workspace --all-targets
 
 lint:
@@ -19,9 +20,9 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 build:
-	$(CARGO) build --release -p ringcache-node -p ringcache-tests --bins
+	$(CARGO) build --release -p ringcache-node -p ringcache-operator -p ringcache-tests --bins
 
-## k8s-bins: kube-apiserver, kube-controller-manager, kubectl, etcd and helm from
+## k8s-bins: kube-apiserver, kube-controller-manager, kube-proxy, kubectl, etcd and helm from
 ## pinned Go modules, cached outside the repo (first build takes a while).
 k8s-bins:
 	bash tests/k8s/build.sh
@@ -37,6 +38,11 @@ redis-tools:
 ## replies with (and the benchmarks' baseline).
 redis-server:
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+## nftables: Debian's `nft`, which the harness's kube-proxy (--proxy-mode=nftables) programs
+## Services with (tests/README.md).
+nftables:
+	@command -v nft >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables; }
 
 ## bench: ringcache-node vs Debian's redis-server on this machine (run by hand), with one
 ## worker thread (like Redis) and with the default one per core.
@@ -59,3 +65,17 @@ clean:
 .PHONY: bench-handover
 bench-handover:
 	bash bench/handover.sh
+
+## crds: regenerate the CacheCluster CRD from operator/src/crd.rs into crds/ and the Helm
+## chart's crds/ (operator/tests/crd_drift.rs fails when either copy is stale).
+.PHONY: crds
+crds:
+	$(CARGO) run -q -p ringcache-operator -- crd > crds/cacheclusters.ringcache.io.yaml.tmp
+	mv crds/cacheclusters.ringcache.io.yaml.tmp crds/cacheclusters.ringcache.io.yaml
+	cp crds/cacheclusters.ringcache.io.yaml charts/ringcache/crds/cacheclusters.ringcache.io.yaml
+
+## generate: every generated file, from one command: the CRD YAML (crds/ and the chart's
+## copy) and the control API's gRPC code (node/proto/src/pb/); tests fail when either drifts.
+.PHONY: generate
+generate: crds
+	$(CARGO) run -q -p ringcache-proto-codegen

@@ -14,6 +14,7 @@ import argparse
 import csv
 import io
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -67,6 +68,8 @@ def start_redis_cluster(workdir):
 
 
 def start_ringcache_cluster(replication_factor):
+    # The nodes and `cluster create` share a control token, from the environment.
+    os.environ["RINGCACHE_CONTROL_TOKEN"] = secrets.token_hex(16)
     nodes, controls, proxies = [], [], []
     for i in range(3):
         port, admin, control, proxy = free_port(), free_port(), free_port(), free_port()

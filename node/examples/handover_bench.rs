@@ -6,11 +6,12 @@
 //! the new owner's local hits / read-through hits / misses on moved slots (from
 //! `GetStatus`), client throughput before vs during the handover and client errors.
 //!
-//! The controller order is the one of `node/tests/handover.rs`: (copy epoch with the
-//! new node as extra replica of the moving slots, wait until it holds them), then per
-//! stage `BeginHandover`/`AdvanceHandover` for the stage's slots and the flip epoch for
-//! them (old owners first; after a copy, wait until the new owner applied their
-//! replication offsets; then the new owner), `CompleteHandover`, final topology.
+//! The steps are those of the shared handover plan (`ringcache_core::handover`), carried
+//! out by the same driver as `node/tests/handover.rs` (`node/tests/common/plan.rs`):
+//! the copy step (the new node an extra replica of the moving slots; wait until it
+//! holds them), then per stage `BeginHandover`/`AdvanceHandover` and the flip (old
+//! owners first; after a copy, wait until the new owner applied their replication
+//! offsets; then the new owner), `CompleteHandover`, the final topology.
 //!
 //! ```text
 //! cargo run --release -p ringcache-node --example handover_bench -- [--keys N] [--copy|--no-copy]
@@ -18,24 +19,26 @@
 //! ```
 //! `--no-copy` flips without a copy: the new owner serves its misses by read-through.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use ringcache_node::cluster::placement::{next_topology, Member};
-use ringcache_node::cluster::slot::{key_slot, Slot};
-use ringcache_node::cluster::topology::{ranges_from_slots, NodeInfo, Topology};
-use ringcache_node::config::Config;
-use ringcache_node::control::pb::control_client::ControlClient;
-use ringcache_node::control::pb::{
-    AdvanceHandoverRequest, BeginHandoverRequest, CompleteHandoverRequest, GetStatusRequest, HandoverStatus, SlotRange,
-};
+use ringcache_core::handover::{HandoverPlan, Warmup};
+use ringcache_core::placement::{next_topology, Member};
+use ringcache_core::slot::{key_slot, Slot};
+use ringcache_core::topology::NodeInfo;
 use ringcache_node::launch::NodeHandle;
+use ringcache_proto::pb::HandoverStatus;
 
-/// Cumulative share of the moving slots flipped after each stage.
-const STAGES: [f64; 4] = [0.10, 0.25, 0.50, 1.0];
+/// The in-process test helpers, for the shared plan driver (`common::plan`).
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::plan::PlanDriver;
+
+/// Cumulative percent of the moving slots flipped after each stage.
+const STAGES: [u32; 4] = [10, 25, 50, 100];
 const VALUE_LEN: usize = 64;
 /// Most client error messages kept for printing.
 const MAX_ERROR_MESSAGES: usize = 20;
@@ -96,23 +99,9 @@ fn parse_args() -> Args {
     args
 }
 
+/// A cluster node with room for the data set (the new owner may hold a full copy).
 fn cluster_node(id: &str) -> NodeHandle {
-    let mut config = Config::for_tests();
-    config.cluster_enabled = true;
-    config.node_id = Some(id.to_string());
-    // Room for the data set on every node (the new owner may hold a full copy).
-    config.maxmemory = Some(1024 * 1024 * 1024);
-    NodeHandle::start(&config).expect("in-process node starts on loopback")
-}
-
-fn info(node: &NodeHandle) -> NodeInfo {
-    NodeInfo {
-        id: node.state.cluster.node_id.clone(),
-        instance: node.state.cluster.instance.clone(),
-        resp_addr: node.resp_addr.to_string(),
-        control_addr: node.control_addr.to_string(),
-        zone: None,
-    }
+    common::cluster_node_with(id, |c| c.maxmemory = Some(1024 * 1024 * 1024))
 }
 
 fn key(i: usize) -> String {
@@ -125,17 +114,6 @@ fn value(i: usize, version: u64) -> String {
     v.extend(std::iter::repeat_n('x', VALUE_LEN.saturating_sub(v.len())));
     v.truncate(VALUE_LEN);
     v
-}
-
-fn apply(nodes: &[&NodeHandle], topo: &Topology) {
-    for n in nodes {
-        n.state.cluster.apply(topo.clone()).unwrap_or_else(|e| {
-            panic!(
-                "epoch {} does not apply on {}: {e:?}",
-                topo.epoch, n.state.cluster.node_id
-            )
-        });
-    }
 }
 
 fn urls(nodes: &[&NodeHandle]) -> Vec<String> {
@@ -159,46 +137,6 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// Moving slots grouped by old primary: source id → slots (ascending).
-fn moves(old: &Topology, new: &Topology, to: &str) -> BTreeMap<String, Vec<Slot>> {
-    let mut out: BTreeMap<String, Vec<Slot>> = BTreeMap::new();
-    for slot in 0..16384u16 {
-        if new.primary_of(slot) == Some(to) {
-            if let Some(from) = old.primary_of(slot) {
-                out.entry(from.to_string()).or_default().push(slot);
-            }
-        }
-    }
-    out
-}
-
-fn pb_ranges(slots: &[Slot]) -> Vec<SlotRange> {
-    ranges_from_slots(slots.iter().copied())
-        .into_iter()
-        .map(|r| SlotRange {
-            start: u32::from(r.start),
-            end: u32::from(r.end),
-        })
-        .collect()
-}
-
-/// `base` at `epoch` over `nodes`, with `owners_for(slot, base owners)` for the slots it
-/// returns `Some` for.
-fn variant(
-    base: &Topology,
-    nodes: Vec<NodeInfo>,
-    epoch: u64,
-    owners_for: impl Fn(Slot, &[String]) -> Option<Vec<String>>,
-) -> Topology {
-    let owners = base
-        .to_slot_owners()
-        .into_iter()
-        .enumerate()
-        .map(|(s, o)| owners_for(s as Slot, &o).unwrap_or(o))
-        .collect();
-    Topology::from_slot_owners(epoch, nodes, owners).expect("valid topology")
 }
 
 fn keys_in(node: &NodeHandle, slots: &HashSet<Slot>) -> usize {
@@ -298,19 +236,15 @@ fn per_sec(ops: u64, d: Duration) -> String {
 
 fn main() {
     let args = parse_args();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime for the control client");
-
     // Three nodes, R=1, epoch 1.
     let olds: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
     let old_refs: Vec<&NodeHandle> = olds.iter().collect();
-    let infos: Vec<NodeInfo> = olds.iter().map(info).collect();
+    let infos: Vec<NodeInfo> = olds.iter().map(common::info).collect();
     let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
-    let mut t1 = next_topology(None, &infos, &members, 1).expect("placement of three nodes");
-    t1.epoch = 1;
-    apply(&old_refs, &t1);
+    let t1 = next_topology(None, &infos, &members, 1).expect("placement of three nodes");
+    for n in &old_refs {
+        n.state.cluster.apply(t1.clone()).expect("epoch 1 applies");
+    }
 
     // Load through a pipelining cluster client.
     let loading = Instant::now();
@@ -325,36 +259,31 @@ fn main() {
     drop(con);
     eprintln!("handover_bench: loaded {} keys in {:?}", args.keys, loading.elapsed());
 
-    // The fourth node and the topology placement wants with it.
+    // The fourth node, the placement with it, and the shared plan to get there.
     let d = cluster_node("d");
     let mut all_infos = infos.clone();
-    all_infos.push(info(&d));
+    all_infos.push(common::info(&d));
     let mut all_members = members.clone();
     all_members.push(Member::new("d"));
-    let mut final_topo = next_topology(Some(&t1), &all_infos, &all_members, 1).expect("placement of four nodes");
-    let by_source = moves(&t1, &final_topo, "d");
-    let moving: HashSet<Slot> = by_source.values().flatten().copied().collect();
+    let target = next_topology(Some(&t1), &all_infos, &all_members, 1).expect("placement of four nodes");
+    let warmup = if args.copy {
+        Warmup::CopyThenFlip
+    } else {
+        Warmup::ReadThrough
+    };
+    let plan = HandoverPlan::new(&t1, &target, &STAGES, warmup).expect("handover plan");
+    let moving: HashSet<Slot> = plan.moving_slots().iter().collect();
     let moved_keys = (0..args.keys)
         .filter(|&i| moving.contains(&key_slot(key(i).as_bytes())))
         .count();
     eprintln!(
         "handover_bench: {} of 16384 slots ({moved_keys} keys) move to d from {:?}",
         moving.len(),
-        by_source.iter().map(|(k, v)| (k.clone(), v.len())).collect::<Vec<_>>()
+        plan.moves()
+            .iter()
+            .map(|m| (m.source.clone(), m.slots.len()))
+            .collect::<Vec<_>>()
     );
-    // Per source, the slots of each stage (cumulative shares of its moving slots).
-    let stage_slots: Vec<BTreeMap<String, Vec<Slot>>> = (0..STAGES.len())
-        .map(|k| {
-            by_source
-                .iter()
-                .map(|(src, slots)| {
-                    let upto = |k: usize| ((slots.len() as f64 * STAGES[k]).ceil() as usize).clamp(1, slots.len());
-                    let from = if k == 0 { 0 } else { upto(k - 1) };
-                    (src.clone(), slots[from..upto(k)].to_vec())
-                })
-                .collect()
-        })
-        .collect();
 
     // Background load, and the throughput before the handover.
     let stop = Arc::new(AtomicBool::new(false));
@@ -379,132 +308,51 @@ fn main() {
     let before_took = before_start.elapsed();
 
     let everyone: Vec<&NodeHandle> = olds.iter().chain([&d]).collect();
+    let driver = PlanDriver::new(plan, "bench", everyone);
     let started = Instant::now();
     let ops0 = load.ops.load(Ordering::Relaxed);
     let reads0 = load.reads.load(Ordering::Relaxed);
     let nil0 = load.nil_reads.load(Ordering::Relaxed);
-    let mut epoch = 2;
 
     // 1. Copy: d becomes an extra replica of the moving slots. Without a copy, d only
     // joins the membership (BeginHandover needs a topology that knows it).
+    driver.copy();
     let copy_took = if args.copy {
-        let t2 = variant(&t1, all_infos.clone(), epoch, |s, o| {
-            moving.contains(&s).then(|| {
-                let mut o = o.to_vec();
-                o.push("d".into());
-                o
-            })
-        });
-        apply(&everyone, &t2);
+        let sources = driver.plan.moves().len();
         wait_until(
             "d holds a full copy of the moving slots",
             Duration::from_secs(300),
             || {
                 let st = d.state.replication.status();
-                st.links.len() == by_source.len()
-                    && st.links.iter().all(|l| l.connected)
-                    && keys_in(&d, &moving) >= moved_keys
+                st.links.len() == sources && st.links.iter().all(|l| l.connected) && keys_in(&d, &moving) >= moved_keys
             },
         );
         let took = started.elapsed();
         eprintln!("handover_bench: copy of {moved_keys} keys done after {took:?}");
         Some(took)
     } else {
-        apply(&everyone, &variant(&t1, all_infos.clone(), epoch, |_, _| None));
         None
     };
 
     // 2. Stages: Begin/Advance for the stage's slots, then the flip epoch for them.
-    let mut control = rt
-        .block_on(ControlClient::connect(format!("http://{}", d.control_addr)))
-        .expect("gRPC control client connects to d");
-    let handover_id = |src: &str| format!("to-d-from-{src}");
-    let mut flipped: HashSet<Slot> = HashSet::new();
     let mut stage_took = Vec::new();
     let mut catch_up_timeouts = 0;
-    for (k, stage) in stage_slots.iter().enumerate() {
+    for (k, pct) in STAGES.iter().enumerate() {
         let stage_start = Instant::now();
-        for (source, slots) in stage.iter().filter(|(_, s)| !s.is_empty()) {
-            let src = olds
-                .iter()
-                .find(|n| &n.state.cluster.node_id == source)
-                .expect("the source is an old node");
-            if k == 0 {
-                rt.block_on(control.begin_handover(BeginHandoverRequest {
-                    handover_id: handover_id(source),
-                    slots: pb_ranges(slots),
-                    source_node_id: source.clone(),
-                    source_resp_addr: src.resp_addr.to_string(),
-                }))
-                .expect("BeginHandover on d");
-            } else {
-                rt.block_on(control.advance_handover(AdvanceHandoverRequest {
-                    handover_id: handover_id(source),
-                    slots: pb_ranges(slots),
-                }))
-                .expect("AdvanceHandover on d");
-            }
-            flipped.extend(slots.iter().copied());
+        if !driver.stage(k, Duration::from_secs(5)) {
+            catch_up_timeouts += 1;
+            eprintln!("handover_bench: stage {}: d did not catch up within 5 s", k + 1);
         }
-        epoch += 1;
-        let flip = if args.copy {
-            // Flipped slots: d primary, the old owner a replica; the rest of the moving
-            // slots keep d as an extra replica.
-            variant(&t1, all_infos.clone(), epoch, |s, o| {
-                if flipped.contains(&s) {
-                    let mut owners = vec!["d".to_string()];
-                    owners.extend(o.iter().cloned());
-                    Some(owners)
-                } else if moving.contains(&s) {
-                    let mut o = o.to_vec();
-                    o.push("d".into());
-                    Some(o)
-                } else {
-                    None
-                }
-            })
-        } else {
-            // Without a copy the old owner is dropped from the flipped slots (it keeps
-            // their keys for read-through while the handover retains them).
-            variant(&t1, all_infos.clone(), epoch, |s, _| {
-                flipped.contains(&s).then(|| final_topo.owners_of(s).to_vec())
-            })
-        };
-        apply(&old_refs, &flip);
-        if args.copy {
-            let targets: Vec<(String, u64)> = olds
-                .iter()
-                .map(|n| {
-                    (
-                        n.state.cluster.node_id.clone(),
-                        n.state.replication.status().current_offset,
-                    )
-                })
-                .collect();
-            let waiting = Instant::now();
-            loop {
-                let st = d.state.replication.status();
-                if targets
-                    .iter()
-                    .all(|(id, off)| st.links.iter().any(|l| &l.primary_id == id && l.applied_offset >= *off))
-                {
-                    break;
-                }
-                if waiting.elapsed() > Duration::from_secs(5) {
-                    catch_up_timeouts += 1;
-                    eprintln!("handover_bench: stage {}: d did not catch up within 5 s", k + 1);
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        d.state.cluster.apply(flip).expect("flip applies on d");
         let took = stage_start.elapsed();
+        let slots: usize = driver
+            .plan
+            .moves()
+            .iter()
+            .map(|m| driver.plan.stage_slots(m, k).len())
+            .sum();
         eprintln!(
-            "handover_bench: stage {} ({} slots, {:.0} %) flipped in {took:?}",
-            k + 1,
-            stage.values().map(Vec::len).sum::<usize>(),
-            STAGES[k] * 100.0
+            "handover_bench: stage {} ({slots} slots, {pct} %) flipped in {took:?}",
+            k + 1
         );
         stage_took.push(took);
         // Let the clients read the flipped slots from d before the next stage.
@@ -512,29 +360,19 @@ fn main() {
     }
 
     // Counters of the new owner, then complete.
-    let status = rt
-        .block_on(control.get_status(GetStatusRequest {}))
-        .expect("GetStatus on d")
-        .into_inner();
-    let totals = Totals::of(&status.handovers);
-    let stopped = status.handovers.iter().filter(|h| h.read_through_stopped).count();
+    let handovers = driver.handovers();
+    let totals = Totals::of(&handovers);
+    let stopped = handovers.iter().filter(|h| h.read_through_stopped).count();
     // Client reads while the handovers were active (up to the counters above).
     let during_reads = load.reads.load(Ordering::Relaxed) - reads0;
     let during_nil = load.nil_reads.load(Ordering::Relaxed) - nil0;
-    for source in by_source.keys() {
-        rt.block_on(control.complete_handover(CompleteHandoverRequest {
-            handover_id: handover_id(source),
-        }))
-        .expect("CompleteHandover on d");
-    }
+    driver.complete();
     let handover_took = started.elapsed();
     let during_ops = load.ops.load(Ordering::Relaxed) - ops0;
     let nil_at_complete = nil0 + during_nil;
 
     // 3. Final topology: the old owners drop the moved slots.
-    epoch += 1;
-    final_topo.epoch = epoch;
-    apply(&everyone, &final_topo);
+    driver.finish();
     // Keep the load up for a second: without a copy, moved keys nobody read before
     // CompleteHandover are gone from the new owner (nil GETs after complete).
     std::thread::sleep(AFTER_COMPLETE);
@@ -545,11 +383,7 @@ fn main() {
     let nil_after = load.nil_reads.load(Ordering::Relaxed) - nil_at_complete;
     let errors = load.errors.load(Ordering::Relaxed);
 
-    let stages_cell = STAGES
-        .iter()
-        .map(|s| format!("{:.0}", s * 100.0))
-        .collect::<Vec<_>>()
-        .join("/");
+    let stages_cell = STAGES.iter().map(ToString::to_string).collect::<Vec<_>>().join("/");
     let stage_cell = stage_took.iter().map(|d| secs(*d)).collect::<Vec<_>>().join(" / ");
     println!(
         "| variant | keys | moving slots (keys) | stages % | copy s | per-stage s | dwell/stage s | total handover s \
@@ -586,8 +420,7 @@ fn main() {
             totals.read_through_errors
         );
     }
-    drop(control);
-    drop(rt);
+    drop(driver);
     for n in olds.into_iter().chain([d]) {
         n.shutdown();
     }

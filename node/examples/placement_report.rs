@@ -4,9 +4,9 @@
 //!
 //! `cargo run -p ringcache-node --example placement_report`
 
-use ringcache_node::cluster::placement::{next_topology, Member};
-use ringcache_node::cluster::slot::SLOT_COUNT;
-use ringcache_node::cluster::topology::{moved_slots, NodeInfo, Topology};
+use ringcache_core::placement::{next_topology, Member};
+use ringcache_core::slot::SLOT_COUNT;
+use ringcache_core::topology::{moved_slots, NodeInfo, Topology};
 
 fn node(i: usize) -> NodeInfo {
     let id = format!("node-{i:03}");

@@ -11,8 +11,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::metrics::{self, Gauges};
-use crate::server::state::ServerState;
+use crate::cmd::registry;
+use crate::metrics;
+use crate::state::ServerState;
 use crate::store::Store;
 
 const MAX_REQUEST: usize = 8 * 1024;
@@ -35,28 +36,16 @@ pub async fn serve(listener: TcpListener, store: Arc<Store>, state: Arc<ServerSt
     }
 }
 
-/// Current gauges for /metrics and INFO.
-pub fn gauges(store: &Store, state: &ServerState) -> Gauges {
-    let (keys, expires) = store.key_counts();
-    let (hits, misses) = store.hits_misses();
-    Gauges {
-        keys,
-        expires,
-        used_memory: store.mem.used(),
-        maxmemory: store.mem.max(),
-        rss: metrics::rss_bytes(),
-        hits,
-        misses,
-        evicted: store.stats.evicted_keys.load(Ordering::Relaxed),
-        expired: store.stats.expired_keys.load(Ordering::Relaxed),
-        connected_clients: state.clients.count(),
-        total_connections: state.total_connections.load(Ordering::Relaxed),
-        replication: {
-            let mut s = crate::replication::render_metrics(&state.replication.status());
-            s.push_str(&crate::handover::render_metrics(&state.handovers.snapshots()));
-            s
-        },
-    }
+/// The whole `/metrics` page.
+fn metrics_page(store: &Store, state: &ServerState) -> String {
+    let names: Vec<&str> = registry().commands.iter().map(|c| c.name).collect();
+    metrics::render(
+        &state.metrics,
+        &names,
+        &state.gauges(store),
+        &state.replication.status(),
+        &state.handovers.snapshots(),
+    )
 }
 
 async fn handle(mut stream: TcpStream, store: &Store, state: &ServerState) -> std::io::Result<()> {
@@ -84,11 +73,7 @@ async fn handle(mut stream: TcpStream, store: &Store, state: &ServerState) -> st
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            metrics::render(&state.metrics, &gauges(store, state)),
-        ),
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics_page(store, state)),
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") => {
             if state.ready.load(Ordering::Relaxed) {

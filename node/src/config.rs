@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use clap::Parser;
 
 use crate::store::Policy;
+use crate::util::size::parse_bytes;
 
 /// ringcache-node: a Redis-compatible, multi-core cache node.
 #[derive(Debug, Clone, Parser)]
@@ -31,9 +32,17 @@ pub struct Config {
     #[arg(long, env = "RINGCACHE_MAXMEMORY_POLICY", default_value = "s3fifo", value_parser = parse_policy)]
     pub maxmemory_policy: Policy,
 
-    /// Password clients must give with AUTH or HELLO.
-    #[arg(long, env = "RINGCACHE_REQUIREPASS")]
+    /// Password clients must give with AUTH or HELLO. Prefer the environment variable:
+    /// a flag shows in any process listing.
+    #[arg(long, env = "RINGCACHE_REQUIREPASS", hide_env_values = true)]
     pub requirepass: Option<String>,
+
+    /// The credential every control RPC must carry (`authorization: Bearer <token>`);
+    /// required with --cluster-enabled, so the control port obeys only whoever holds it
+    /// (in Kubernetes: the operator, from a Secret it creates). Prefer the environment
+    /// variable: a flag shows in any process listing.
+    #[arg(long, env = "RINGCACHE_CONTROL_TOKEN", hide_env_values = true)]
+    pub control_token: Option<String>,
 
     /// Worker threads (default: the number of CPUs).
     #[arg(long, env = "RINGCACHE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -80,31 +89,12 @@ pub struct Config {
     pub log_format: String,
 }
 
-/// Parses a byte size the way redis.conf does: `100`, `10kb`, `64mb`, `2gb`, `1k`
-/// (k/m/g are ×1000, kb/mb/gb ×1024).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let lower = s.trim().to_ascii_lowercase();
-    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
-    let (num, unit) = lower.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a byte size (examples: 100000, 64mb, 2gb)"))?;
-    let mul: u64 = match unit {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1024,
-        "m" => 1000 * 1000,
-        "mb" => 1024 * 1024,
-        "g" => 1000 * 1000 * 1000,
-        "gb" => 1024 * 1024 * 1024,
-        _ => return Err(format!("unknown unit '{unit}' (use b, kb, mb or gb)")),
-    };
-    n.checked_mul(mul).ok_or_else(|| format!("'{s}' is too large"))
-}
-
 fn parse_policy(s: &str) -> Result<Policy, String> {
     Policy::parse(s).ok_or_else(|| "expected one of s3fifo, allkeys-lru, volatile-ttl, noeviction".to_string())
 }
+
+/// The control token of [`Config::for_tests`].
+pub const TEST_CONTROL_TOKEN: &str = "test-control-token";
 
 /// 80 % of the cgroup (v2 or v1) memory limit, if the process has one.
 pub fn cgroup_default_maxmemory() -> Option<u64> {
@@ -134,6 +124,7 @@ impl Config {
     }
 
     /// A configuration for tests: loopback, free ports, defaults elsewhere.
+    /// Loopback, free ports, small limits, and [`TEST_CONTROL_TOKEN`].
     pub fn for_tests() -> Config {
         Config {
             bind: IpAddr::from([127, 0, 0, 1]),
@@ -142,6 +133,7 @@ impl Config {
             maxmemory: Some(256 * 1024 * 1024),
             maxmemory_policy: Policy::S3Fifo,
             requirepass: None,
+            control_token: Some(TEST_CONTROL_TOKEN.into()),
             threads: Some(2),
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,

@@ -9,12 +9,14 @@ use std::thread::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cluster::state::ClusterState;
+use crate::access::Access;
+use crate::cluster::ClusterState;
 use crate::config::Config;
 use crate::resp::Limits;
-use crate::server::state::ServerState;
 use crate::server::{self, ServerError};
+use crate::state::ServerState;
 use crate::store::{expiry, Store};
+use ringcache_proto::auth::RequireToken;
 
 /// Errors starting a node.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,10 @@ pub enum LaunchError {
     Thread(std::io::Error),
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    #[error("--control-token (RINGCACHE_CONTROL_TOKEN) is required with --cluster-enabled: the control port must obey only whoever holds it")]
+    NoControlToken,
+    #[error("--control-token (RINGCACHE_CONTROL_TOKEN): {0}")]
+    BadControlToken(#[from] ringcache_proto::auth::InvalidToken),
 }
 
 /// A running node.
@@ -56,6 +62,11 @@ impl std::fmt::Debug for NodeHandle {
 impl NodeHandle {
     /// Starts a node from `config`.
     pub fn start(config: &Config) -> Result<NodeHandle, LaunchError> {
+        let control_auth = match config.control_token.as_deref() {
+            Some(token) => Some(RequireToken::new(token)?),
+            None if config.cluster_enabled => return Err(LaunchError::NoControlToken),
+            None => None,
+        };
         let threads = config.effective_threads();
         let store = Arc::new(Store::new(
             config.effective_maxmemory() as usize,
@@ -70,12 +81,16 @@ impl NodeHandle {
             max_bulk_len: config.proto_max_bulk_len as usize,
             ..Limits::default()
         };
-        let state = Arc::new(ServerState::new(
-            resp_addr.port(),
+        let access = Access::new(
             config.requirepass.clone(),
             limits,
             config.client_query_buffer_limit as usize,
+        );
+        let state = Arc::new(ServerState::new(
+            resp_addr.port(),
+            access,
             threads,
+            crate::cmd::registry().commands.len(),
             Arc::new(ClusterState::new(config.cluster_enabled, config.node_id.clone())),
         ));
         state
@@ -105,14 +120,23 @@ impl NodeHandle {
             shutdown.clone(),
         )?);
         let control_service = crate::control::ControlService::new(state.clone(), store.clone(), resp_addr);
-        handles.push(spawn_control(control, control_service, shutdown.clone())?);
+        handles.push(spawn_control(control, control_service, control_auth, shutdown.clone())?);
         handles.push(expiry::spawn(store.clone()).map_err(LaunchError::Thread)?);
         if config.cluster_enabled {
             handles.push(
-                crate::handover::cleanup::spawn(store.clone(), state.clone(), shutdown.clone())
-                    .map_err(LaunchError::Thread)?,
+                crate::handover::cleanup::spawn(
+                    store.clone(),
+                    state.cluster.clone(),
+                    state.handovers.clone(),
+                    shutdown.clone(),
+                )
+                .map_err(LaunchError::Thread)?,
             );
-            let repl = crate::replication::replica::spawn(store.clone(), state.clone(), shutdown.clone());
+            let links = crate::replication::replica::Links {
+                repl: state.replication.clone(),
+                access: state.access.clone(),
+            };
+            let repl = crate::replication::replica::spawn(store.clone(), links, shutdown.clone());
             handles.push(repl.map_err(LaunchError::Thread)?);
         }
         let (s2, st2, sd2) = (store.clone(), state.clone(), shutdown.clone());
@@ -176,6 +200,7 @@ fn bind_control(config: &Config) -> Result<(std::net::TcpListener, SocketAddr), 
 fn spawn_control(
     listener: std::net::TcpListener,
     service: crate::control::ControlService,
+    auth: Option<RequireToken>,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, LaunchError> {
     std::thread::Builder::new()
@@ -190,7 +215,7 @@ fn spawn_control(
                     Ok(l) => l,
                     Err(e) => return tracing::error!(error = %e, "control: cannot use listener"),
                 };
-                if let Err(e) = crate::control::serve(listener, service, shutdown).await {
+                if let Err(e) = crate::control::serve(listener, service, auth, shutdown).await {
                     tracing::error!(error = %e, "control server failed");
                 }
             });

@@ -1,10 +1,22 @@
 //! ringcache-node: a Redis-compatible, multi-core cache engine.
 //!
-//! Layers, from the socket inwards (one layer per module):
-//! `server` (listeners, connections, shutdown) → `resp` (frames) → `cmd` (one file per
-//! command family) → `store` (per-slot tables, memory accounting, eviction, expiry).
-//! `cluster` holds slot hashing, topology and placement; `admin` the HTTP port.
+//! Layers, from the bottom up; a module imports only from its own layer or the ones
+//! below (`tests/layers.rs` reads the `use crate::…` lines and fails otherwise; the
+//! table it checks is [`LAYERS`]). Below them all are the pure crates `ringcache_core`
+//! (slots, topology, placement, the handover plan) and `ringcache_proto` (the control
+//! API).
+//!
+//! | layer | modules | what they own |
+//! |---|---|---|
+//! | base | [`util`], [`resp`] | glob matching; RESP2/RESP3 frames, parse and encode |
+//! | store | [`store`] | per-slot tables, memory accounting, eviction, expiry |
+//! | domain | [`access`], [`cluster`], [`replication`], [`handover`], [`metrics`] | password and limits; this node's view and lease; replication streams; slot handovers; counters and their Prometheus text |
+//! | state | [`state`] | what every connection shares and what one connection holds |
+//! | commands | [`cmd`] | the command pipeline (routes once, returns what the connection does next) and one file per command family |
+//! | adapters | [`server`], [`proxy`], [`control`], [`admin`] | the RESP port, the proxy port, the gRPC control port, the HTTP admin port |
+//! | launch | [`config`], [`launch`] | flags, starting and stopping a node |
 
+pub mod access;
 pub mod admin;
 pub mod cluster;
 pub mod cmd;
@@ -17,5 +29,18 @@ pub mod proxy;
 pub mod replication;
 pub mod resp;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod util;
+
+/// The layers, bottom first: each module's name and the layer it is in. A module may
+/// import (`use crate::x`) only modules of its own layer or a lower one.
+pub const LAYERS: &[&[&str]] = &[
+    &["util", "resp"],
+    &["store"],
+    &["access", "cluster", "replication", "handover", "metrics"],
+    &["state"],
+    &["cmd"],
+    &["server", "proxy", "control", "admin"],
+    &["config", "launch"],
+];

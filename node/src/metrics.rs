@@ -1,11 +1,13 @@
-//! Metrics kept per worker thread (so the hot path writes only its own cache lines)
-//! and summed when scraped. Rendered in the Prometheus text format by `admin`.
+//! Metrics: per-command counters kept per worker thread (so the hot path writes only
+//! its own cache lines) and summed when scraped, the gauges sampled at scrape time, and
+//! every Prometheus text renderer of the node (the admin port serves [`render`]; INFO
+//! reads the counters, not this text).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::cmd::registry;
+use ringcache_core::status::{HandoverStatus, ReplicationStatus};
 
 /// Upper bounds of the latency histogram buckets, in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000];
@@ -75,8 +77,10 @@ pub struct CommandTotals {
 }
 
 impl Metrics {
-    pub fn new(threads: usize) -> Self {
-        let n = registry().commands.len();
+    /// Counters for `commands` commands (the registry's indices) on `threads` workers
+    /// plus one slot for the admin and background threads.
+    pub fn new(threads: usize, commands: usize) -> Self {
+        let n = commands;
         Metrics {
             workers: (0..=threads).map(|_| WorkerMetrics::new(n)).collect(),
         }
@@ -102,10 +106,12 @@ impl Metrics {
         t
     }
 
+    pub fn command_count(&self) -> usize {
+        self.workers.first().map_or(0, |w| w.commands.len())
+    }
+
     pub fn total_commands(&self) -> u64 {
-        (0..registry().commands.len())
-            .map(|i| self.command_totals(i).calls)
-            .sum()
+        (0..self.command_count()).map(|i| self.command_totals(i).calls).sum()
     }
 }
 
@@ -123,13 +129,17 @@ pub struct Gauges {
     pub expired: u64,
     pub connected_clients: usize,
     pub total_connections: u64,
-    /// Replication metrics, already in the exposition format
-    /// ([`crate::replication::render_metrics`]).
-    pub replication: String,
 }
 
-/// Renders everything in the Prometheus text exposition format.
-pub fn render(metrics: &Metrics, g: &Gauges) -> String {
+/// Renders everything in the Prometheus text exposition format; `command_names[i]` is
+/// the name of command index `i`.
+pub fn render(
+    metrics: &Metrics,
+    command_names: &[&str],
+    g: &Gauges,
+    replication: &ReplicationStatus,
+    handovers: &[HandoverStatus],
+) -> String {
     let mut s = String::with_capacity(16 * 1024);
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
@@ -195,14 +205,14 @@ pub fn render(metrics: &Metrics, g: &Gauges) -> String {
         "Client connections accepted.",
         g.total_connections.to_string(),
     );
-    s.push_str(&g.replication);
+    render_replication(&mut s, replication);
+    render_handovers(&mut s, handovers);
 
-    let reg = registry();
     let _ = writeln!(
         s,
         "# HELP ringcache_commands_total Commands processed, by command.\n# TYPE ringcache_commands_total counter"
     );
-    let totals: Vec<(usize, CommandTotals)> = (0..reg.commands.len())
+    let totals: Vec<(usize, CommandTotals)> = (0..metrics.command_count())
         .map(|i| (i, metrics.command_totals(i)))
         .filter(|(_, t)| t.calls > 0)
         .collect();
@@ -210,7 +220,8 @@ pub fn render(metrics: &Metrics, g: &Gauges) -> String {
         let _ = writeln!(
             s,
             "ringcache_commands_total{{cmd=\"{}\"}} {}",
-            reg.commands[*i].name, t.calls
+            command_names.get(*i).copied().unwrap_or("?"),
+            t.calls
         );
     }
     let unknown: u64 = metrics
@@ -221,7 +232,7 @@ pub fn render(metrics: &Metrics, g: &Gauges) -> String {
     let _ = writeln!(s, "# HELP ringcache_unknown_commands_total Requests naming no known command.\n# TYPE ringcache_unknown_commands_total counter\nringcache_unknown_commands_total {unknown}");
     let _ = writeln!(s, "# HELP ringcache_command_duration_seconds Command execution time, by command.\n# TYPE ringcache_command_duration_seconds histogram");
     for (i, t) in &totals {
-        let name = reg.commands[*i].name;
+        let name = command_names.get(*i).copied().unwrap_or("?");
         let mut cum = 0;
         for (b, ub) in LATENCY_BUCKETS_US.iter().enumerate() {
             cum += t.buckets[b];
@@ -261,4 +272,218 @@ pub fn rss_bytes() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// A Prometheus label value, escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn head(s: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// This node's offset and backlog as a primary, each replica's lag, each link's
+/// applied offset, and sync counters.
+fn render_replication(s: &mut String, st: &ReplicationStatus) {
+    head(
+        s,
+        "ringcache_replication_offset",
+        "gauge",
+        "Offset of the last record this node wrote as a primary.",
+    );
+    let _ = writeln!(s, "ringcache_replication_offset {}", st.current_offset);
+    head(
+        s,
+        "ringcache_replication_backlog_bytes",
+        "gauge",
+        "Bytes held in the replication backlog.",
+    );
+    let _ = writeln!(s, "ringcache_replication_backlog_bytes {}", st.backlog_bytes);
+    head(
+        s,
+        "ringcache_replication_lag_records",
+        "gauge",
+        "Records a replica has not acknowledged yet, by replica.",
+    );
+    for p in &st.peers {
+        let _ = writeln!(
+            s,
+            "ringcache_replication_lag_records{{peer=\"{}\"}} {}",
+            label(&p.replica_id),
+            p.lag_records
+        );
+    }
+    head(
+        s,
+        "ringcache_replication_peer_connected",
+        "gauge",
+        "Whether a replica's stream is connected, by replica.",
+    );
+    for p in &st.peers {
+        let _ = writeln!(
+            s,
+            "ringcache_replication_peer_connected{{peer=\"{}\"}} {}",
+            label(&p.replica_id),
+            u8::from(p.connected)
+        );
+    }
+    head(
+        s,
+        "ringcache_replication_applied_offset",
+        "gauge",
+        "Last offset applied from a primary, by primary.",
+    );
+    for l in &st.links {
+        let _ = writeln!(
+            s,
+            "ringcache_replication_applied_offset{{primary=\"{}\"}} {}",
+            label(&l.primary_id),
+            l.applied_offset
+        );
+    }
+    head(
+        s,
+        "ringcache_replication_syncs_total",
+        "counter",
+        "Replication syncs, by role (served as primary, received as replica) and kind.",
+    );
+    for (role, kind, n) in [
+        ("served", "full", st.full_syncs_served),
+        ("served", "partial", st.partial_syncs_served),
+        ("received", "full", st.full_syncs_received),
+        ("received", "partial", st.partial_syncs_received),
+    ] {
+        let _ = writeln!(
+            s,
+            "ringcache_replication_syncs_total{{role=\"{role}\",kind=\"{kind}\"}} {n}"
+        );
+    }
+}
+
+/// Name, help and value of one per-handover metric.
+type HandoverMetric = (&'static str, &'static str, fn(&HandoverStatus) -> u64);
+
+/// The counters of the active handovers, one series per handover.
+fn render_handovers(s: &mut String, handovers: &[HandoverStatus]) {
+    let metrics: [HandoverMetric; 7] = [
+        (
+            "ringcache_handover_local_hits_total",
+            "Reads of handed-over slots found locally, by handover.",
+            |h| h.local_hits,
+        ),
+        (
+            "ringcache_handover_read_through_hits_total",
+            "Reads of handed-over slots filled from the source, by handover.",
+            |h| h.read_through_hits,
+        ),
+        (
+            "ringcache_handover_misses_total",
+            "Reads of handed-over slots found nowhere, by handover.",
+            |h| h.misses,
+        ),
+        (
+            "ringcache_handover_read_through_errors_total",
+            "Read-through attempts that failed, by handover.",
+            |h| h.read_through_errors,
+        ),
+        (
+            "ringcache_handover_written_keys",
+            "Keys written here since the handover began (never read through), by handover.",
+            |h| h.written_keys,
+        ),
+        (
+            "ringcache_handover_read_through_stopped",
+            "1 when the handover stopped reading through (written-keys set full, or a flush), by handover.",
+            |h| u64::from(h.read_through_stopped),
+        ),
+        ("ringcache_handover_slots", "Slots in the handover, by handover.", |h| {
+            h.slots.iter().map(|r| r.len() as u64).sum()
+        }),
+    ];
+    for (name, help, get) in metrics {
+        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+        head(s, name, kind, help);
+        for h in handovers {
+            let _ = writeln!(s, "{name}{{handover=\"{}\"}} {}", label(&h.id), get(h));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringcache_core::status::{LinkStatus, PeerStatus};
+    use ringcache_core::topology::SlotRange;
+
+    fn rendered(replication: &ReplicationStatus, handovers: &[HandoverStatus]) -> String {
+        let metrics = Metrics::new(1, 2);
+        metrics.worker(0).record(Some(1), Duration::from_micros(7));
+        render(&metrics, &["get", "set"], &Gauges::default(), replication, handovers)
+    }
+
+    #[test]
+    fn commands_render_by_name() {
+        let text = rendered(&ReplicationStatus::default(), &[]);
+        assert!(text.contains("ringcache_commands_total{cmd=\"set\"} 1\n"), "{text}");
+        assert!(!text.contains("cmd=\"get\""), "{text}");
+        assert!(text.contains("ringcache_command_duration_seconds_bucket{cmd=\"set\",le=\"0.00001\"} 1\n"));
+    }
+
+    #[test]
+    fn replication_renders_per_peer_and_escapes_labels() {
+        let st = ReplicationStatus {
+            current_offset: 42,
+            backlog_first_offset: 1,
+            backlog_bytes: 100,
+            peers: vec![PeerStatus {
+                replica_id: "b\"x".into(),
+                acked_offset: 40,
+                lag_records: 2,
+                connected: true,
+            }],
+            links: vec![LinkStatus {
+                primary_id: "c".into(),
+                applied_offset: 7,
+                connected: true,
+            }],
+            full_syncs_served: 1,
+            partial_syncs_served: 0,
+            full_syncs_received: 2,
+            partial_syncs_received: 3,
+        };
+        let text = rendered(&st, &[]);
+        assert!(text.contains("ringcache_replication_offset 42\n"), "{text}");
+        assert!(
+            text.contains("ringcache_replication_lag_records{peer=\"b\\\"x\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ringcache_replication_applied_offset{primary=\"c\"} 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("ringcache_replication_syncs_total{role=\"received\",kind=\"partial\"} 3\n"));
+    }
+
+    #[test]
+    fn handovers_render_per_handover() {
+        let h = HandoverStatus {
+            id: "a\"b".into(),
+            slots: vec![SlotRange::new(0, 9)],
+            local_hits: 90,
+            read_through_hits: 5,
+            misses: 5,
+            written_keys: 3,
+            ..Default::default()
+        };
+        let text = rendered(&ReplicationStatus::default(), std::slice::from_ref(&h));
+        assert!(
+            text.contains("ringcache_handover_misses_total{handover=\"a\\\"b\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ringcache_handover_slots{handover=\"a\\\"b\"} 10\n"),
+            "{text}"
+        );
+    }
 }

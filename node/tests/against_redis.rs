@@ -9,15 +9,17 @@
 //! sorted. Commands with random or cursor-shaped replies are not generated.
 
 mod common;
+mod ports;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proptest::prelude::*;
 
-/// Debian's redis-server on a free loopback port, stopped on drop.
+/// Debian's redis-server on a loopback port outside the ephemeral range (see `ports`),
+/// stopped on drop.
 struct Redis {
     child: Child,
     port: u16,
@@ -29,11 +31,12 @@ impl Redis {
     }
 
     fn start_with(extra: &[&str]) -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new("redis-server")
+        ports::start_on_fresh_ports("redis-server", 1, |p| Redis::try_start(p[0], extra))
+    }
+
+    /// Starts redis-server on `port`; `PortInUse` when another socket holds it.
+    fn try_start(port: u16, extra: &[&str]) -> ports::Start<Redis> {
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -45,16 +48,48 @@ impl Redis {
                 "no",
             ])
             .args(extra)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("redis-server runs (make test installs Debian's redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
+        // Redis logs to stdout; "Ready to accept connections" comes after it listens,
+        // a failed bind makes it exit. Either way the log says which.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("Ready to accept connections") => break,
+                Some(Ok(l)) => seen.push(l),
+                Some(Err(e)) => panic!("reading redis-server's log: {e}"),
+                None => {
+                    let status = child.wait().expect("wait for redis-server");
+                    let log = seen.join("\n");
+                    if ports::says_address_in_use(&log) {
+                        return ports::Start::PortInUse(log);
+                    }
+                    panic!("redis-server exited before listening on {port} ({status}):\n{log}");
+                }
+            }
         }
-        Redis { child, port }
+        // Keep draining the log so that Redis never blocks on a full pipe.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        ports::Start::Up(Redis { child, port })
     }
+}
+
+#[test]
+fn redis_on_a_taken_port_is_reported_as_in_use_so_the_start_is_retried() {
+    let (port, holder) = (0..20)
+        .find_map(|_| {
+            let port = ports::random_ports(1)[0];
+            Some((port, TcpListener::bind(("127.0.0.1", port)).ok()?))
+        })
+        .expect("a port this test can hold");
+    match Redis::try_start(port, &[]) {
+        ports::Start::PortInUse(log) => assert!(log.contains(&port.to_string()), "{log}"),
+        ports::Start::Up(_) => panic!("redis-server started although port {port} is taken"),
+    }
+    drop(holder);
 }
 
 impl Drop for Redis {

@@ -49,7 +49,7 @@ fn three_nodes_serve_every_key_through_a_cluster_client() {
     assert!(per_node.iter().all(|&k| k > 1600), "{per_node:?}");
 
     // A node that does not own a key's slot redirects to the primary.
-    let slot = ringcache_node::cluster::slot::key_slot(b"key:1");
+    let slot = ringcache_core::slot::key_slot(b"key:1");
     let primary = topo.primary_of(slot).expect("assigned").to_string();
     let other = nodes
         .iter()

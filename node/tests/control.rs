@@ -6,13 +6,12 @@ mod common;
 
 use std::collections::{BTreeSet, HashSet};
 
-use ringcache_node::cluster::topology::{Topology, LAST_SLOT};
+use ringcache_core::topology::{Topology, LAST_SLOT};
+use ringcache_node::config::TEST_CONTROL_TOKEN;
 use ringcache_node::control::bootstrap::create_cluster;
-use ringcache_node::control::convert::topology_to_pb;
-use ringcache_node::control::pb::{
-    ApplyTopologyRequest, GetStatusRequest, HealthRequest, HeartbeatRequest, SlotAssignment,
-};
 use ringcache_node::launch::NodeHandle;
+use ringcache_proto::convert::topology_to_pb;
+use ringcache_proto::pb::{ApplyTopologyRequest, GetStatusRequest, HealthRequest, HeartbeatRequest, SlotAssignment};
 use tonic::Code;
 
 fn addrs(nodes: &[NodeHandle]) -> Vec<String> {
@@ -22,7 +21,7 @@ fn addrs(nodes: &[NodeHandle]) -> Vec<String> {
 /// Three cluster-mode nodes with an R=2 topology applied by `cluster create`.
 async fn three_node_cluster() -> (Vec<NodeHandle>, Topology) {
     let nodes: Vec<NodeHandle> = ["n1", "n2", "n3"].into_iter().map(common::cluster_node).collect();
-    let topology = create_cluster(&addrs(&nodes), 2).await.unwrap();
+    let topology = create_cluster(&addrs(&nodes), 2, TEST_CONTROL_TOKEN).await.unwrap();
     (nodes, topology)
 }
 
@@ -86,7 +85,7 @@ async fn cluster_create_applies_one_topology_everywhere() {
     assert!(primaries.values().all(|&n| n == 5461 || n == 5462), "{primaries:?}");
 
     // A second `create` moves everyone to the next epoch.
-    let again = create_cluster(&addrs(&nodes), 2).await.unwrap();
+    let again = create_cluster(&addrs(&nodes), 2, TEST_CONTROL_TOKEN).await.unwrap();
     assert_eq!(again.epoch, 2);
     for node in &nodes {
         assert_eq!(node.state.cluster.epoch(), 2);
@@ -103,6 +102,7 @@ async fn stale_epoch_is_a_failed_precondition() {
     let r = c
         .apply_topology(ApplyTopologyRequest {
             topology: Some(topology_to_pb(&newer)),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -113,6 +113,7 @@ async fn stale_epoch_is_a_failed_precondition() {
     let err = c
         .apply_topology(ApplyTopologyRequest {
             topology: Some(topology_to_pb(&stale)),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -130,6 +131,7 @@ async fn stale_epoch_is_a_failed_precondition() {
     let err = c
         .apply_topology(ApplyTopologyRequest {
             topology: Some(topology_to_pb(&conflicting)),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -139,6 +141,7 @@ async fn stale_epoch_is_a_failed_precondition() {
     let r = c
         .apply_topology(ApplyTopologyRequest {
             topology: Some(topology_to_pb(&newer)),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -154,6 +157,7 @@ async fn stale_epoch_is_a_failed_precondition() {
     let err = c
         .apply_topology(ApplyTopologyRequest {
             topology: Some(topology_to_pb(&other_instance)),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -174,7 +178,10 @@ async fn invalid_topologies_are_invalid_arguments_naming_the_field() {
     let last = bad.slots.len() - 1;
     bad.slots[last].end = 17000;
     let err = c
-        .apply_topology(ApplyTopologyRequest { topology: Some(bad) })
+        .apply_topology(ApplyTopologyRequest {
+            topology: Some(bad),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -190,7 +197,10 @@ async fn invalid_topologies_are_invalid_arguments_naming_the_field() {
         owners: bad.slots[0].owners.clone(),
     };
     let err = c
-        .apply_topology(ApplyTopologyRequest { topology: Some(bad) })
+        .apply_topology(ApplyTopologyRequest {
+            topology: Some(bad),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -200,7 +210,10 @@ async fn invalid_topologies_are_invalid_arguments_naming_the_field() {
     let mut bad = next.clone();
     bad.slots[0].owners.push("nobody".into());
     let err = c
-        .apply_topology(ApplyTopologyRequest { topology: Some(bad) })
+        .apply_topology(ApplyTopologyRequest {
+            topology: Some(bad),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -213,14 +226,20 @@ async fn invalid_topologies_are_invalid_arguments_naming_the_field() {
     let mut bad = next.clone();
     bad.slots.pop();
     let err = c
-        .apply_topology(ApplyTopologyRequest { topology: Some(bad) })
+        .apply_topology(ApplyTopologyRequest {
+            topology: Some(bad),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().starts_with("topology.slots: "), "{}", err.message());
 
     let err = c
-        .apply_topology(ApplyTopologyRequest { topology: None })
+        .apply_topology(ApplyTopologyRequest {
+            topology: None,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -239,6 +258,7 @@ async fn heartbeat_grants_the_lease_and_refuses_old_epochs() {
     newer.epoch = 3;
     c.apply_topology(ApplyTopologyRequest {
         topology: Some(topology_to_pb(&newer)),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -247,6 +267,7 @@ async fn heartbeat_grants_the_lease_and_refuses_old_epochs() {
         .heartbeat(HeartbeatRequest {
             epoch: 2,
             lease_ms: 5_000,
+            sent_unix_ms: 0,
         })
         .await
         .unwrap_err();
@@ -255,7 +276,11 @@ async fn heartbeat_grants_the_lease_and_refuses_old_epochs() {
     assert_eq!(nodes[2].state.cluster.lease_until_ms(), 0, "no lease granted");
 
     let err = c
-        .heartbeat(HeartbeatRequest { epoch: 3, lease_ms: 0 })
+        .heartbeat(HeartbeatRequest {
+            epoch: 3,
+            lease_ms: 0,
+            sent_unix_ms: 0,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -269,6 +294,7 @@ async fn heartbeat_grants_the_lease_and_refuses_old_epochs() {
         .heartbeat(HeartbeatRequest {
             epoch: 3,
             lease_ms: 5_000,
+            sent_unix_ms: 0,
         })
         .await
         .unwrap()
@@ -278,6 +304,82 @@ async fn heartbeat_grants_the_lease_and_refuses_old_epochs() {
     assert_eq!(nodes[2].state.cluster.lease_until_ms(), until);
     let status = c.get_status(GetStatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.lease_until_ms, until);
+    drop(c);
+    shutdown(nodes).await;
+}
+
+/// A controller's first topology starts the fencing: the node gets a lease with it (no
+/// unfenced gap before the first heartbeat), which later topologies never extend.
+#[tokio::test]
+async fn the_first_topology_from_a_controller_brings_the_first_lease() {
+    let (nodes, topology) = three_node_cluster().await;
+    assert_eq!(nodes[1].state.cluster.lease_until_ms(), 0, "cluster create grants none");
+    let mut c = common::control_client(&nodes[1]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut next = topology.clone();
+    next.epoch += 1;
+    c.apply_topology(ApplyTopologyRequest {
+        topology: Some(topology_to_pb(&next)),
+        lease_ms: 2_000,
+        sent_unix_ms: now - 500,
+    })
+    .await
+    .unwrap();
+    assert_eq!(nodes[1].state.cluster.lease_until_ms(), now + 1_500);
+    next.epoch += 1;
+    c.apply_topology(ApplyTopologyRequest {
+        topology: Some(topology_to_pb(&next)),
+        lease_ms: 60_000,
+        sent_unix_ms: now,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        nodes[1].state.cluster.lease_until_ms(),
+        now + 1_500,
+        "only heartbeats extend a lease"
+    );
+    drop(c);
+    shutdown(nodes).await;
+}
+
+/// A heartbeat's lease runs from when it was sent: one read late (it waited while the
+/// process was stopped) grants nothing once that lease is over, and one a little late
+/// grants only what is left of it.
+#[tokio::test]
+async fn a_heartbeat_read_late_grants_no_more_than_its_sender_meant() {
+    let (nodes, topology) = three_node_cluster().await;
+    let mut c = common::control_client(&nodes[0]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let err = c
+        .heartbeat(HeartbeatRequest {
+            epoch: topology.epoch,
+            lease_ms: 2_000,
+            sent_unix_ms: now - 10_000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().starts_with("sent_unix_ms:"), "{}", err.message());
+    assert_eq!(nodes[0].state.cluster.lease_until_ms(), 0, "no lease granted");
+
+    let until = c
+        .heartbeat(HeartbeatRequest {
+            epoch: topology.epoch,
+            lease_ms: 5_000,
+            sent_unix_ms: now - 1_000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease_until_ms;
+    assert_eq!(until, now + 4_000, "the lease ends 5 s after it was sent");
     drop(c);
     shutdown(nodes).await;
 }
@@ -317,22 +419,23 @@ async fn status_and_health_of_a_standalone_node() {
         .heartbeat(HeartbeatRequest {
             epoch: 0,
             lease_ms: 1_000,
+            sent_unix_ms: 0,
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     let mut t = topology_to_pb(&node.state.cluster.view().map_or_else(
         || {
-            ringcache_node::cluster::placement::next_topology(
+            ringcache_core::placement::next_topology(
                 None,
-                &[ringcache_node::cluster::topology::NodeInfo {
+                &[ringcache_core::topology::NodeInfo {
                     id: health.node_id.clone(),
                     instance: health.instance.clone(),
                     resp_addr: health.resp_addr.clone(),
                     control_addr: node.control_addr.to_string(),
                     zone: None,
                 }],
-                &[ringcache_node::cluster::placement::Member::new(health.node_id.clone())],
+                &[ringcache_core::placement::Member::new(health.node_id.clone())],
                 1,
             )
             .unwrap()
@@ -341,7 +444,10 @@ async fn status_and_health_of_a_standalone_node() {
     ));
     t.epoch = 1;
     let err = c
-        .apply_topology(ApplyTopologyRequest { topology: Some(t) })
+        .apply_topology(ApplyTopologyRequest {
+            topology: Some(t),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
@@ -353,12 +459,27 @@ async fn status_and_health_of_a_standalone_node() {
 #[test]
 fn cluster_create_command_line() {
     let nodes: Vec<NodeHandle> = ["a", "b"].into_iter().map(common::cluster_node).collect();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringcache-node"))
-        .args(["cluster", "create", "--replication-factor", "2"])
-        .args(addrs(&nodes))
-        .env("RINGCACHE_LOG", "warn")
-        .output()
-        .unwrap();
+    let create = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ringcache-node"));
+        cmd.args(["cluster", "create", "--replication-factor", "2"])
+            .args(addrs(&nodes))
+            .env("RINGCACHE_LOG", "warn")
+            .env_remove("RINGCACHE_CONTROL_TOKEN");
+        if let Some(t) = token {
+            cmd.env("RINGCACHE_CONTROL_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    // The nodes obey only whoever holds their control token.
+    let out = create(None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RINGCACHE_CONTROL_TOKEN"));
+    let out = create(Some("not-the-token"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Unauthenticated"), "{stderr}");
+    assert!(nodes.iter().all(|n| n.state.cluster.epoch() == 0), "nothing applied");
+    let out = create(Some(TEST_CONTROL_TOKEN));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -373,10 +494,55 @@ fn cluster_create_command_line() {
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringcache-node"))
         .args(["cluster", "create"])
+        .env("RINGCACHE_CONTROL_TOKEN", TEST_CONTROL_TOKEN)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "missing addresses is a usage error");
     for n in nodes {
         n.shutdown();
     }
+}
+
+/// The control port obeys only the token's holder: a call without it, or with another
+/// one, is refused before it reaches the service; a cluster-mode node will not start
+/// without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_rpcs_need_the_token() {
+    let node = common::cluster_node("a");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.control_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut bare = ringcache_proto::pb::control_client::ControlClient::new(channel.clone());
+    let err = bare.health(HealthRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("Bearer"), "{}", err.message());
+    let mut wrong = ringcache_proto::auth::client(channel.clone(), "wrong-token").unwrap();
+    let err = wrong
+        .heartbeat(HeartbeatRequest {
+            epoch: 0,
+            lease_ms: 1000,
+            sent_unix_ms: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert_eq!(
+        node.state.cluster.lease_until_ms(),
+        0,
+        "the refused call changed nothing"
+    );
+    let mut ok = common::control_client(&node).await;
+    assert!(ok.health(HealthRequest {}).await.unwrap().into_inner().ready);
+
+    let mut config = ringcache_node::config::Config::for_tests();
+    config.cluster_enabled = true;
+    config.control_token = None;
+    let err = NodeHandle::start(&config).unwrap_err();
+    assert!(err.to_string().contains("RINGCACHE_CONTROL_TOKEN"), "{err}");
+    config.control_token = Some("has a space".into());
+    assert!(NodeHandle::start(&config).is_err());
+    drop((bare, wrong, ok));
+    shutdown(vec![node]).await;
 }

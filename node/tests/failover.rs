@@ -9,13 +9,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use ringcache_node::cluster::slot::Slot;
-use ringcache_node::cluster::topology::{ranges_from_slots, SlotAssignment, SlotRange, Topology, LAST_SLOT};
+use ringcache_core::slot::Slot;
+use ringcache_core::topology::{ranges_from_slots, SlotAssignment, SlotRange, Topology, LAST_SLOT};
+use ringcache_node::config::TEST_CONTROL_TOKEN;
 use ringcache_node::control::bootstrap::create_cluster;
-use ringcache_node::control::convert::topology_to_pb;
-use ringcache_node::control::pb::control_client::ControlClient;
-use ringcache_node::control::pb::{GetStatusRequest, PromoteRequest, SlotRange as PbRange};
 use ringcache_node::launch::NodeHandle;
+use ringcache_proto::convert::topology_to_pb;
+use ringcache_proto::pb::{GetStatusRequest, PromoteRequest, SlotRange as PbRange};
 use tonic::Code;
 
 /// `topology` with `dead` removed: each slot's first surviving owner becomes primary.
@@ -49,14 +49,14 @@ fn ranges_to_pb(ranges: &[SlotRange]) -> Vec<PbRange> {
 async fn a_caught_up_replica_is_promoted_and_serves_what_the_dead_primary_acknowledged() {
     let nodes: Vec<NodeHandle> = ["n1", "n2", "n3"].into_iter().map(common::cluster_node).collect();
     let addrs: Vec<String> = nodes.iter().map(|n| n.control_addr.to_string()).collect();
-    let topology = create_cluster(&addrs, 2).await.unwrap();
+    let topology = create_cluster(&addrs, 2, TEST_CONTROL_TOKEN).await.unwrap();
 
     // Writes acknowledged by n1 as primary.
     let n1_slots = topology.slots_of("n1").primary;
     let keys: Vec<String> = (0..)
         .map(|i| format!("k{i}"))
         .filter(|k| {
-            let s: Slot = ringcache_node::cluster::slot::key_slot(k.as_bytes());
+            let s: Slot = ringcache_core::slot::key_slot(k.as_bytes());
             n1_slots.iter().any(|r| r.contains(s))
         })
         .take(300)
@@ -91,9 +91,7 @@ async fn a_caught_up_replica_is_promoted_and_serves_what_the_dead_primary_acknow
     let replica_id = topology.owners_of(first.start)[1].clone();
     let replica = nodes.iter().find(|n| n.state.cluster.node_id == replica_id).unwrap();
     let (replica_control, replica_resp) = (replica.control_addr, replica.resp_addr);
-    let mut rc = ControlClient::connect(format!("http://{replica_control}"))
-        .await
-        .unwrap();
+    let mut rc = common::control_client_at(&replica_control.to_string()).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let st = rc
@@ -181,7 +179,7 @@ async fn a_caught_up_replica_is_promoted_and_serves_what_the_dead_primary_acknow
     let expect: Vec<String> = keys
         .into_iter()
         .filter(|k| {
-            let s = ringcache_node::cluster::slot::key_slot(k.as_bytes());
+            let s = ringcache_core::slot::key_slot(k.as_bytes());
             promoted.iter().any(|r| r.contains(s))
         })
         .collect();

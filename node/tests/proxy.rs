@@ -10,9 +10,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
-use ringcache_node::cluster::placement::{next_topology, Member};
-use ringcache_node::cluster::slot::{key_slot, SLOT_COUNT};
-use ringcache_node::cluster::topology::{NodeInfo, Topology};
+use ringcache_core::placement::{next_topology, Member};
+use ringcache_core::slot::{key_slot, SLOT_COUNT};
+use ringcache_core::topology::{NodeInfo, Topology};
 use ringcache_node::launch::NodeHandle;
 
 fn three_nodes() -> (Vec<NodeHandle>, Topology) {

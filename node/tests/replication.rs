@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use redis::Commands;
-use ringcache_node::cluster::placement::{next_topology, Member};
-use ringcache_node::cluster::slot::key_slot;
-use ringcache_node::cluster::topology::{NodeInfo, Topology};
+use ringcache_core::placement::{next_topology, Member};
+use ringcache_core::slot::key_slot;
+use ringcache_core::topology::{NodeInfo, Topology};
 use ringcache_node::config::Config;
 use ringcache_node::launch::NodeHandle;
 
@@ -437,6 +437,24 @@ fn acknowledged_writes_wait_for_a_replica_or_answer_noreplicas() {
         .collect();
     assert!(got.iter().enumerate().all(|(i, v)| *v == Some(i as i64)));
 
+    // Through a proxy port too: the owner runs the write and its reply waits for the
+    // replica (here the write is local to the proxy's node).
+    for i in 0..50 {
+        let key = format!("{{proxied}}:{i}");
+        let owners = topo.owners_of(key_slot(key.as_bytes()));
+        let owner = nodes
+            .iter()
+            .find(|n| n.state.cluster.node_id == owners[0])
+            .expect("owner");
+        let mut proxy = redis::Client::open(format!("redis://{}/", owner.proxy_addr))
+            .expect("url")
+            .get_connection()
+            .expect("proxy");
+        let _: () = proxy.set(&key, i).expect("acknowledged write through the proxy");
+        let got: Option<i64> = replicas.get_mut(&owners[1]).expect("replica").get(&key).expect("read");
+        assert_eq!(got, Some(i), "{key} is on the replica when the proxy's reply came");
+    }
+
     // With the slot's only replica gone, a write is applied but answers NOREPLICAS.
     let key = "acked:lonely";
     let replica_id = replica_of(&nodes, &topo, key).state.cluster.node_id.clone();
@@ -457,6 +475,19 @@ fn acknowledged_writes_wait_for_a_replica_or_answer_noreplicas() {
         started.elapsed()
     );
     assert_eq!(cmd::<String>(p, &["GET", key]), "v", "the write stays applied locally");
+    let primary = nodes
+        .iter()
+        .find(|n| n.state.cluster.node_id == primary_id)
+        .expect("primary");
+    let mut proxy = redis::Client::open(format!("redis://{}/", primary.proxy_addr))
+        .expect("url")
+        .get_connection()
+        .expect("proxy");
+    assert_eq!(
+        cmd_err(&mut proxy, &["SET", "{acked:lonely}p", "v"]),
+        "NOREPLICAS Not enough good replicas to write.",
+        "through the proxy port too"
+    );
     // Reads and writes of slots without replicas are unaffected by the wait.
     assert_eq!(cmd::<String>(p, &["PING"]), "PONG");
     for n in nodes {

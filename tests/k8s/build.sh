@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes components used by ringcache's tests and `make dev`:
-#   kube-apiserver, kube-controller-manager, kubectl  (tests/k8s/kubernetes, k8s.io/kubernetes)
+#   kube-apiserver, kube-controller-manager, kube-proxy, kubectl  (tests/k8s/kubernetes, k8s.io/kubernetes)
 #   etcd                                             (tests/k8s/etcd, go.etcd.io/etcd/server/v3)
 #   helm                                             (tests/k8s/helm, helm.sh/helm/v3)
 # with plain `go build` from the Go module proxy.
@@ -44,7 +44,7 @@ if [[ "${1:-}" == "--print-bin-dir" ]]; then
 	exit 0
 fi
 
-binaries=(etcd kube-apiserver kube-controller-manager kubectl helm)
+binaries=(etcd kube-apiserver kube-controller-manager kube-proxy kubectl helm)
 
 complete() {
 	[[ -f "$entry/complete" ]] || return 1
@@ -108,7 +108,7 @@ for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
 	kube_ldflags+=" -X $p.gitVersion=$kube_ver -X $p.gitMajor=$kube_major -X $p.gitMinor=$kube_minor"
 	kube_ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=$kube_time"
 done
-for c in kube-apiserver kube-controller-manager kubectl; do
+for c in kube-apiserver kube-controller-manager kube-proxy kubectl; do
 	build kubernetes "$c" "k8s.io/kubernetes/cmd/$c" "$kube_ldflags"
 done
 

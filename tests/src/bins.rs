@@ -23,7 +23,14 @@ pub enum BinsError {
 }
 
 /// The binaries tests/k8s/build.sh produces.
-pub const K8S_BINARIES: &[&str] = &["etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm"];
+pub const K8S_BINARIES: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kubectl",
+    "helm",
+];
 
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -54,7 +61,7 @@ fn missing_in(dir: &Path) -> Vec<&'static str> {
         .collect()
 }
 
-/// The directory holding etcd, kube-apiserver, kube-controller-manager, kubectl and helm.
+/// The directory holding etcd, kube-apiserver, kube-controller-manager, kube-proxy, kubectl and helm.
 ///
 /// `$RINGCACHE_K8S_BIN` wins when set. Otherwise tests/k8s/build.sh is run: it returns at once when its cache entry
 /// is complete and builds (minutes, cold) otherwise; its progress goes to stderr.

@@ -1,5 +1,6 @@
 //! A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager built from the pins
-//! in tests/k8s, with generated certificates and service-account keys. Dropping it stops every process.
+//! in tests/k8s, with generated certificates and service-account keys, and kube-proxy on the host once the nodes
+//! exist ([`ControlPlane::start_kube_proxy`]). Dropping it stops every process.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use kube::Api;
 
 use crate::bins::{self, BinsError};
 use crate::http;
+use crate::kube_proxy::{self, HostLock, KubeProxy, KubeProxyError};
 use crate::pki::{CertPair, Pki, PkiError};
 use crate::proc::{self, ChildProcess, ProcError};
 
@@ -25,6 +27,8 @@ pub enum ControlPlaneError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Proc(#[from] ProcError),
+    #[error(transparent)]
+    KubeProxy(#[from] KubeProxyError),
     #[error("no free port: {0}")]
     Port(#[source] std::io::Error),
     #[error("writing {path}: {source}")]
@@ -73,9 +77,11 @@ pub struct ControlPlaneOptions {
     pub bin_dir: Option<PathBuf>,
 }
 
-/// A running control plane. Fields drop in order: controller-manager, apiserver, etcd.
+/// A running control plane. Fields drop in order: kube-proxy (and its nftables tables), controller-manager,
+/// apiserver, etcd.
 #[derive(Debug)]
 pub struct ControlPlane {
+    kube_proxy: Option<KubeProxy>,
     controller_manager: ChildProcess,
     apiserver: ChildProcess,
     etcd: ChildProcess,
@@ -92,6 +98,10 @@ const SERVICE_CIDR: &str = "10.96.0.0/16";
 const SERVICE_IP: &str = "10.96.0.1";
 const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Pods' addresses (the kubelet's local-route network), for kube-proxy's `--cluster-cidr`.
+const CLUSTER_CIDR: &str = crate::kubelet::network::LOCAL_ROUTE_CIDR;
+/// How long a harness waits for another one to stop using the host's kube-proxy tables.
+const HOST_LOCK_TIMEOUT: Duration = Duration::from_secs(300);
 
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -223,6 +233,70 @@ where
     }
 }
 
+/// How often a component is started on new ports after finding one of its ports taken.
+const PORT_ATTEMPTS: usize = 10;
+
+/// Starts `what` on `n` fresh ports ([`proc::fresh_ports`]: outside the ephemeral range, so no connection's source
+/// port can take them) and waits until the process itself listens on all of them ([`proc::listens_on`]). When it
+/// exits saying that an address is in use (another harness bound the same port first), it is started again on
+/// other ports. Returns the child and its ports.
+async fn spawn_listening(
+    what: &str,
+    n: usize,
+    log: &Path,
+    mut command: impl FnMut(&[u16]) -> Command,
+) -> Result<(ChildProcess, Vec<u16>), ControlPlaneError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let ports = proc::fresh_ports(n).map_err(ControlPlaneError::Port)?;
+        let log_start = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+        let mut child = proc::spawn(what, command(&ports), log)?;
+        let pid = child.pid();
+        let started = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait()? {
+                let output = log_since(log, log_start);
+                if proc::says_address_in_use(&output) && attempt < PORT_ATTEMPTS {
+                    tracing::warn!(what, ?ports, attempt, "a port was taken; starting again on other ports");
+                    break;
+                }
+                return Err(ControlPlaneError::Exited {
+                    what: what.to_owned(),
+                    status: st.to_string(),
+                    log: log.to_owned(),
+                    tail: log_tail(log, 30),
+                });
+            }
+            if proc::listens_on(pid, &ports) {
+                tracing::debug!(
+                    what,
+                    ?ports,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "listening"
+                );
+                return Ok((child, ports));
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(ControlPlaneError::Timeout {
+                    what: format!("{what} listening on {ports:?}"),
+                    secs: READY_TIMEOUT.as_secs(),
+                    log: log.to_owned(),
+                    tail: log_tail(log, 30),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// What was appended to a log file after byte `start`.
+fn log_since(path: &Path, start: u64) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let from = usize::try_from(start).unwrap_or(usize::MAX).min(bytes.len());
+    String::from_utf8_lossy(&bytes[from..]).into_owned()
+}
+
 impl ControlPlane {
     /// Starts etcd, kube-apiserver and kube-controller-manager and waits until the apiserver is ready and the
     /// controller-manager has created the `default` ServiceAccount.
@@ -248,22 +322,26 @@ impl ControlPlane {
         let pki = Pki::generate(&pki_dir, SERVICE_IP)?;
 
         // --- etcd ---
-        let etcd_port = proc::free_port().map_err(ControlPlaneError::Port)?;
-        let peer_port = proc::free_port().map_err(ControlPlaneError::Port)?;
-        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
         let etcd_log = logs.join("etcd.log");
-        let mut cmd = Command::new(bin_dir.join("etcd"));
-        cmd.arg("--name=default")
-            .arg(format!("--data-dir={}", run_dir.join("etcd").display()))
-            .arg(format!("--listen-client-urls={etcd_url}"))
-            .arg(format!("--advertise-client-urls={etcd_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=default={peer_url}"))
-            .arg("--unsafe-no-fsync=true")
-            .arg("--log-level=warn");
-        let mut etcd = proc::spawn("etcd", cmd, &etcd_log)?;
+        let data_dir = run_dir.join("etcd");
+        let (mut etcd, etcd_ports) = spawn_listening("etcd", 2, &etcd_log, |p| {
+            let etcd_url = format!("http://127.0.0.1:{}", p[0]);
+            let peer_url = format!("http://127.0.0.1:{}", p[1]);
+            let mut cmd = Command::new(bin_dir.join("etcd"));
+            cmd.arg("--name=default")
+                .arg(format!("--data-dir={}", data_dir.display()))
+                .arg(format!("--listen-client-urls={etcd_url}"))
+                .arg(format!("--advertise-client-urls={etcd_url}"))
+                .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster=default={peer_url}"))
+                .arg("--unsafe-no-fsync=true")
+                .arg("--log-level=warn");
+            cmd
+        })
+        .await?;
+        let etcd_port = etcd_ports[0];
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let etcd_addr = SocketAddr::from(([127, 0, 0, 1], etcd_port));
         wait_until("etcd", &mut etcd, &etcd_log, READY_TIMEOUT, || async {
             matches!(
@@ -274,33 +352,36 @@ impl ControlPlane {
         .await?;
 
         // --- kube-apiserver ---
-        let api_port = proc::free_port().map_err(ControlPlaneError::Port)?;
-        let server = format!("https://127.0.0.1:{api_port}");
         let api_log = logs.join("kube-apiserver.log");
-        let mut cmd = Command::new(bin_dir.join("kube-apiserver"));
-        cmd.arg(format!("--etcd-servers={etcd_url}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
-            .arg(format!("--secure-port={api_port}"))
-            .arg(format!("--cert-dir={}", pki_dir.display()))
-            .arg(format!("--tls-cert-file={}", pki.apiserver.cert_path.display()))
-            .arg(format!("--tls-private-key-file={}", pki.apiserver.key_path.display()))
-            .arg(format!("--client-ca-file={}", pki.ca.cert_path.display()))
-            .arg(format!("--service-account-issuer={SA_ISSUER}"))
-            .arg(format!("--service-account-key-file={}", pki.sa_pub_path.display()))
-            .arg(format!(
-                "--service-account-signing-key-file={}",
-                pki.sa_key_path.display()
-            ))
-            .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
-            .arg("--authorization-mode=Node,RBAC")
-            .arg("--allow-privileged=true")
-            // The advertise address is loopback, which Endpoints may not hold: don't publish the `kubernetes`
-            // Service's endpoints (nothing routes ClusterIPs here anyway).
-            .arg("--endpoint-reconciler-type=none")
-            .arg("--profiling=false")
-            .arg("--v=1");
-        let mut apiserver = proc::spawn("kube-apiserver", cmd, &api_log)?;
+        let (mut apiserver, api_ports) = spawn_listening("kube-apiserver", 1, &api_log, |p| {
+            let mut cmd = Command::new(bin_dir.join("kube-apiserver"));
+            cmd.arg(format!("--etcd-servers={etcd_url}"))
+                .arg("--bind-address=127.0.0.1")
+                .arg("--advertise-address=127.0.0.1")
+                .arg(format!("--secure-port={}", p[0]))
+                .arg(format!("--cert-dir={}", pki_dir.display()))
+                .arg(format!("--tls-cert-file={}", pki.apiserver.cert_path.display()))
+                .arg(format!("--tls-private-key-file={}", pki.apiserver.key_path.display()))
+                .arg(format!("--client-ca-file={}", pki.ca.cert_path.display()))
+                .arg(format!("--service-account-issuer={SA_ISSUER}"))
+                .arg(format!("--service-account-key-file={}", pki.sa_pub_path.display()))
+                .arg(format!(
+                    "--service-account-signing-key-file={}",
+                    pki.sa_key_path.display()
+                ))
+                .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
+                .arg("--authorization-mode=Node,RBAC")
+                .arg("--allow-privileged=true")
+                // The advertise address is loopback, which Endpoints may not hold: don't publish the `kubernetes`
+                // Service's endpoints (kube-proxy rejects 10.96.0.1:443; pods get a kubeconfig with the loopback
+                // address instead).
+                .arg("--endpoint-reconciler-type=none")
+                .arg("--profiling=false")
+                .arg("--v=1");
+            cmd
+        })
+        .await?;
+        let server = format!("https://127.0.0.1:{}", api_ports[0]);
 
         let admin_kubeconfig = run_dir.join("kubeconfig");
         write(
@@ -386,6 +467,7 @@ impl ControlPlane {
             "control plane ready"
         );
         Ok(ControlPlane {
+            kube_proxy: None,
             controller_manager,
             apiserver,
             etcd,
@@ -396,6 +478,85 @@ impl ControlPlane {
             pki,
             etcd_url,
         })
+    }
+
+    /// Starts kube-proxy on the host in nftables mode, as the proxy of Node `node` (which must exist: kube-proxy
+    /// waits 30 s for its Node's addresses and reports unhealthy without it), and waits until it is healthy and
+    /// has programmed its first rules. Pods share the host's network namespace, so its rules serve every node's
+    /// pods and the test process alike. Needs root and `nft`; waits for any other harness using the host's
+    /// kube-proxy tables to stop (see [`kube_proxy`]).
+    pub async fn start_kube_proxy(&mut self, node: &str) -> Result<(), ControlPlaneError> {
+        if self.kube_proxy.is_some() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        kube_proxy::check_nft()?;
+        let lock = HostLock::acquire(&self.run_dir.display().to_string(), HOST_LOCK_TIMEOUT).await?;
+        // Whatever a harness that could not clean up left behind (no kube-proxy runs: we hold the lock).
+        for failure in kube_proxy::delete_tables() {
+            tracing::warn!(failure, "removing a stale kube-proxy table");
+        }
+        let kubeconfig = self.run_dir.join("kube-proxy.kubeconfig");
+        write(
+            &kubeconfig,
+            &render_kubeconfig(
+                &self.server,
+                &self.pki.ca.cert_pem,
+                "system:kube-proxy",
+                KubeconfigAuth::Cert(&self.pki.kube_proxy),
+                "kube-system",
+            ),
+        )?;
+        let log = self.run_dir.join("logs/kube-proxy.log");
+        let bin = self.bin_dir.join("kube-proxy");
+        let (mut child, ports) = spawn_listening("kube-proxy", 2, &log, |p| {
+            let mut cmd = Command::new(&bin);
+            cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
+                .arg("--proxy-mode=nftables")
+                .arg(format!("--hostname-override={node}"))
+                .arg(format!("--cluster-cidr={CLUSTER_CIDR}"))
+                .arg(format!("--healthz-bind-address=127.0.0.1:{}", p[0]))
+                .arg(format!("--metrics-bind-address=127.0.0.1:{}", p[1]))
+                // NodePorts only on pod addresses, never on the host's real interfaces.
+                .arg(format!("--nodeport-addresses={CLUSTER_CIDR}"))
+                // Leave the host's conntrack table size and timeouts and this process's OOM score as they are.
+                .arg("--conntrack-max-per-core=0")
+                .arg("--conntrack-tcp-timeout-established=0")
+                .arg("--conntrack-tcp-timeout-close-wait=0")
+                .arg("--oom-score-adj=0")
+                .arg("--profiling=false")
+                .arg("--v=1");
+            cmd
+        })
+        .await?;
+        let (healthz, metrics) = (
+            SocketAddr::from(([127, 0, 0, 1], ports[0])),
+            SocketAddr::from(([127, 0, 0, 1], ports[1])),
+        );
+        wait_until("kube-proxy", &mut child, &log, READY_TIMEOUT, || async move {
+            let timeout = Duration::from_secs(2);
+            // 200 needs the Node (kube-proxy's "node eligible") and a sync loop that keeps up; the metrics show
+            // that the first IPv4 rules are in place.
+            matches!(http::get(healthz, "127.0.0.1", "/healthz", timeout).await, Ok((200, _)))
+                && matches!(
+                    http::get(metrics, "127.0.0.1", "/metrics", timeout).await,
+                    Ok((200, body)) if kube_proxy::synced(&body)
+                )
+        })
+        .await?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            node,
+            tables = ?kube_proxy::tables(),
+            "kube-proxy ready"
+        );
+        self.kube_proxy = Some(KubeProxy::new(child, lock, ports[0], ports[1]));
+        Ok(())
+    }
+
+    /// Whether kube-proxy runs (Services' ClusterIPs are routed).
+    pub fn kube_proxy_running(&self) -> bool {
+        self.kube_proxy.is_some()
     }
 
     /// A new admin client (bound to the calling tokio runtime).
@@ -432,6 +593,17 @@ impl ControlPlane {
                 let log = logs.join(log);
                 return Err(ControlPlaneError::Exited {
                     what: child.name().to_owned(),
+                    status: st.to_string(),
+                    tail: log_tail(&log, 30),
+                    log,
+                });
+            }
+        }
+        if let Some(kp) = self.kube_proxy.as_mut() {
+            if let Some(st) = kp.child_mut().try_wait()? {
+                let log = logs.join("kube-proxy.log");
+                return Err(ControlPlaneError::Exited {
+                    what: "kube-proxy".into(),
                     status: st.to_string(),
                     tail: log_tail(&log, 30),
                     log,

@@ -1,5 +1,6 @@
 //! ringcache's end-to-end harness: a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager
-//! built from the pins in tests/k8s) on loopback, and a test kubelet that runs pods as local processes.
+//! and kube-proxy, built from the pins in tests/k8s) on loopback, and a test kubelet that runs pods as local
+//! processes.
 //!
 //! Tests share one control plane per test binary ([`shared`]) and isolate themselves by namespace
 //! ([`TestEnv::namespace`]).
@@ -7,7 +8,10 @@
 pub mod bins;
 pub mod control_plane;
 pub mod http;
+pub mod kube_proxy;
 pub mod kubelet;
+pub mod load;
+pub mod operator;
 pub mod pki;
 pub mod proc;
 
@@ -54,6 +58,8 @@ pub struct TestEnv {
     /// Simulated node crashes (see [`kubelet::NodeControl`]).
     pub nodes: kubelet::NodeControl,
     pub network: kubelet::network::PodNetwork,
+    /// Whether kube-proxy runs, i.e. Services' ClusterIPs are routed (see [`start_env`]).
+    pub kube_proxy: bool,
     pub startup: Duration,
 }
 
@@ -71,16 +77,28 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Starts a control plane and a test kubelet on the current runtime.
+/// Starts a control plane, a test kubelet and (once the kubelet's nodes exist) kube-proxy on the current runtime.
+///
+/// kube-proxy runs as the proxy of the kubelet's first node; it is left out, with a warning, when pods get
+/// loopback addresses (no root: Services have no endpoints then anyway) or when `RINGCACHE_KUBE_PROXY=off`.
 pub async fn start_env(
     opts: ControlPlaneOptions,
     configure: impl FnOnce(&mut KubeletConfig),
 ) -> Result<(ControlPlane, Kubelet), EnvError> {
-    let cp = ControlPlane::start(opts).await?;
+    let mut cp = ControlPlane::start(opts).await?;
     let client = cp.client().await?;
     let mut cfg = KubeletConfig::new(cp.run_dir.clone());
     configure(&mut cfg);
+    let proxy_node = cfg.nodes.first().map(|n| n.name.clone());
     let kubelet = Kubelet::start(client, cp.server.clone(), cp.pki.ca.cert_pem.clone(), cfg).await?;
+    let wanted = std::env::var("RINGCACHE_KUBE_PROXY").map_or(true, |v| v != "off");
+    match proxy_node {
+        Some(node) if wanted && kubelet.network().endpoints_supported() => cp.start_kube_proxy(&node).await?,
+        _ => tracing::warn!(
+            network = ?kubelet.network(),
+            "no kube-proxy (RINGCACHE_KUBE_PROXY=off, no nodes, or loopback pod addresses): ClusterIPs are not routed"
+        ),
+    }
     Ok((cp, kubelet))
 }
 
@@ -116,6 +134,7 @@ pub fn shared() -> Result<&'static TestEnv, EnvError> {
                                 images: kubelet.images().clone(),
                                 nodes: kubelet.node_control().clone(),
                                 network: kubelet.network(),
+                                kube_proxy: cp.kube_proxy_running(),
                                 startup: t0.elapsed(),
                             };
                             let _ = tx.send(Ok(env));

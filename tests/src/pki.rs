@@ -39,6 +39,8 @@ pub struct Pki {
     pub apiserver: CertPair,
     pub admin: CertPair,
     pub controller_manager: CertPair,
+    /// kube-proxy's client certificate (`system:kube-proxy`, bound to `system:node-proxier` by the default RBAC).
+    pub kube_proxy: CertPair,
     /// Service-account token signing key (private) and its public half.
     pub sa_key_path: PathBuf,
     pub sa_pub_path: PathBuf,
@@ -66,8 +68,8 @@ fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {
 
 impl Pki {
     /// Generates a CA, the apiserver serving certificate (valid for `127.0.0.1`, `localhost`, the in-cluster names
-    /// and `service_ip`), client certificates for the admin (`system:masters`) and the controller-manager, and a
-    /// service-account signing key; writes them as PEM files into `dir`.
+    /// and `service_ip`), client certificates for the admin (`system:masters`), the controller-manager and
+    /// kube-proxy, and a service-account signing key; writes them as PEM files into `dir`.
     pub fn generate(dir: &Path, service_ip: &str) -> Result<Pki, PkiError> {
         std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
             path: dir.to_owned(),
@@ -148,7 +150,15 @@ impl Pki {
             None,
             false,
         )?;
-        for pair in [&ca, &apiserver, &admin, &controller_manager] {
+        let kube_proxy = leaf(
+            "kube-proxy certificate",
+            "kube-proxy",
+            vec![],
+            "system:kube-proxy",
+            None,
+            false,
+        )?;
+        for pair in [&ca, &apiserver, &admin, &controller_manager, &kube_proxy] {
             write(&pair.cert_path, &pair.cert_pem)?;
             write(&pair.key_path, &pair.key_pem)?;
         }
@@ -164,6 +174,7 @@ impl Pki {
             apiserver,
             admin,
             controller_manager,
+            kube_proxy,
             sa_key_path,
             sa_pub_path,
         })

@@ -314,6 +314,17 @@ async fn components_report_pinned_versions() {
     )
     .expect("etcd --version");
     assert!(etcd.contains("etcd Version: 3.6."), "etcd version: {etcd}");
+    let proxy = ringcache_tests::run_with_stdin(
+        std::process::Command::new(env.bin_dir.join("kube-proxy")),
+        &["--version"],
+        None,
+    )
+    .expect("kube-proxy --version");
+    assert_eq!(
+        proxy.trim(),
+        format!("Kubernetes {server}"),
+        "kube-proxy comes from the same pin"
+    );
 }
 
 fn pod_manifest(name: &str, extra_args: &str, grace: u32, extra_container_yaml: &str) -> String {

@@ -16,7 +16,18 @@ use ringcache_tests::{pod_ready, shared, wait_for};
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// The control token of this test's nodes (a Secret in the manifest; the operator
+/// creates a random one per cluster).
+const CONTROL_TOKEN: &str = "node-pods-test-token";
+
 const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: cache-control
+stringData:
+  token: node-pods-test-token
+---
 apiVersion: apps/v1
 kind: StatefulSet
 metadata:
@@ -40,6 +51,8 @@ spec:
           valueFrom: { fieldRef: { fieldPath: status.podIP } }
         - name: POD_NAME
           valueFrom: { fieldRef: { fieldPath: metadata.name } }
+        - name: RINGCACHE_CONTROL_TOKEN
+          valueFrom: { secretKeyRef: { name: cache-control, key: token } }
         ports:
         - { name: redis, containerPort: 6379 }
         - { name: control, containerPort: 7379 }
@@ -120,6 +133,7 @@ async fn cluster_mode_pods_bootstrap_and_serve_a_cluster_client() {
         .arg("--replication-factor")
         .arg("2")
         .args(ips.iter().map(|ip| format!("{ip}:7379")))
+        .env("RINGCACHE_CONTROL_TOKEN", CONTROL_TOKEN)
         .output()
         .expect("run ringcache-node cluster create");
     assert!(

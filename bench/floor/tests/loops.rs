@@ -3,38 +3,50 @@
 //! a request split across reads is answered once complete, and bad input closes only
 //! that connection.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
 
 const GET_REPLY_LEN: usize = 5 + 64 + 2;
 
-struct Floor(Child, u16);
+/// A running request-floor. It binds port 0 and prints the address it bound, so no other
+/// socket (an ephemeral source port, another test's server) can take the port first.
+struct Floor {
+    child: Child,
+    addr: SocketAddr,
+    /// Kept open so that the server never writes into a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+}
 
 impl Floor {
     fn start(mode: &str) -> Floor {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new(env!("CARGO_BIN_EXE_request-floor"))
-            .args([mode, &port.to_string()])
+        let mut child = Command::new(env!("CARGO_BIN_EXE_request-floor"))
+            .args([mode, "0"])
+            .stdout(Stdio::piped())
             .spawn()
             .expect("request-floor starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "request-floor {mode} did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("request-floor's stdout");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("request-floor {mode} did not report its address: {line:?}, {status:?}");
+        };
+        Floor {
+            child,
+            addr,
+            _stdout: stdout,
         }
-        Floor(child, port)
     }
 
     fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(("127.0.0.1", self.1)).expect("connect");
+        let s = TcpStream::connect(self.addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
         s
     }
@@ -42,8 +54,8 @@ impl Floor {
 
 impl Drop for Floor {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,15 +1,15 @@
 //! Redis Cluster commands: CLUSTER SHARDS SLOTS NODES MYID INFO KEYSLOT
-//! COUNTKEYSINSLOT GETKEYSINSLOT, READONLY, READWRITE, ASKING, and the routing check
-//! that answers `-MOVED`, `-CROSSSLOT`, `-CLUSTERDOWN` and `-TRYAGAIN`.
+//! COUNTKEYSINSLOT GETKEYSINSLOT, READONLY, READWRITE, ASKING. (Routing, `-MOVED`
+//! and friends, is [`super::route`].)
 
 use bytes::Bytes;
 
 use super::args::{check_subcommand, int, is, text, unknown_subcommand};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
-use crate::cluster::slot::{key_slot, Slot, SLOT_COUNT};
-use crate::cluster::state::View;
-use crate::cluster::topology::{NodeInfo, SlotRange};
+use ringcache_core::slot::{key_slot, Slot, SLOT_COUNT};
+use ringcache_core::topology::{NodeInfo, SlotRange};
+use ringcache_core::view::View;
 
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
@@ -51,47 +51,6 @@ pub const COMMANDS: &[CommandSpec] = &[
 ];
 
 const DISABLED: &str = "This instance has cluster support disabled";
-
-/// Checks that this node may serve a keyed command in cluster mode. Standalone nodes
-/// serve everything.
-pub fn route(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> CmdResult {
-    let cluster = &ctx.server.cluster;
-    if !cluster.enabled {
-        return Ok(());
-    }
-    let mut slot: Option<Slot> = None;
-    for pos in spec.key_positions(args.len()) {
-        let s = key_slot(&args[pos]);
-        match slot {
-            None => slot = Some(s),
-            Some(prev) if prev != s => {
-                return Err(CmdError::Coded(
-                    "CROSSSLOT Keys in request don't hash to the same slot".into(),
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    let Some(slot) = slot else { return Ok(()) };
-    let Some(view) = cluster.view() else {
-        return Err(CmdError::Coded("CLUSTERDOWN The cluster is down".into()));
-    };
-    if view.is_primary(slot) {
-        if spec.flags & WRITE != 0 && !cluster.may_write(ctx.now) {
-            return Err(CmdError::Coded(
-                "TRYAGAIN this node's write lease has expired; retry when the cluster has recovered".into(),
-            ));
-        }
-        return Ok(());
-    }
-    if view.is_replica(slot) && ctx.client.readonly && spec.flags & READONLY != 0 {
-        return Ok(());
-    }
-    match view.primary(slot) {
-        Some(owner) => Err(CmdError::Coded(format!("MOVED {slot} {}", owner.resp_addr))),
-        None => Err(CmdError::Coded("CLUSTERDOWN Hash slot not served".into())),
-    }
-}
 
 fn readonly(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     if !ctx.server.cluster.enabled {

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::args::{check_subcommand, int, is, text, unknown_subcommand};
 use super::flag::*;
-use super::{CmdError, CmdResult, CommandSpec, Ctx, Flow};
+use super::{CmdError, CmdResult, CommandSpec, Ctx, Next};
 
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
@@ -96,7 +96,7 @@ fn echo(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 fn check_password(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> CmdResult {
-    let required = ctx.server.requirepass.read().clone();
+    let required = ctx.server.access.requirepass();
     let ok = match required {
         Some(p) => user == b"default" && pass == p.as_bytes(),
         // With no password every AUTH of the default user succeeds (Redis 6+ says so
@@ -118,7 +118,7 @@ fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         3 => (&args[1], &args[2]),
         _ => return Err(CmdError::Syntax),
     };
-    if args.len() == 2 && !ctx.server.auth_required() {
+    if args.len() == 2 && !ctx.server.access.auth_required() {
         return Err(CmdError::Other(
             "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into(),
         ));
@@ -191,7 +191,7 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 fn quit(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     ctx.out.ok();
-    ctx.flow = Flow::Close;
+    ctx.next = Next::Close;
     Ok(())
 }
 
@@ -209,7 +209,7 @@ fn select(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     ctx.out.resp3 = false;
     ctx.client.no_evict = false;
-    ctx.client.authenticated = !ctx.server.auth_required();
+    ctx.client.authenticated = !ctx.server.access.auth_required();
     {
         let mut meta = ctx.client.shared.meta.lock();
         meta.name = None;

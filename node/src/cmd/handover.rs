@@ -9,8 +9,9 @@ use bytes::Bytes;
 use super::args::{int, text};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
-use crate::cluster::slot::key_slot;
-use crate::handover::{check_id, slots_from_ranges};
+use ringcache_proto::convert::{check_id, slot_set_from_pb};
+use ringcache_proto::pb;
+
 use crate::replication::record::Record;
 
 pub const COMMANDS: &[CommandSpec] = &[
@@ -53,7 +54,7 @@ fn cluster_only(ctx: &Ctx<'_>) -> CmdResult {
 fn fetch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     cluster_only(ctx)?;
     let key = &args[1];
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut s = locked.slot();
     let rec = Record::from_entry(key, s.get(key, ctx.now).map(|e| &*e));
     drop(locked);
@@ -65,15 +66,18 @@ fn retain(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     cluster_only(ctx)?;
     let id = text(&args[1]);
     check_id("id", &id).map_err(|e| CmdError::Other(e.to_string()))?;
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(CmdError::WrongArity("ringcache.retain".into()));
     }
     let mut ranges = Vec::new();
     for pair in args[2..].chunks_exact(2) {
         let n = |b: &Bytes| int(b).and_then(|v| u32::try_from(v).map_err(|_| CmdError::NotInteger));
-        ranges.push((n(&pair[0])?, n(&pair[1])?));
+        ranges.push(pb::SlotRange {
+            start: n(&pair[0])?,
+            end: n(&pair[1])?,
+        });
     }
-    let slots = slots_from_ranges("slots", &ranges).map_err(|e| CmdError::Other(e.to_string()))?;
+    let slots = slot_set_from_pb("slots", &ranges).map_err(|e| CmdError::Other(e.to_string()))?;
     ctx.server.handovers.retain(&id, &slots);
     ctx.out.ok();
     Ok(())

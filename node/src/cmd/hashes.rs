@@ -11,7 +11,6 @@ use super::args::{int, is, parse_i64};
 use super::flag::*;
 use super::float::{self, AddError, Parsed};
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
-use crate::cluster::slot::key_slot;
 use crate::resp::Out;
 use crate::store::{Entry, Hash, Object};
 use crate::util::glob;
@@ -186,7 +185,7 @@ fn hash_mut(e: &mut Entry) -> Result<&mut Hash, CmdError> {
 /// `None` when the key does not exist, WRONGTYPE for other types.
 fn read_hash<R>(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(Option<&Hash>, &mut Out) -> R) -> Result<R, CmdError> {
     let store = ctx.store;
-    let mut locked = store.lock(key_slot(key));
+    let mut locked = store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     match slot.read(key, ctx.now) {
         None => Ok(f(None, ctx.out)),
@@ -205,7 +204,7 @@ fn write_hash<R>(
     f: impl FnOnce(&mut Hash) -> Result<R, CmdError>,
 ) -> Result<Option<R>, CmdError> {
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     let exists = match slot.get(key, now) {
         Some(e) => {
@@ -245,7 +244,7 @@ fn write_hash<R>(
 /// Field/value pairs of HSET and HMSET; an odd count is an arity error.
 fn set_fields(ctx: &mut Ctx<'_>, args: &[Bytes], name: &str) -> Result<i64, CmdError> {
     let pairs = &args[2..];
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(CmdError::WrongArity(name.to_string()));
     }
     let added = write_hash(ctx, &args[1], true, |h| {
@@ -444,7 +443,7 @@ fn hscan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     // Redis validates the options only once it found a hash at the key.
     let opts = parse_scan_options(&args[3..]);
     let store = ctx.store;
-    let mut locked = store.lock(key_slot(&args[1]));
+    let mut locked = store.lock(ctx.slot_of(&args[1]));
     let mut slot = locked.slot();
     let out = &mut *ctx.out;
     let Some(e) = slot.read(&args[1], ctx.now) else {

@@ -22,9 +22,9 @@ use rand::Rng;
 use super::args::{int, is, text};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
-use crate::cluster::slot::{key_slot, Slot, SLOT_COUNT};
 use crate::store::{Entry, Hash, Object, SlotRef, ValueRef, SHARDS};
 use crate::util::glob::matches;
+use ringcache_core::slot::{Slot, SLOT_COUNT};
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
@@ -63,10 +63,10 @@ fn count_keys(ctx: &mut Ctx<'_>, keys: &[Bytes], mut f: impl FnMut(&mut SlotRef<
     let now = ctx.now;
     let mut n = 0;
     if let [key] = keys {
-        let mut locked = ctx.store.lock(key_slot(key));
+        let mut locked = ctx.store.lock(ctx.slot_of(key));
         return i64::from(f(&mut locked.slot(), key, now));
     }
-    let slots: Vec<Slot> = keys.iter().map(|k| key_slot(k)).collect();
+    let slots: Vec<Slot> = keys.iter().map(|k| ctx.slot_of(k)).collect();
     let mut locked = ctx.store.lock_many(&slots);
     for (key, &s) in keys.iter().zip(&slots) {
         if let Some(mut slot) = locked.slot(s) {
@@ -133,7 +133,7 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: i64, absolute: boo
     let when = when.checked_add(base).ok_or_else(invalid)?;
 
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     let Some(e) = slot.get(key, now) else {
         ctx.out.int(0);
@@ -178,7 +178,7 @@ fn pexpireat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 /// `absolute`, the unix) time in ms, or in seconds rounded as Redis does.
 fn ttl_generic(ctx: &mut Ctx<'_>, key: &[u8], ms: bool, absolute: bool) -> CmdResult {
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let reply = match locked.slot().read_untouched(key, now) {
         None => -2,
         Some(e) => match e.expire_at() {
@@ -217,7 +217,7 @@ fn pexpiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     let had_ttl = slot.get(key, now).is_some_and(|e| e.expire_at().is_some());
     if had_ttl {
@@ -230,7 +230,7 @@ fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn type_(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let name = locked.slot().read_untouched(key, now).map_or("none", |e| type_name(e));
     ctx.out.simple(name);
     Ok(())
@@ -321,7 +321,7 @@ fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn rename_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool) -> Result<bool, CmdError> {
     let (src, dst) = (&args[1], &args[2]);
     let now = ctx.now;
-    let (src_slot, dst_slot) = (key_slot(src), key_slot(dst));
+    let (src_slot, dst_slot) = (ctx.slot_of(src), ctx.slot_of(dst));
     let mut locked = ctx.store.lock_many(&[src_slot, dst_slot]);
     let missing = || CmdError::NoSuchKey;
     {

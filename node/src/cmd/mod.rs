@@ -1,6 +1,9 @@
-//! Commands: one file per command family. Each family exports a table of
-//! [`CommandSpec`]s; [`registry`] merges them, and [`execute`] runs one request:
-//! lookup → arity → authentication → memory check → handler.
+//! The command pipeline and one file per command family.
+//!
+//! Each family exports a table of [`CommandSpec`]s; [`registry`] merges them.
+//! [`pipeline::execute`] runs one request: lookup → arity → authentication → routing
+//! (once per command: [`route`]) → the handover step → memory check → handler → the
+//! replication step, and returns what the connection must do next ([`Next`]).
 
 pub mod args;
 pub mod cluster;
@@ -9,17 +12,25 @@ pub mod float;
 pub mod handover;
 pub mod hashes;
 pub mod keys;
+pub mod pipeline;
 pub mod replication;
+pub mod route;
 pub mod server;
 pub mod strings;
 
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use ringcache_core::slot::{key_slot, Slot};
+use ringcache_core::view::View;
 
+use crate::handover::FetchRequest;
+use crate::replication::{AckWait, SyncRequest};
 use crate::resp::Out;
-use crate::server::state::{ClientState, ServerState};
+use crate::state::{ClientState, ServerState};
 use crate::store::{OutOfMemory, Store};
+
+pub use pipeline::execute;
 
 /// What a handler may fail with; `Display` is the full error line (`ERR ...`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,11 +63,19 @@ pub enum CmdError {
 pub type CmdResult = Result<(), CmdError>;
 
 /// What the connection does after a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+#[derive(Debug)]
+pub enum Next {
+    /// Run the next request.
     Continue,
     /// Send what is buffered, then close (QUIT).
     Close,
+    /// The command wrote no reply: read these keys through from a handover's source,
+    /// then run the command again.
+    ReadThrough(FetchRequest),
+    /// Hold the command's reply until enough replicas acknowledged its write.
+    WaitForAcks(AckWait),
+    /// `RINGCACHE.SYNC`: the connection now carries a replication stream.
+    TakeOver(SyncRequest),
 }
 
 /// Everything a handler can touch.
@@ -67,7 +86,21 @@ pub struct Ctx<'a> {
     pub out: &'a mut Out,
     /// Time of this command, unix ms.
     pub now: u64,
-    pub flow: Flow,
+    /// This node's view of the cluster, read once per batch of commands (cluster mode).
+    pub view: Option<&'a View>,
+    /// In cluster mode, the slot every key of this command hashes to (routing refused
+    /// the rest); `None` in standalone mode or for keyless commands.
+    pub slot: Option<Slot>,
+    /// Set by a handler that ends the connection or hands it over.
+    pub next: Next,
+}
+
+impl Ctx<'_> {
+    /// The slot of `key`, one of this command's keys: the routed slot in cluster mode,
+    /// computed otherwise.
+    pub fn slot_of(&self, key: &[u8]) -> Slot {
+        self.slot.unwrap_or_else(|| key_slot(key))
+    }
 }
 
 pub type Handler = fn(&mut Ctx<'_>, &[Bytes]) -> CmdResult;
@@ -83,6 +116,9 @@ pub mod flag {
     pub const STALE: u32 = 64;
     pub const ADMIN: u32 = 128;
     pub const NOSCRIPT: u32 = 256;
+    /// Empties the keyspace (FLUSHALL, FLUSHDB): handovers stop reading through and the
+    /// replicas are told. Internal, not reported by COMMAND.
+    pub const FLUSH: u32 = 1 << 16;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -183,55 +219,7 @@ pub fn first_key(args: &[Bytes], found: Found) -> Option<&[u8]> {
     args.get(pos).map(|k| &k[..])
 }
 
-/// Runs one request and writes its reply. Returns the command's registry index (for
-/// per-command metrics) when it was a known command.
-pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Option<usize> {
-    execute_found(ctx, args, find(args))
-}
-
-/// [`execute`] for a request whose command was already looked up.
-pub fn execute_found(ctx: &mut Ctx<'_>, args: &[Bytes], found: Found) -> Option<usize> {
-    if args.is_empty() {
-        return None;
-    }
-    let Some((index, spec)) = found else {
-        ctx.out.error(&unknown_command(args));
-        return None;
-    };
-    if let Err(e) = check_and_run(ctx, spec, args) {
-        ctx.out.error(&e.to_string());
-    }
-    Some(index)
-}
-
-fn check_and_run(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> CmdResult {
-    let argc = args.len() as i32;
-    if (spec.arity > 0 && argc != spec.arity) || (spec.arity < 0 && argc < -spec.arity) {
-        return Err(CmdError::WrongArity(spec.name.to_string()));
-    }
-    if !ctx.client.authenticated && spec.flags & flag::NOAUTH == 0 {
-        return Err(CmdError::NoAuth);
-    }
-    if spec.keys.0 > 0 {
-        cluster::route(ctx, spec, args)?;
-    }
-    if !crate::handover::before_command(ctx, spec, args) {
-        // The connection reads keys through from a handover's source, then runs the
-        // command again.
-        return Ok(());
-    }
-    if spec.flags & flag::DENYOOM != 0 && !ctx.client.no_evict {
-        ctx.store.ensure_memory()?;
-    }
-    let result = (spec.handler)(ctx, args);
-    if spec.flags & flag::WRITE != 0 {
-        // Also after an error: a handler may have changed a key before failing.
-        crate::replication::after_write(ctx, spec, args, result.is_ok());
-    }
-    result
-}
-
-fn unknown_command(args: &[Bytes]) -> String {
+pub(crate) fn unknown_command(args: &[Bytes]) -> String {
     let mut msg = format!(
         "ERR unknown command '{}', with args beginning with: ",
         String::from_utf8_lossy(&args[0]).chars().take(128).collect::<String>()

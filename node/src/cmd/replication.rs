@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::args::text;
 use super::flag::*;
-use super::{CmdError, CmdResult, CommandSpec, Ctx};
+use super::{CmdError, CmdResult, CommandSpec, Ctx, Next};
 use crate::replication::SyncRequest;
 
 pub const COMMANDS: &[CommandSpec] = &[
@@ -52,7 +52,7 @@ fn sync(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if replica_id.is_empty() || replica_id == ctx.server.cluster.node_id {
         return Err(CmdError::Other("invalid replica id".into()));
     }
-    ctx.client.shared.repl.set_sync(SyncRequest {
+    ctx.next = Next::TakeOver(SyncRequest {
         replica_id,
         epoch: offset(&args[2])?,
         next_offset: offset(&args[3])?,

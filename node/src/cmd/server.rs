@@ -7,9 +7,8 @@ use bytes::Bytes;
 use super::args::{check_subcommand, is, text, unknown_subcommand};
 use super::flag::*;
 use super::{registry, CmdError, CmdResult, CommandSpec, Ctx};
-use crate::config::parse_bytes;
-use crate::server::state::StatCounters;
 use crate::store::Policy;
+use crate::util::size::parse_bytes;
 
 /// The Redis version this server answers as (clients switch features on it).
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
@@ -36,7 +35,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "flushdb",
         arity: -1,
-        flags: WRITE,
+        flags: WRITE | FLUSH,
         keys: (0, 0, 0),
         group: "server",
         summary: "Removes all keys.",
@@ -45,7 +44,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "flushall",
         arity: -1,
-        flags: WRITE,
+        flags: WRITE | FLUSH,
         keys: (0, 0, 0),
         group: "server",
         summary: "Removes all keys.",
@@ -123,7 +122,7 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let wanted: Vec<String> = args[1..].iter().map(|a| text(a).to_ascii_lowercase()).collect();
     let all = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "everything" || w == "default");
     let want = |s: &str| all || wanted.iter().any(|w| w == s);
-    let g = crate::admin::gauges(ctx.store, ctx.server);
+    let g = ctx.server.gauges(ctx.store);
     let st = ctx.server;
     let mut s = String::new();
     if want("server") {
@@ -164,7 +163,7 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         );
     }
     if want("stats") {
-        let c = StatCounters::from_gauges(&g, st.metrics.total_commands()).since(*st.stats_baseline.lock());
+        let c = st.stats_since_reset(&g);
         let _ = write!(
             s,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
@@ -197,13 +196,16 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     vec![
         ("maxmemory", ctx.store.mem.max().to_string()),
         ("maxmemory-policy", ctx.store.mem.policy().name().to_string()),
-        ("requirepass", ctx.server.requirepass.read().clone().unwrap_or_default()),
+        ("requirepass", ctx.server.access.requirepass().unwrap_or_default()),
         ("port", ctx.server.port.to_string()),
         ("databases", "1".to_string()),
         ("appendonly", "no".to_string()),
         ("save", String::new()),
-        ("proto-max-bulk-len", ctx.server.limits.max_bulk_len.to_string()),
-        ("client-query-buffer-limit", ctx.server.max_query_buffer.to_string()),
+        ("proto-max-bulk-len", ctx.server.access.limits.max_bulk_len.to_string()),
+        (
+            "client-query-buffer-limit",
+            ctx.server.access.max_query_buffer.to_string(),
+        ),
         (
             "cluster-enabled",
             if ctx.server.cluster.enabled { "yes" } else { "no" }.to_string(),
@@ -237,7 +239,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     if is(sub, "SET") {
-        if args.len() % 2 != 0 {
+        if !args.len().is_multiple_of(2) {
             return Err(CmdError::Syntax);
         }
         // Validate everything first so a bad pair changes nothing.
@@ -261,7 +263,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 }
                 "requirepass" => {
                     let p = if value.is_empty() { None } else { Some(value) };
-                    changes.push(Box::new(move |c| *c.server.requirepass.write() = p));
+                    changes.push(Box::new(move |c| c.server.access.set_requirepass(p)));
                 }
                 _ => {
                     return Err(CmdError::Other(format!(
@@ -277,8 +279,7 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     if is(sub, "RESETSTAT") {
-        let g = crate::admin::gauges(ctx.store, ctx.server);
-        *ctx.server.stats_baseline.lock() = StatCounters::from_gauges(&g, ctx.server.metrics.total_commands());
+        ctx.server.reset_stats(ctx.store);
         ctx.out.ok();
         return Ok(());
     }

@@ -11,9 +11,9 @@ use super::args::{int, is, parse_i64};
 use super::flag::*;
 use super::float::{self, AddError};
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
-use crate::cluster::slot::{key_slot, Slot};
 use crate::resp::Out;
 use crate::store::{Entry, SlotRef};
+use ringcache_core::slot::Slot;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
@@ -43,7 +43,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 /// Reads a string key for a read command: counts a hit or miss, WRONGTYPE for other
 /// types, and writes the value (or null) to the reply.
 fn reply_string(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     reply_read(&mut locked.slot(), key, ctx.now, ctx.out)?;
     Ok(())
 }
@@ -135,7 +135,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         i += 1;
     }
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     // A plain SET replaces whatever is there: one lookup (in `insert`) is enough.
     let plain = !nx && !xx && !get && expiry != Expiry::Keep;
@@ -205,7 +205,7 @@ fn string_for_write(slot: &mut SlotRef<'_>, key: &[u8], now: u64) -> Result<Opti
 /// `base + extra` bytes is allowed.
 fn check_string_length(ctx: &Ctx<'_>, base: u64, extra: u64) -> CmdResult {
     match base.checked_add(extra) {
-        Some(total) if total <= ctx.server.limits.max_bulk_len as u64 => Ok(()),
+        Some(total) if total <= ctx.server.access.limits.max_bulk_len as u64 => Ok(()),
         _ => Err(CmdError::Other(
             "string exceeds maximum allowed size (proto-max-bulk-len)".into(),
         )),
@@ -215,7 +215,7 @@ fn check_string_length(ctx: &Ctx<'_>, base: u64, extra: u64) -> CmdResult {
 /// Sets `key` to `value` with an absolute expiry (0 for none), replacing any value.
 fn put(ctx: &mut Ctx<'_>, key: &[u8], value: &[u8], expire_at: u64) {
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     locked.slot().insert(Entry::string(key, value, expire_at, 0), now);
 }
 
@@ -237,7 +237,7 @@ fn psetex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let (key, value) = (&args[1], &args[2]);
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     if slot.get(key, now).is_some() {
         ctx.out.int(0);
@@ -251,7 +251,7 @@ fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let (key, value) = (&args[1], &args[2]);
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     reply_read(&mut slot, key, now, ctx.out)?;
     // Like SET: the new value has no TTL.
@@ -262,7 +262,7 @@ fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     if !reply_read(&mut slot, key, now, ctx.out)? {
         return Ok(());
@@ -292,7 +292,7 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
     }
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     // One read (one hit or miss), then the value is answered unless the time is bad.
     let change = match slot.read(key, now) {
@@ -330,7 +330,7 @@ fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let now = ctx.now;
     // One snapshot under all the keys' shard locks, so a concurrent MSET is seen
     // whole or not at all.
-    let slots: Vec<Slot> = keys.iter().map(|k| key_slot(k)).collect();
+    let slots: Vec<Slot> = keys.iter().map(|k| ctx.slot_of(k)).collect();
     let mut locked = ctx.store.lock_many(&slots);
     ctx.out.array(keys.len());
     for (key, &s) in keys.iter().zip(&slots) {
@@ -350,13 +350,13 @@ fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 /// Shared by MSET and MSETNX: under the locks of every key's shard, optionally checks
 /// that no key exists, then sets all pairs. Returns whether the pairs were set.
 fn mset_generic(ctx: &mut Ctx<'_>, args: &[Bytes], nx: bool, name: &str) -> Result<bool, CmdError> {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Err(CmdError::WrongArity(name.into()));
     }
     let now = ctx.now;
     let pairs: Vec<(&Bytes, &Bytes, Slot)> = args[1..]
         .chunks_exact(2)
-        .map(|p| (&p[0], &p[1], key_slot(&p[0])))
+        .map(|p| (&p[0], &p[1], ctx.slot_of(&p[0])))
         .collect();
     let slots: Vec<Slot> = pairs.iter().map(|p| p.2).collect();
     let mut locked = ctx.store.lock_many(&slots);
@@ -390,8 +390,8 @@ fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let (key, extra) = (&args[1], &args[2]);
     let now = ctx.now;
-    let max = ctx.server.limits.max_bulk_len as u64;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let max = ctx.server.access.limits.max_bulk_len as u64;
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     let (mut value, expire_at) = string_for_write(&mut slot, key, now)?.unwrap_or_default();
     if value.len() as u64 + extra.len() as u64 > max {
@@ -408,7 +408,7 @@ fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     let len = match slot.read(key, now) {
         None => 0,
@@ -421,7 +421,7 @@ fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 /// INCR family: adds `by` to the integer in `key` (0 when missing), keeping the TTL.
 fn incr_generic(ctx: &mut Ctx<'_>, key: &[u8], by: i64) -> CmdResult {
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     let (current, expire_at) = match string_for_write(&mut slot, key, now)? {
         None => (0, 0),
@@ -457,7 +457,7 @@ fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     let (current, expire_at) = match string_for_write(&mut slot, key, now)? {
         None => (None, 0),
@@ -493,7 +493,7 @@ fn getrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let (start, end) = (int(&args[2])?, int(&args[3])?);
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     match slot.read(key, now) {
         None => ctx.out.bulk(b""),
@@ -516,7 +516,7 @@ fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     }
     let offset = offset as u64;
     let now = ctx.now;
-    let mut locked = ctx.store.lock(key_slot(key));
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
     let existing = string_for_write(&mut slot, key, now)?;
     if patch.is_empty() {

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use tonic::transport::Endpoint;
 
-use crate::cluster::placement::{next_topology, Member, PlacementError};
-use crate::cluster::topology::{NodeInfo, Topology};
+use ringcache_core::placement::{next_topology, Member, PlacementError};
+use ringcache_core::topology::{NodeInfo, Topology};
 
-use super::convert::topology_to_pb;
-use super::pb;
-use super::pb::control_client::ControlClient;
+use ringcache_proto::auth::{self, InvalidToken};
+use ringcache_proto::convert::topology_to_pb;
+use ringcache_proto::pb;
 
 /// How long one connection attempt or RPC may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +55,8 @@ pub enum BootstrapError {
     DuplicateId { addr: String, id: String, other: String },
     #[error("placement: {0}")]
     Placement(#[from] PlacementError),
+    #[error("RINGCACHE_CONTROL_TOKEN: {0}")]
+    Token(#[from] InvalidToken),
 }
 
 impl BootstrapError {
@@ -87,7 +89,7 @@ fn reachable_resp_addr(control_addr: &str, reported: &str) -> Result<String, Boo
     Ok(format!("{host}:{}", sock.port()))
 }
 
-async fn connect(index: usize, addr: &str) -> Result<ControlClient<tonic::transport::Channel>, BootstrapError> {
+async fn connect(index: usize, addr: &str, token: &str) -> Result<auth::Client, BootstrapError> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|source| BootstrapError::BadAddr {
             index,
@@ -100,12 +102,17 @@ async fn connect(index: usize, addr: &str) -> Result<ControlClient<tonic::transp
         addr: addr.to_string(),
         source,
     })?;
-    Ok(ControlClient::new(channel))
+    Ok(auth::client(channel, token)?)
 }
 
 /// Creates a cluster of the nodes at `control_addrs` with `replication_factor` copies
 /// of every slot (capped to the number of nodes) and returns the applied topology.
-pub async fn create_cluster(control_addrs: &[String], replication_factor: usize) -> Result<Topology, BootstrapError> {
+/// Every call carries `token`, the nodes' control token.
+pub async fn create_cluster(
+    control_addrs: &[String],
+    replication_factor: usize,
+    token: &str,
+) -> Result<Topology, BootstrapError> {
     if control_addrs.is_empty() {
         return Err(BootstrapError::NoNodes);
     }
@@ -125,7 +132,7 @@ pub async fn create_cluster(control_addrs: &[String], replication_factor: usize)
     let mut nodes: Vec<NodeInfo> = Vec::with_capacity(control_addrs.len());
     let mut max_epoch = 0;
     for (index, addr) in control_addrs.iter().enumerate() {
-        let mut client = connect(index, addr).await?;
+        let mut client = connect(index, addr, token).await?;
         let health = client
             .health(pb::HealthRequest {})
             .await
@@ -159,8 +166,11 @@ pub async fn create_cluster(control_addrs: &[String], replication_factor: usize)
     let members: Vec<Member> = nodes.iter().map(Member::from).collect();
     let mut topology = next_topology(None, &nodes, &members, replication_factor)?;
     topology.epoch = max_epoch.saturating_add(1);
+    // No controller renews leases here: the nodes write without one.
     let request = pb::ApplyTopologyRequest {
         topology: Some(topology_to_pb(&topology)),
+        lease_ms: 0,
+        sent_unix_ms: 0,
     };
     for (addr, client) in &mut clients {
         client
@@ -175,7 +185,7 @@ pub async fn create_cluster(control_addrs: &[String], replication_factor: usize)
 /// A human-readable summary: the epoch, then per node its primary and replica ranges.
 pub fn summary(topology: &Topology) -> String {
     use std::fmt::Write;
-    let join = |ranges: &[crate::cluster::topology::SlotRange]| -> (String, usize) {
+    let join = |ranges: &[ringcache_core::topology::SlotRange]| -> (String, usize) {
         let text = ranges.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         (
             if text.is_empty() { "-".to_string() } else { text },
@@ -211,7 +221,8 @@ pub struct ClusterCli {
 #[derive(Debug, clap::Subcommand)]
 pub enum ClusterCommand {
     /// Forms a cluster of running nodes (started with --cluster-enabled) and applies the
-    /// initial topology to all of them.
+    /// initial topology to all of them. The nodes' control token comes from the
+    /// environment variable RINGCACHE_CONTROL_TOKEN (never a flag: argv is public).
     Create {
         /// Copies of every slot, primary included (capped to the number of nodes).
         #[arg(long, short = 'r', default_value_t = 2)]
@@ -244,16 +255,22 @@ pub fn run_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         ClusterCommand::Create {
             replication_factor,
             control_addrs,
-        } => match rt.block_on(create_cluster(&control_addrs, replication_factor)) {
-            Ok(topology) => {
-                print!("{}", summary(&topology));
-                0
+        } => {
+            let Some(token) = std::env::var("RINGCACHE_CONTROL_TOKEN").ok().filter(|t| !t.is_empty()) else {
+                eprintln!("ringcache-node cluster create: set RINGCACHE_CONTROL_TOKEN to the nodes' control token");
+                return 2;
+            };
+            match rt.block_on(create_cluster(&control_addrs, replication_factor, &token)) {
+                Ok(topology) => {
+                    print!("{}", summary(&topology));
+                    0
+                }
+                Err(e) => {
+                    eprintln!("ringcache-node cluster create: {e}");
+                    1
+                }
             }
-            Err(e) => {
-                eprintln!("ringcache-node cluster create: {e}");
-                1
-            }
-        },
+        }
     }
 }
 

@@ -1,23 +1,18 @@
 //! The gRPC control service (operator → node), see DESIGN.md §4.
 //!
-//! `pb` is generated from `node/proto/ringcache/control/v1/control.proto` and checked
-//! in; regenerate it with `cargo run -p ringcache-node --example codegen`. The service
-//! ([`service`]) only converts wire types ([`convert`]) to the pure types of
-//! [`crate::cluster::topology`] and calls [`crate::cluster::state::ClusterState`].
+//! The messages, the generated server and the wire conversion (with its field-named
+//! errors) live in the `ringcache-proto` crate. The service ([`service`]) only
+//! converts with `ringcache_proto::convert` and calls the domain state
+//! ([`crate::cluster::ClusterState`], the handovers, the store).
 //! [`bootstrap`] implements `ringcache-node cluster create`.
 
 pub mod bootstrap;
-pub mod convert;
 pub mod service;
 
-/// Generated protobuf messages, client and server for `ringcache.control.v1`.
-#[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, missing_docs, unreachable_pub)]
-#[rustfmt::skip]
-pub mod pb {
-    include!("pb/ringcache.control.v1.rs");
-}
-
+use ringcache_proto::auth::RequireToken;
+use ringcache_proto::pb;
 pub use service::ControlService;
+use tonic::service::Interceptor;
 
 use tokio_util::sync::CancellationToken;
 
@@ -26,15 +21,23 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serves the control service on `listener` until `shutdown` is cancelled; then stops
 /// accepting, lets in-flight RPCs finish for up to [`SHUTDOWN_GRACE`] and returns (the
-/// caller drops the runtime, which closes whatever is still open).
+/// caller drops the runtime, which closes whatever is still open). With `auth`, every
+/// RPC without the control token is refused (`UNAUTHENTICATED`); without it (a
+/// standalone node started with no token) the port serves as it is.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: ControlService,
+    auth: Option<RequireToken>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut auth = auth;
+    let check = move |request: tonic::Request<()>| match auth.as_mut() {
+        Some(check) => check.call(request),
+        None => Ok(request),
+    };
     let server = tonic::transport::Server::builder().serve_with_incoming_shutdown(
-        pb::control_server::ControlServer::new(service),
+        pb::control_server::ControlServer::with_interceptor(service, check),
         incoming,
         shutdown.clone().cancelled_owned(),
     );

@@ -9,18 +9,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use crate::cluster::promote::{check_promotion, PromoteError};
-use crate::cluster::state::{ApplyError, ClusterState};
-use crate::cluster::topology::{SlotRange, LAST_SLOT};
-use crate::replication::{LinkStatus, ReplicationStatus};
-use crate::server::state::ServerState;
-use crate::store::Store;
+use ringcache_core::promote::{check_promotion, PromoteError};
+use ringcache_core::slotset::SlotSet;
+use ringcache_core::status::{NodeStatus, SlotRangeStats};
+use ringcache_core::topology::{SlotRange, LAST_SLOT};
+use ringcache_proto::convert::{
+    check_addr, check_id, handover_to_pb, link_to_pb, node_status_to_pb, slot_set_from_pb, topology_from_pb,
+    ConvertError,
+};
+use ringcache_proto::pb;
+use ringcache_proto::pb::control_server::Control;
 
-use super::convert::topology_from_pb;
-use super::pb;
-use super::pb::control_server::Control;
-use crate::handover::{check_id, slots_from_ranges, HandoverError, HandoverSnapshot};
-use crate::replication::SlotSet;
+use crate::cluster::{ApplyError, ClusterState};
+use crate::handover::HandoverError;
+use crate::state::ServerState;
+use crate::store::Store;
 
 /// The control service of one node.
 #[derive(Clone)]
@@ -36,6 +39,13 @@ impl std::fmt::Debug for ControlService {
             .field("resp_addr", &self.resp_addr)
             .finish()
     }
+}
+
+/// When a lease of `lease_ms` sent at `sent_unix_ms` (0: unknown, now) ends. It runs
+/// from the send time, never from later than `now`.
+fn lease_end(now: u64, sent_unix_ms: u64, lease_ms: u64) -> u64 {
+    let from = if sent_unix_ms == 0 { now } else { sent_unix_ms.min(now) };
+    from.saturating_add(lease_ms)
 }
 
 fn now_ms() -> u64 {
@@ -58,15 +68,15 @@ pub fn apply_error_status(err: &ApplyError) -> Status {
     }
 }
 
+/// INVALID_ARGUMENT for a request field that did not convert; the message names it.
+fn invalid(err: ConvertError) -> Status {
+    Status::invalid_argument(err.to_string())
+}
+
 /// The gRPC status for a refused handover request.
 pub fn handover_error_status(err: &HandoverError) -> Status {
     match err {
-        HandoverError::Empty { .. }
-        | HandoverError::TooLong { .. }
-        | HandoverError::SlotOutOfRange { .. }
-        | HandoverError::InvertedRange { .. }
-        | HandoverError::BadAddress { .. }
-        | HandoverError::SourceIsSelf(_) => Status::invalid_argument(err.to_string()),
+        HandoverError::SourceIsSelf(_) => Status::invalid_argument(err.to_string()),
         HandoverError::NotFound(_) => Status::not_found(err.to_string()),
         HandoverError::AlreadyExists(_) => Status::already_exists(err.to_string()),
         HandoverError::NotClusterMode
@@ -74,60 +84,6 @@ pub fn handover_error_status(err: &HandoverError) -> Status {
         | HandoverError::NotOwned { .. }
         | HandoverError::Overlap { .. } => Status::failed_precondition(err.to_string()),
         HandoverError::TooMany => Status::resource_exhausted(err.to_string()),
-    }
-}
-
-fn handover_to_pb(h: &HandoverSnapshot) -> pb::HandoverStatus {
-    pb::HandoverStatus {
-        handover_id: h.id.clone(),
-        slots: h
-            .slots
-            .iter()
-            .map(|r| pb::SlotRange {
-                start: u32::from(r.start),
-                end: u32::from(r.end),
-            })
-            .collect(),
-        local_hits: h.local_hits,
-        read_through_hits: h.read_through_hits,
-        misses: h.misses,
-        started_ms: h.started_ms,
-        source_node_id: h.source_node_id.clone(),
-        source_resp_addr: h.source_addr.clone(),
-        written_keys: h.written_keys,
-        read_through_stopped: h.read_through_stopped,
-        read_through_errors: h.read_through_errors,
-    }
-}
-
-fn link_to_pb(l: &LinkStatus) -> pb::PrimaryLink {
-    pb::PrimaryLink {
-        primary_id: l.primary_id.clone(),
-        applied_offset: l.applied_offset,
-        connected: l.connected,
-    }
-}
-
-fn replication_to_pb(st: &ReplicationStatus) -> pb::ReplicationStatus {
-    pb::ReplicationStatus {
-        current_offset: st.current_offset,
-        backlog_first_offset: st.backlog_first_offset,
-        backlog_bytes: st.backlog_bytes as u64,
-        replicas: st
-            .peers
-            .iter()
-            .map(|p| pb::ReplicaPeer {
-                replica_id: p.replica_id.clone(),
-                acked_offset: p.acked_offset,
-                lag_records: p.lag_records,
-                connected: p.connected,
-            })
-            .collect(),
-        primaries: st.links.iter().map(link_to_pb).collect(),
-        full_syncs_served: st.full_syncs_served,
-        partial_syncs_served: st.partial_syncs_served,
-        full_syncs_received: st.full_syncs_received,
-        partial_syncs_received: st.partial_syncs_received,
     }
 }
 
@@ -142,17 +98,12 @@ pub fn promote_error_status(err: &PromoteError) -> Status {
     }
 }
 
-fn pb_slots(slots: &[pb::SlotRange]) -> Result<SlotSet, HandoverError> {
-    let ranges: Vec<(u32, u32)> = slots.iter().map(|r| (r.start, r.end)).collect();
-    slots_from_ranges("slots", &ranges)
-}
-
 impl ControlService {
     /// The checked handover id and slots of a Begin/AdvanceHandover request, on a node
     /// in cluster mode.
     fn handover_slots(&self, id: &str, slots: &[pb::SlotRange]) -> Result<SlotSet, Status> {
-        check_id("handover_id", id).map_err(|e| handover_error_status(&e))?;
-        let slots = pb_slots(slots).map_err(|e| handover_error_status(&e))?;
+        check_id("handover_id", id).map_err(invalid)?;
+        let slots = slot_set_from_pb("slots", slots).map_err(invalid)?;
         self.handover_cluster()?;
         Ok(slots)
     }
@@ -178,7 +129,7 @@ impl ControlService {
 
     /// Per-range stats of the slots this node owns (all slots without a topology),
     /// one entry per topology range of equal ownership.
-    fn slot_range_stats(&self) -> Vec<pb::SlotRangeStats> {
+    fn slot_range_stats(&self) -> Vec<SlotRangeStats> {
         let ranges: Vec<SlotRange> = match self.cluster().view() {
             Some(view) => {
                 let me = view.me.id.as_str();
@@ -197,9 +148,8 @@ impl ControlService {
         ranges
             .into_iter()
             .map(|range| {
-                let mut out = pb::SlotRangeStats {
-                    start: u32::from(range.start),
-                    end: u32::from(range.end),
+                let mut out = SlotRangeStats {
+                    range,
                     ..Default::default()
                 };
                 for slot in range.iter() {
@@ -221,10 +171,16 @@ impl Control for ControlService {
         &self,
         request: Request<pb::ApplyTopologyRequest>,
     ) -> Result<Response<pb::ApplyTopologyResponse>, Status> {
-        let topology = topology_from_pb("topology", request.into_inner().topology)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let req = request.into_inner();
+        let topology = topology_from_pb("topology", req.topology).map_err(invalid)?;
         let epoch = topology.epoch;
-        match self.cluster().apply(topology) {
+        let cluster = self.cluster();
+        // The first lease comes before the topology, so no write slips in between
+        // unfenced; it only starts fencing, never extends a lease.
+        if req.lease_ms > 0 && cluster.lease_until_ms() == 0 {
+            cluster.grant_lease(lease_end(now_ms(), req.sent_unix_ms, req.lease_ms).max(1));
+        }
+        match cluster.apply(topology) {
             Ok(view) => {
                 info!(
                     epoch = view.topology.epoch,
@@ -253,19 +209,23 @@ impl Control for ControlService {
         let slot_ranges = tokio::task::spawn_blocking(move || svc.slot_range_stats())
             .await
             .map_err(|e| Status::internal(format!("slot statistics: {e}")))?;
-        Ok(Response::new(pb::GetStatusResponse {
+        // One read of the view: the epoch and the topology reported agree.
+        let view = cluster.view();
+        let status = NodeStatus {
             node_id: cluster.node_id.clone(),
             instance: cluster.instance.clone(),
-            epoch: cluster.epoch(),
+            epoch: view.as_ref().map_or(0, |v| v.topology.epoch),
             cluster_enabled: cluster.enabled,
             used_memory: store.mem.used() as u64,
             maxmemory: store.mem.max() as u64,
             keys: store.dbsize() as u64,
             lease_until_ms: cluster.lease_until_ms(),
             slot_ranges,
-            handovers: self.state.handovers.snapshots().iter().map(handover_to_pb).collect(),
-            replication: Some(replication_to_pb(&self.state.replication.status())),
-        }))
+            handovers: self.state.handovers.snapshots(),
+            replication: self.state.replication.status(),
+            topology: view.map(|v| v.topology.clone()),
+        };
+        Ok(Response::new(node_status_to_pb(&status)))
     }
 
     async fn health(&self, _request: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
@@ -298,7 +258,18 @@ impl Control for ControlService {
                 req.epoch
             )));
         }
-        cluster.grant_lease(now_ms().saturating_add(req.lease_ms));
+        // The lease runs from when the heartbeat was sent (never from later than now):
+        // one read late, after the process was stopped or the network held it, must
+        // not extend a lease the controller already counted as ended.
+        let now = now_ms();
+        let until = lease_end(now, req.sent_unix_ms, req.lease_ms);
+        if until <= now {
+            return Err(Status::failed_precondition(format!(
+                "sent_unix_ms: the lease of this heartbeat (sent at {}, {} ms) ended before it was read at {now}",
+                req.sent_unix_ms, req.lease_ms
+            )));
+        }
+        cluster.grant_lease(until);
         Ok(Response::new(pb::HeartbeatResponse {
             lease_until_ms: cluster.lease_until_ms(),
         }))
@@ -310,6 +281,8 @@ impl Control for ControlService {
     ) -> Result<Response<pb::BeginHandoverResponse>, Status> {
         let req = request.into_inner();
         let slots = self.handover_slots(&req.handover_id, &req.slots)?;
+        check_id("source_node_id", &req.source_node_id).map_err(invalid)?;
+        check_addr("source_resp_addr", &req.source_resp_addr).map_err(invalid)?;
         let view = self.cluster().view();
         let h = self
             .state
@@ -324,7 +297,7 @@ impl Control for ControlService {
             )
             .map_err(|e| handover_error_status(&e))?;
         info!(handover = %h.id, source = %h.source_node_id, slots = h.slots().len(), "handover begun");
-        crate::handover::fetch::notify_source(&self.state, &h.source_addr, &h.id, Some(&h.slots())).await;
+        crate::handover::fetch::notify_source(&self.state.access, &h.source_addr, &h.id, Some(&h.slots())).await;
         Ok(Response::new(pb::BeginHandoverResponse {
             handover: Some(handover_to_pb(&h.snapshot())),
         }))
@@ -343,7 +316,7 @@ impl Control for ControlService {
             .advance(&req.handover_id, &slots, view.as_deref())
             .map_err(|e| handover_error_status(&e))?;
         info!(handover = %h.id, slots = h.slots().len(), "handover advanced");
-        crate::handover::fetch::notify_source(&self.state, &h.source_addr, &h.id, Some(&h.slots())).await;
+        crate::handover::fetch::notify_source(&self.state.access, &h.source_addr, &h.id, Some(&h.slots())).await;
         Ok(Response::new(pb::AdvanceHandoverResponse {
             handover: Some(handover_to_pb(&h.snapshot())),
         }))
@@ -354,7 +327,7 @@ impl Control for ControlService {
         request: Request<pb::CompleteHandoverRequest>,
     ) -> Result<Response<pb::CompleteHandoverResponse>, Status> {
         let req = request.into_inner();
-        check_id("handover_id", &req.handover_id).map_err(|e| handover_error_status(&e))?;
+        check_id("handover_id", &req.handover_id).map_err(invalid)?;
         self.handover_cluster()?;
         let snap = self
             .state
@@ -368,7 +341,7 @@ impl Control for ControlService {
             misses = snap.misses,
             "handover completed"
         );
-        crate::handover::fetch::notify_source(&self.state, &snap.source_addr, &snap.id, None).await;
+        crate::handover::fetch::notify_source(&self.state.access, &snap.source_addr, &snap.id, None).await;
         Ok(Response::new(pb::CompleteHandoverResponse {
             handover: Some(handover_to_pb(&snap)),
         }))
@@ -380,9 +353,8 @@ impl Control for ControlService {
             return Err(Status::failed_precondition(ApplyError::NotClusterMode.to_string()));
         }
         let req = request.into_inner();
-        let topology =
-            topology_from_pb("topology", req.topology).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let slots = pb_slots(&req.slots).map_err(|e| handover_error_status(&e))?;
+        let topology = topology_from_pb("topology", req.topology).map_err(invalid)?;
+        let slots = slot_set_from_pb("slots", &req.slots).map_err(invalid)?;
         let view = cluster.view();
         check_promotion(view.as_deref(), &topology, slots.iter()).map_err(|e| {
             warn!(epoch = topology.epoch, error = %e, "promotion refused");

@@ -11,10 +11,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cluster::slot::{Slot, SLOT_COUNT};
-use crate::cluster::state::View;
-use crate::replication::SlotSet;
-use crate::server::state::ServerState;
+use ringcache_core::slot::{Slot, SLOT_COUNT};
+use ringcache_core::slotset::SlotSet;
+use ringcache_core::view::View;
+
+use super::Handovers;
+use crate::cluster::ClusterState;
 use crate::store::{now_ms, Store};
 
 pub const POLL: Duration = Duration::from_millis(100);
@@ -23,14 +25,10 @@ pub const BATCH: usize = 256;
 
 /// Slots with keys that this node should not keep: not held in `view`, not retained.
 pub fn slots_to_drop(view: &View, retained: &SlotSet, has_keys: impl Fn(Slot) -> bool) -> SlotSet {
-    let mut out = SlotSet::empty();
-    for slot in 0..SLOT_COUNT as u32 {
-        let slot = slot as Slot;
-        if !view.slots.owners(slot).contains(&view.me.id) && !retained.contains(slot) && has_keys(slot) {
-            out.insert(slot);
-        }
-    }
-    out
+    (0..SLOT_COUNT as u32)
+        .map(|s| s as Slot)
+        .filter(|&slot| !view.slots.owners(slot).contains(&view.me.id) && !retained.contains(slot) && has_keys(slot))
+        .collect()
 }
 
 /// Removes up to [`BATCH`] keys of `slot`; returns how many were removed.
@@ -58,9 +56,9 @@ pub fn drop_batch(store: &Store, slot: Slot, now: u64) -> usize {
 }
 
 /// One pass: drops every key of the slots to drop now. Returns keys removed.
-pub fn run_once(store: &Store, state: &ServerState, shutdown: &CancellationToken) -> usize {
-    let Some(view) = state.cluster.view() else { return 0 };
-    let retained = state.handovers.retained();
+pub fn run_once(store: &Store, cluster: &ClusterState, handovers: &Handovers, shutdown: &CancellationToken) -> usize {
+    let Some(view) = cluster.view() else { return 0 };
+    let retained = handovers.retained();
     let targets = slots_to_drop(&view, &retained, |s| !store.lock(s).slot().is_empty());
     drop(view);
     let mut removed = 0;
@@ -70,11 +68,8 @@ pub fn run_once(store: &Store, state: &ServerState, shutdown: &CancellationToken
                 return removed;
             }
             // Re-check: a newer topology or a retain may have given the slot back.
-            let held = state
-                .cluster
-                .view()
-                .is_some_and(|v| v.slots.owners(slot).contains(&v.me.id));
-            if held || state.handovers.retained().contains(slot) {
+            let held = cluster.view().is_some_and(|v| v.slots.owners(slot).contains(&v.me.id));
+            if held || handovers.retained().contains(slot) {
                 break;
             }
             let n = drop_batch(store, slot, now_ms());
@@ -91,21 +86,22 @@ pub fn run_once(store: &Store, state: &ServerState, shutdown: &CancellationToken
 /// Starts the cleanup thread (does nothing outside cluster mode).
 pub fn spawn(
     store: Arc<Store>,
-    state: Arc<ServerState>,
+    cluster: Arc<ClusterState>,
+    handovers: Arc<Handovers>,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("handover-cleanup".into())
         .spawn(move || {
-            if !state.cluster.enabled {
+            if !cluster.enabled {
                 return;
             }
             let mut seen: Option<(u64, u64)> = None;
             while !shutdown.is_cancelled() {
-                let now_seen = (state.cluster.epoch(), state.handovers.retain_generation());
+                let now_seen = (cluster.epoch(), handovers.retain_generation());
                 if now_seen.0 > 0 && seen != Some(now_seen) {
                     seen = Some(now_seen);
-                    let removed = run_once(&store, &state, &shutdown);
+                    let removed = run_once(&store, &cluster, &handovers, &shutdown);
                     if removed > 0 {
                         info!(
                             epoch = now_seen.0,
@@ -123,10 +119,10 @@ pub fn spawn(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::cluster::slot::key_slot;
-    use crate::cluster::state::ClusterState;
-    use crate::cluster::topology::{NodeInfo, SlotAssignment, SlotRange, Topology, LAST_SLOT};
+    use crate::cluster::ClusterState;
     use crate::store::{Entry, Policy};
+    use ringcache_core::slot::key_slot;
+    use ringcache_core::topology::{NodeInfo, SlotAssignment, SlotRange, Topology, LAST_SLOT};
 
     #[test]
     fn drops_only_unheld_unretained_slots_in_batches() {

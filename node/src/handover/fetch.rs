@@ -9,12 +9,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use ringcache_core::slot::key_slot;
+use ringcache_core::slotset::SlotSet;
+
 use super::{FetchRequest, Handover};
-use crate::cluster::slot::key_slot;
+use crate::access::Access;
 use crate::replication::record::{write_command, Frame};
-use crate::replication::SlotSet;
 use crate::resp::{Limits, RequestParser};
-use crate::server::state::ServerState;
 use crate::store::{now_ms, Entry, Hash, Object, Store};
 
 /// Longest a command waits for its keys from the source (connect included).
@@ -101,21 +102,21 @@ async fn exchange(
 /// Fetches the records of `keys` from the handover's source, on a pooled connection
 /// (once more on a fresh one if the pooled connection fails: the source may have
 /// closed it).
-async fn fetch_records(h: &Handover, keys: &[Bytes], state: &ServerState) -> Result<Vec<Vec<Bytes>>, FetchError> {
+async fn fetch_records(h: &Handover, keys: &[Bytes], access: &Access) -> Result<Vec<Vec<Bytes>>, FetchError> {
     let mut buf = BytesMut::new();
     for k in keys {
         write_command(&mut buf, &[b"RINGCACHE.FETCH", k]);
     }
     let pooled = h.pool.lock().pop().map(TcpStream::from_std);
     if let Some(Ok(mut stream)) = pooled {
-        if let Ok(replies) = exchange(&mut stream, &buf, keys.len(), &state.limits).await {
+        if let Ok(replies) = exchange(&mut stream, &buf, keys.len(), &access.limits).await {
             give_back(h, stream);
             return Ok(replies);
         }
     }
-    let password = state.requirepass.read().clone();
-    let mut stream = connect(&h.source_addr, password.as_deref(), &state.limits).await?;
-    let replies = exchange(&mut stream, &buf, keys.len(), &state.limits).await?;
+    let password = access.requirepass();
+    let mut stream = connect(&h.source_addr, password.as_deref(), &access.limits).await?;
+    let replies = exchange(&mut stream, &buf, keys.len(), &access.limits).await?;
     give_back(h, stream);
     Ok(replies)
 }
@@ -133,9 +134,9 @@ fn give_back(h: &Handover, stream: TcpStream) {
 /// Reads `req.keys` through from the source and fills what may still be filled.
 /// Returns the keys this call filled. Failures count as read-through errors (the
 /// command then sees misses).
-pub async fn read_through(req: &FetchRequest, store: &Store, state: &ServerState) -> Vec<Bytes> {
+pub async fn read_through(req: &FetchRequest, store: &Store, access: &Access) -> Vec<Bytes> {
     let h = &req.handover;
-    let replies = match tokio::time::timeout(FETCH_TIMEOUT, fetch_records(h, &req.keys, state)).await {
+    let replies = match tokio::time::timeout(FETCH_TIMEOUT, fetch_records(h, &req.keys, access)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             h.count_error();
@@ -216,13 +217,13 @@ pub fn fill(store: &Store, h: &Handover, key: &[u8], reply: &[Bytes], now: u64) 
 
 /// `RINGCACHE.RETAIN <id> <start> <end> ...` or `RINGCACHE.RELEASE <id>` on the
 /// source, best effort: failures are logged.
-pub async fn notify_source(state: &ServerState, addr: &str, id: &str, retain: Option<&SlotSet>) {
+pub async fn notify_source(access: &Access, addr: &str, id: &str, retain: Option<&SlotSet>) {
     let mut args: Vec<Vec<u8>> = Vec::new();
     match retain {
         Some(slots) => {
             args.push(b"RINGCACHE.RETAIN".to_vec());
             args.push(id.as_bytes().to_vec());
-            for r in crate::cluster::topology::ranges_from_slots(slots.iter()) {
+            for r in slots.ranges() {
                 args.push(r.start.to_string().into_bytes());
                 args.push(r.end.to_string().into_bytes());
             }
@@ -235,10 +236,10 @@ pub async fn notify_source(state: &ServerState, addr: &str, id: &str, retain: Op
     let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
     let mut buf = BytesMut::new();
     write_command(&mut buf, &refs);
-    let password = state.requirepass.read().clone();
+    let password = access.requirepass();
     let result = tokio::time::timeout(Duration::from_secs(2), async {
-        let mut stream = connect(addr, password.as_deref(), &state.limits).await?;
-        let replies = exchange(&mut stream, &buf, 1, &state.limits).await?;
+        let mut stream = connect(addr, password.as_deref(), &access.limits).await?;
+        let replies = exchange(&mut stream, &buf, 1, &access.limits).await?;
         check_ok(&replies)
     })
     .await;

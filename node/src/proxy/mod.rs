@@ -37,11 +37,12 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::cluster::slot::Slot;
-use crate::cluster::state::View;
-use crate::cmd::{self, Ctx, Flow};
+use ringcache_core::slot::Slot;
+use ringcache_core::view::{Owner, View};
+
+use crate::cmd::{self, Ctx, Next};
 use crate::resp::{Out, ProtocolError, RequestParser};
-use crate::server::state::{ClientState, ServerState};
+use crate::state::{ClientState, ServerState};
 use crate::store::{now_ms, Store};
 use pool::{Pool, PoolError, ReplyRx};
 use split::{Merge, Plan};
@@ -159,14 +160,20 @@ enum Target {
 }
 
 fn target_of(view: &View, slot: Slot) -> Target {
-    if view.is_primary(slot) {
-        return Target::Local;
+    match view.owner(slot, false) {
+        Owner::Elsewhere(owner) => Target::Remote(owner.resp_addr.clone()),
+        // Here, or no primary: the local path answers (`-CLUSTERDOWN Hash slot not
+        // served` for the latter).
+        Owner::Here | Owner::Nobody => Target::Local,
     }
-    match view.primary(slot) {
-        Some(owner) if owner.id != view.me.id => Target::Remote(owner.resp_addr.clone()),
-        // No primary: the local path answers `-CLUSTERDOWN Hash slot not served`.
-        _ => Target::Local,
-    }
+}
+
+/// What the proxy connection does after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Send what is buffered, then close (QUIT).
+    Close,
 }
 
 /// A sub-request being answered.
@@ -210,9 +217,11 @@ impl Conn {
         let shared = state.clients.register(stream.peer_addr()?, stream.local_addr()?);
         let client = ClientState {
             shared,
-            authenticated: !state.auth_required(),
+            authenticated: !state.access.auth_required(),
             no_evict: false,
             readonly: false,
+            // Local commands read through a handover's source like on the RESP port.
+            can_read_through: true,
         };
         Ok(Conn {
             store,
@@ -241,7 +250,7 @@ impl Conn {
             while in_flight < MAX_IN_FLIGHT {
                 // Each request is dispatched before the next is parsed, so an AUTH has
                 // run by the time the request after it meets the limits.
-                let args = match parser.parse(&mut rbuf, &self.state.request_limits(self.client.authenticated)) {
+                let args = match parser.parse(&mut rbuf, &self.state.access.request_limits(self.client.authenticated)) {
                     Ok(Some(args)) => args,
                     Ok(None) => break,
                     Err(e) => {
@@ -289,8 +298,8 @@ impl Conn {
                 // More requests may already be buffered: serve them before reading.
                 continue;
             }
-            if rbuf.len() > self.state.max_query_buffer {
-                return Err(ProxyError::QueryBufferLimit(self.state.max_query_buffer));
+            if rbuf.len() > self.state.access.max_query_buffer {
+                return Err(ProxyError::QueryBufferLimit(self.state.access.max_query_buffer));
             }
             if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
                 rbuf.reserve(READ_CHUNK);
@@ -307,18 +316,51 @@ impl Conn {
         }
     }
 
-    /// Runs `args` against the local store through the normal command path.
-    fn execute_local(&mut self, args: &[Bytes]) -> (Bytes, Flow) {
-        let mut ctx = Ctx {
-            store: &self.store,
-            server: &self.state,
-            client: &mut self.client,
-            out: &mut self.out,
-            now: now_ms(),
-            flow: Flow::Continue,
+    /// Runs `args` against the local store through the normal command path, as the
+    /// RESP port does: a handover's read-through first when the command asks for one,
+    /// and the reply held until enough replicas acknowledged a write
+    /// (`minReplicasToAck`).
+    async fn execute_local(&mut self, args: &[Bytes]) -> (Bytes, Flow) {
+        let view = self.state.cluster.view();
+        let found = cmd::find(args);
+        let mut filled: Option<Vec<Bytes>> = None;
+        let next = loop {
+            let mut ctx = Ctx {
+                store: &self.store,
+                server: &self.state,
+                client: &mut self.client,
+                out: &mut self.out,
+                now: now_ms(),
+                view: view.as_deref(),
+                slot: None,
+                next: Next::Continue,
+            };
+            let (_, next) = cmd::execute(&mut ctx, args, found, filled.as_deref());
+            match next {
+                // Once: the second run reads what was filled.
+                Next::ReadThrough(fetch) if filled.is_none() => {
+                    self.out.buf.clear();
+                    filled = Some(crate::handover::fetch::read_through(&fetch, &self.store, &self.state.access).await);
+                }
+                next => break next,
+            }
         };
-        cmd::execute(&mut ctx, args);
-        let flow = ctx.flow;
+        let flow = match next {
+            Next::Close => Flow::Close,
+            Next::Continue | Next::ReadThrough(_) => Flow::Continue,
+            Next::WaitForAcks(wait) => {
+                if !self.state.replication.wait_for_acks(wait).await {
+                    self.out.buf.clear();
+                    self.out.error(crate::replication::NOREPLICAS);
+                }
+                Flow::Continue
+            }
+            Next::TakeOver(_) => {
+                self.out
+                    .error("ERR replication streams are served on the main port, not the proxy port");
+                Flow::Close
+            }
+        };
         (self.out.buf.split().freeze(), flow)
     }
 
@@ -335,17 +377,17 @@ impl Conn {
             .and_then(|name| cmd::registry().lookup(name))
             .map(|(_, s)| s);
         let (Some(view), Some(spec)) = (view, spec) else {
-            let (reply, flow) = self.execute_local(args);
+            let (reply, flow) = self.execute_local(args).await;
             return (Pending::Ready(reply), flow);
         };
         let argc = args.len() as i32;
         if (spec.arity > 0 && argc != spec.arity) || (spec.arity < 0 && argc < -spec.arity) {
-            let (reply, flow) = self.execute_local(args);
+            let (reply, flow) = self.execute_local(args).await;
             return (Pending::Ready(reply), flow);
         }
         match split::plan(spec, args, |slot| target_of(&view, slot)) {
             Plan::Keyless | Plan::Whole(Target::Local) => {
-                let (reply, flow) = self.execute_local(args);
+                let (reply, flow) = self.execute_local(args).await;
                 (Pending::Ready(reply), flow)
             }
             Plan::CrossSlot => {
@@ -387,9 +429,9 @@ impl Conn {
 
     async fn begin(&mut self, target: &Target, args: &[Bytes]) -> Wait {
         match target {
-            Target::Local => Wait::Done(self.execute_local(args).0),
+            Target::Local => Wait::Done(self.execute_local(args).await.0),
             Target::Remote(addr) => {
-                let password = self.state.requirepass.read().clone();
+                let password = self.state.access.requirepass();
                 let request = pool::encode_request(args);
                 let resp3 = self.out.resp3;
                 match self

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::reply;
-use crate::cluster::slot::{key_slot, Slot};
 use crate::cmd::CommandSpec;
+use ringcache_core::slot::{key_slot, Slot};
 
 /// The error a request answers when its keys live in different slots and the proxy
 /// cannot split it.
@@ -84,7 +84,7 @@ pub fn plan<T: Clone>(spec: &CommandSpec, args: &[Bytes], target_of: impl Fn(Slo
     };
     // Arguments that travel with each key: MSET's value.
     let step = usize::try_from(spec.keys.2.max(1)).unwrap_or(1);
-    if merge == Merge::AllOk && (args.len() - 1) % 2 != 0 {
+    if merge == Merge::AllOk && !(args.len() - 1).is_multiple_of(2) {
         // Malformed MSET: let the owner-independent local path report it.
         return Plan::Keyless;
     }

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::record::{Record, Tag};
 use super::SlotSet;
-use crate::cluster::slot::Slot;
+use ringcache_core::slot::Slot;
 
 /// Default byte cap of the backlog.
 pub const DEFAULT_BACKLOG_BYTES: usize = 64 * 1024 * 1024;

@@ -5,10 +5,11 @@
 //! never re-execute commands, so `INCR`, relative `EXPIRE` and friends replicate
 //! deterministically.
 //!
-//! - Primary side: after a successful write command on a slot this node is primary of
-//!   (and that has replicas), [`after_write`] reads the key's state under its shard
-//!   lock and appends a [`record::Record`] to the node's bounded [`backlog::Backlog`],
-//!   still under that lock, so records of one key are in the order of its writes.
+//! - Primary side: after a write command on a slot this node is primary of (and that
+//!   has replicas), the command pipeline calls [`Replication::record_write`], which
+//!   reads each written key's state under its shard lock and appends a
+//!   [`record::Record`] to the node's bounded [`backlog::Backlog`], still under that
+//!   lock, so records of one key are in the order of its writes.
 //!   A replica connects to the main RESP port and sends
 //!   `RINGCACHE.SYNC <replica-id> <epoch> <next-offset>`; [`primary::serve`] then
 //!   streams on that connection: a partial resume from the backlog when `next-offset`
@@ -18,7 +19,8 @@
 //!   the topology; restarted when the topology changes, reconnecting with backoff),
 //!   applies frames straight to the store and acknowledges applied offsets with
 //!   `RINGCACHE.ACK <offset>`.
-//! - Acknowledged writes: with `--min-replicas-to-ack N`, a write's reply waits until
+//! - Acknowledged writes: with `--min-replicas-to-ack N`, a write's reply waits (the
+//!   connection awaits [`Replication::wait_for_acks`]) until
 //!   N replicas of its slot acknowledged its offset, else `-NOREPLICAS` after
 //!   `--replica-ack-timeout-ms`. As with Redis `WAIT`, the write stays applied on the
 //!   primary in that case; the client only learns it is not known to be replicated.
@@ -33,8 +35,8 @@
 //!   keeps the keys of slots it stops replicating (cleaning up is the handover's job).
 //! - A hash with more fields than the RESP multibulk limit (512 Ki fields) cannot be
 //!   shipped; its stream fails and retries.
-//! - Writes through the proxy port are replicated but do not wait for
-//!   acknowledgements (the proxy does not consume [`ClientRepl`] yet).
+//! - Writes through the proxy port wait for acknowledgements on the node that owns
+//!   the key (a forwarded write waits there, a local one in the proxy).
 
 pub mod backlog;
 pub mod primary;
@@ -42,17 +44,20 @@ pub mod record;
 pub mod replica;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use ringcache_core::slot::Slot;
+use ringcache_core::slotset::SlotSet;
+use ringcache_core::status::{LinkStatus, PeerStatus, ReplicationStatus};
+use ringcache_core::view::View;
 use tokio::sync::watch;
 
-use crate::cluster::slot::{key_slot, Slot, SLOT_COUNT};
-use crate::cluster::state::{ClusterState, View};
-use crate::cmd::{CommandSpec, Ctx};
+use crate::cluster::ClusterState;
+use crate::store::Store;
 use backlog::{Backlog, DEFAULT_BACKLOG_BYTES};
 use record::Record;
 
@@ -84,63 +89,6 @@ pub enum ReplicationError {
     TopologyChanged,
 }
 
-/// A set of hash slots (a bitmap).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SlotSet(Box<[u64; SLOT_COUNT / 64]>);
-
-impl std::fmt::Debug for SlotSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SlotSet({} slots)", self.len())
-    }
-}
-
-impl SlotSet {
-    pub fn empty() -> SlotSet {
-        SlotSet(Box::new([0; SLOT_COUNT / 64]))
-    }
-
-    pub fn all() -> SlotSet {
-        SlotSet(Box::new([u64::MAX; SLOT_COUNT / 64]))
-    }
-
-    pub fn insert(&mut self, slot: Slot) {
-        if let Some(w) = self.0.get_mut(usize::from(slot) / 64) {
-            *w |= 1 << (slot % 64);
-        }
-    }
-
-    pub fn contains(&self, slot: Slot) -> bool {
-        self.0
-            .get(usize::from(slot) / 64)
-            .is_some_and(|w| w & (1 << (slot % 64)) != 0)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.iter().map(|w| w.count_ones() as usize).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = Slot> + '_ {
-        (0..SLOT_COUNT as u32).map(|s| s as Slot).filter(|&s| self.contains(s))
-    }
-
-    /// Slots whose primary is `primary` and whose replicas include `replica`.
-    pub fn replicated(view: &View, primary: &str, replica: &str) -> SlotSet {
-        let mut set = SlotSet::empty();
-        for slot in 0..SLOT_COUNT as u32 {
-            let slot = slot as Slot;
-            let owners = view.slots.owners(slot);
-            if owners.first().map(String::as_str) == Some(primary) && owners.iter().skip(1).any(|o| o == replica) {
-                set.insert(slot);
-            }
-        }
-        set
-    }
-}
-
 /// A replica connected to this primary.
 #[derive(Debug, Clone, Default)]
 struct Peer {
@@ -161,37 +109,6 @@ pub(crate) struct LinkProgress {
     connected: bool,
     /// The resync generation this progress belongs to; a newer one starts over.
     generation: u64,
-}
-
-/// Per-connection replication requests the connection loop acts on after a command:
-/// an acknowledgement wait for the reply, or `RINGCACHE.SYNC` turning the connection
-/// into a replication stream. Checking for none is one relaxed atomic load.
-#[derive(Debug, Default)]
-pub struct ClientRepl {
-    pending: AtomicBool,
-    wait: Mutex<Option<AckWait>>,
-    sync: Mutex<Option<SyncRequest>>,
-}
-
-impl ClientRepl {
-    pub fn set_wait(&self, wait: AckWait) {
-        *self.wait.lock() = Some(wait);
-        self.pending.store(true, Ordering::Release);
-    }
-
-    pub fn set_sync(&self, req: SyncRequest) {
-        *self.sync.lock() = Some(req);
-        self.pending.store(true, Ordering::Release);
-    }
-
-    /// Takes what the last command asked for.
-    pub fn take(&self) -> (Option<AckWait>, Option<SyncRequest>) {
-        if !self.pending.load(Ordering::Acquire) {
-            return (None, None);
-        }
-        self.pending.store(false, Ordering::Relaxed);
-        (self.wait.lock().take(), self.sync.lock().take())
-    }
 }
 
 /// Wait until enough replicas of `slot` acknowledged `offset`.
@@ -242,41 +159,6 @@ pub struct Counters {
     pub partial_syncs_received: AtomicU64,
     /// Replica side: data records applied (copies included).
     pub records_applied: AtomicU64,
-}
-
-/// A replica as its primary sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerStatus {
-    pub replica_id: String,
-    pub acked_offset: u64,
-    /// `current_offset - acked_offset`.
-    pub lag_records: u64,
-    pub connected: bool,
-}
-
-/// A replica's link to one of its primaries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkStatus {
-    pub primary_id: String,
-    /// Last offset applied from this primary (0: none).
-    pub applied_offset: u64,
-    pub connected: bool,
-}
-
-/// A snapshot of replication state (for GetStatus and metrics).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicationStatus {
-    /// Offset of the last record this node wrote as a primary (0: none).
-    pub current_offset: u64,
-    /// Oldest offset still in the backlog.
-    pub backlog_first_offset: u64,
-    pub backlog_bytes: usize,
-    pub peers: Vec<PeerStatus>,
-    pub links: Vec<LinkStatus>,
-    pub full_syncs_served: u64,
-    pub partial_syncs_served: u64,
-    pub full_syncs_received: u64,
-    pub partial_syncs_received: u64,
 }
 
 impl Replication {
@@ -362,7 +244,7 @@ impl Replication {
         ReplicationStatus {
             current_offset: current,
             backlog_first_offset: first,
-            backlog_bytes: bytes,
+            backlog_bytes: bytes as u64,
             peers,
             links,
             full_syncs_served: c.full_syncs_served.load(Ordering::Relaxed),
@@ -438,188 +320,43 @@ impl Replication {
     }
 }
 
-/// Prometheus text for a status: this node's offset and backlog as a primary, each
-/// replica's lag, each link's applied offset, and sync counters.
-pub fn render_metrics(st: &ReplicationStatus) -> String {
-    use std::fmt::Write;
-    let label = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    let mut s = String::new();
-    let head = |s: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    head(
-        &mut s,
-        "ringcache_replication_offset",
-        "gauge",
-        "Offset of the last record this node wrote as a primary.",
-    );
-    let _ = writeln!(s, "ringcache_replication_offset {}", st.current_offset);
-    head(
-        &mut s,
-        "ringcache_replication_backlog_bytes",
-        "gauge",
-        "Bytes held in the replication backlog.",
-    );
-    let _ = writeln!(s, "ringcache_replication_backlog_bytes {}", st.backlog_bytes);
-    head(
-        &mut s,
-        "ringcache_replication_lag_records",
-        "gauge",
-        "Records a replica has not acknowledged yet, by replica.",
-    );
-    for p in &st.peers {
-        let _ = writeln!(
-            s,
-            "ringcache_replication_lag_records{{peer=\"{}\"}} {}",
-            label(&p.replica_id),
-            p.lag_records
-        );
-    }
-    head(
-        &mut s,
-        "ringcache_replication_peer_connected",
-        "gauge",
-        "Whether a replica's stream is connected, by replica.",
-    );
-    for p in &st.peers {
-        let _ = writeln!(
-            s,
-            "ringcache_replication_peer_connected{{peer=\"{}\"}} {}",
-            label(&p.replica_id),
-            u8::from(p.connected)
-        );
-    }
-    head(
-        &mut s,
-        "ringcache_replication_applied_offset",
-        "gauge",
-        "Last offset applied from a primary, by primary.",
-    );
-    for l in &st.links {
-        let _ = writeln!(
-            s,
-            "ringcache_replication_applied_offset{{primary=\"{}\"}} {}",
-            label(&l.primary_id),
-            l.applied_offset
-        );
-    }
-    head(
-        &mut s,
-        "ringcache_replication_syncs_total",
-        "counter",
-        "Replication syncs, by role (served as primary, received as replica) and kind.",
-    );
-    for (role, kind, n) in [
-        ("served", "full", st.full_syncs_served),
-        ("served", "partial", st.partial_syncs_served),
-        ("received", "full", st.full_syncs_received),
-        ("received", "partial", st.partial_syncs_received),
-    ] {
-        let _ = writeln!(
-            s,
-            "ringcache_replication_syncs_total{{role=\"{role}\",kind=\"{kind}\"}} {n}"
-        );
-    }
-    s
-}
-
-/// The hook run after a write command (that passed routing and the memory check): in
-/// cluster mode, on the primary of the keys' slot when the slot has replicas, appends
-/// the state of every written key to the backlog, and when the command `succeeded`
-/// and `minReplicasToAck` is set, asks the connection to wait for acknowledgements.
-/// `FLUSHALL`/`FLUSHDB` append a flush record. Slots without replicas in the topology
-/// are not waited on.
-pub fn after_write(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes], succeeded: bool) {
-    let cluster = &ctx.server.cluster;
-    if !cluster.enabled {
-        return;
-    }
-    let Some(view) = cluster.view() else { return };
-    let repl = &ctx.server.replication;
-    if spec.name == "flushall" || spec.name == "flushdb" {
-        // Every slot this node is primary of was emptied; each replica empties the
-        // slots it holds for this node.
-        if succeeded {
-            repl.backlog.append(0, Record::flush());
-            // The flush also emptied the slots this node replicates: copy them again.
-            repl.resync();
+impl Replication {
+    /// Primary side, after a write command on `slot` that routing let run here: when
+    /// this node is the slot's primary and the slot has replicas, appends the state of
+    /// every key of `keys` in `slot` to the backlog, each under its shard lock. Returns
+    /// the offset of the last record appended (0: none, nothing to wait for).
+    pub fn record_write<'k>(
+        &self,
+        store: &Store,
+        view: &View,
+        slot: Slot,
+        keys: impl Iterator<Item = &'k Bytes>,
+        now: u64,
+    ) -> u64 {
+        if !view.is_primary(slot) || view.slots.owners(slot).len() < 2 {
+            return 0;
         }
-        return;
-    }
-    let Some(first) = spec.key_positions(args.len()).next() else {
-        return;
-    };
-    let slot = key_slot(&args[first]);
-    if !view.is_primary(slot) || view.slots.owners(slot).len() < 2 {
-        return;
-    }
-    let mut last = 0;
-    {
-        let mut locked = ctx.store.lock(slot);
+        let mut last = 0;
+        let mut locked = store.lock(slot);
         let mut s = locked.slot();
-        for pos in spec.key_positions(args.len()) {
-            let key = &args[pos];
-            // Routing already refused keys of different slots.
-            if key_slot(key) != slot {
-                continue;
-            }
-            let rec = Record::from_entry(key, s.get(key, ctx.now).map(|e| &*e));
-            last = repl.backlog.append(slot, rec);
+        for key in keys {
+            let rec = Record::from_entry(key, s.get(key, now).map(|e| &*e));
+            last = self.backlog.append(slot, rec);
         }
-    }
-    if succeeded && last > 0 && repl.min_replicas_to_ack() > 0 {
-        ctx.client.shared.repl.set_wait(AckWait { offset: last, slot });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slot_sets() {
-        let mut s = SlotSet::empty();
-        assert!(s.is_empty());
-        s.insert(0);
-        s.insert(16383);
-        s.insert(64);
-        assert!(s.contains(0) && s.contains(64) && s.contains(16383) && !s.contains(1));
-        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 64, 16383]);
-        assert_eq!(SlotSet::all().len(), SLOT_COUNT);
+        last
     }
 
-    #[test]
-    fn metrics_render_per_peer_and_escape_labels() {
-        let st = ReplicationStatus {
-            current_offset: 42,
-            backlog_first_offset: 1,
-            backlog_bytes: 100,
-            peers: vec![PeerStatus {
-                replica_id: "b\"x".into(),
-                acked_offset: 40,
-                lag_records: 2,
-                connected: true,
-            }],
-            links: vec![LinkStatus {
-                primary_id: "c".into(),
-                applied_offset: 7,
-                connected: true,
-            }],
-            full_syncs_served: 1,
-            partial_syncs_served: 0,
-            full_syncs_received: 2,
-            partial_syncs_received: 3,
-        };
-        let text = render_metrics(&st);
-        assert!(text.contains("ringcache_replication_offset 42\n"), "{text}");
-        assert!(
-            text.contains("ringcache_replication_lag_records{peer=\"b\\\"x\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ringcache_replication_applied_offset{primary=\"c\"} 7\n"),
-            "{text}"
-        );
-        assert!(text.contains("ringcache_replication_syncs_total{role=\"received\",kind=\"partial\"} 3\n"));
+    /// Primary side, after `FLUSHALL`/`FLUSHDB`: every slot this node is primary of was
+    /// emptied, so each replica empties the slots it holds for this node; and the
+    /// slots this node replicates were emptied too, so they are copied again.
+    pub fn record_flush(&self) {
+        self.backlog.append(0, Record::flush());
+        self.resync();
+    }
+
+    /// An acknowledgement wait for a write whose last record is `offset`, if
+    /// `minReplicasToAck` asks for one.
+    pub fn ack_wait(&self, slot: Slot, offset: u64) -> Option<AckWait> {
+        (offset > 0 && self.min_replicas_to_ack() > 0).then_some(AckWait { offset, slot })
     }
 }

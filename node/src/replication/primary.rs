@@ -10,10 +10,11 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use ringcache_core::slotset::SlotSet;
+
 use super::record::{write_begin, write_copy_done, write_ping, Record};
-use super::{ReplicationError, SlotSet, SyncRequest};
-use crate::resp::parse_request;
-use crate::server::state::ServerState;
+use super::{Replication, ReplicationError, SyncRequest};
+use crate::resp::{parse_request, Limits};
 use crate::store::{now_ms, Store};
 
 /// Heartbeat period; also how often the stream checks that the topology is unchanged.
@@ -35,13 +36,14 @@ pub async fn serve(
     rbuf: BytesMut,
     req: SyncRequest,
     store: &Store,
-    state: &ServerState,
+    repl: &Replication,
+    limits: &Limits,
     shutdown: &CancellationToken,
 ) {
     let mut session = None;
-    let result = run(stream, rbuf, &req, store, state, shutdown, &mut session).await;
+    let result = run(stream, rbuf, &req, store, repl, limits, shutdown, &mut session).await;
     if let Some(s) = session {
-        state.replication.peer_disconnected(&req.replica_id, s);
+        repl.peer_disconnected(&req.replica_id, s);
     }
     match result {
         Ok(()) => debug!(replica = %req.replica_id, "replication stream closed"),
@@ -75,17 +77,18 @@ enum Event {
     Stop,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     stream: &mut TcpStream,
     mut rbuf: BytesMut,
     req: &SyncRequest,
     store: &Store,
-    state: &ServerState,
+    repl: &Replication,
+    limits: &Limits,
     shutdown: &CancellationToken,
     session: &mut Option<u64>,
 ) -> Result<(), ReplicationError> {
-    let repl = &state.replication;
-    let Some(view) = state.cluster.view() else {
+    let Some(view) = repl.cluster.view() else {
         return refuse(stream, "TRYAGAIN this node has no topology yet".into()).await;
     };
     if view.topology.epoch != req.epoch {
@@ -95,7 +98,7 @@ async fn run(
         );
         return refuse(stream, msg).await;
     }
-    let slots = SlotSet::replicated(&view, &view.me.id, &req.replica_id);
+    let slots = view.replicated_slots(&view.me.id, &req.replica_id);
     if slots.is_empty() {
         let msg = format!("ERR node {:?} replicates no slot of this node", req.replica_id);
         return refuse(stream, msg).await;
@@ -152,7 +155,7 @@ async fn run(
             loop {
                 match stream.try_read_buf(&mut rbuf) {
                     Ok(0) => return Ok(()),
-                    Ok(_) => handle_acks(&mut rbuf, req, state)?,
+                    Ok(_) => handle_acks(&mut rbuf, req, repl, limits)?,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e.into()),
                 }
@@ -167,9 +170,9 @@ async fn run(
         match event {
             Event::Appended => {}
             Event::Stop | Event::Read(0) => return Ok(()),
-            Event::Read(_) => handle_acks(&mut rbuf, req, state)?,
+            Event::Read(_) => handle_acks(&mut rbuf, req, repl, limits)?,
             Event::Heartbeat => {
-                if state.cluster.epoch() != req.epoch {
+                if repl.cluster.epoch() != req.epoch {
                     return Err(ReplicationError::TopologyChanged);
                 }
                 write_ping(&mut wbuf, next - 1);
@@ -180,10 +183,15 @@ async fn run(
 }
 
 /// Applies every complete `RINGCACHE.ACK` in `rbuf`.
-fn handle_acks(rbuf: &mut BytesMut, req: &SyncRequest, state: &ServerState) -> Result<(), ReplicationError> {
-    while let Some(args) = parse_request(rbuf, &state.limits)? {
+fn handle_acks(
+    rbuf: &mut BytesMut,
+    req: &SyncRequest,
+    repl: &Replication,
+    limits: &Limits,
+) -> Result<(), ReplicationError> {
+    while let Some(args) = parse_request(rbuf, limits)? {
         let offset = parse_ack(&args)?;
-        state.replication.peer_acked(&req.replica_id, offset);
+        repl.peer_acked(&req.replica_id, offset);
     }
     if rbuf.len() > MAX_ACK_BUFFER {
         return Err(ReplicationError::BufferLimit(MAX_ACK_BUFFER));
@@ -204,6 +212,13 @@ fn parse_ack(args: &[Bytes]) -> Result<u64, ReplicationError> {
                 .unwrap_or_default(),
         )),
     }
+}
+
+/// Orders `(key, freq, clock)` hottest first: by access frequency (descending), then
+/// by last access or insert (most recent first; clocks compare by wrapping age from
+/// `now_clock`).
+fn sort_hottest_first<K>(keys: &mut [(K, u8, u32)], now_clock: u32) {
+    keys.sort_by_key(|(_, freq, clock)| (std::cmp::Reverse(*freq), now_clock.wrapping_sub(*clock)));
 }
 
 /// Sends every live key of `slots` with offset 0: per slot, the key names are taken
@@ -227,7 +242,7 @@ async fn copy(
                 keys.push((Bytes::copy_from_slice(e.key()), e.freq(), e.clock()))
             });
             // Warm-up (DESIGN.md §6): a new owner gets the hottest keys first.
-            crate::handover::sort_hottest_first(&mut keys, crate::store::clock_of(now));
+            sort_hottest_first(&mut keys, crate::store::clock_of(now));
             keys.into_iter().map(|k| k.0).collect()
         };
         for chunk in keys.chunks(COPY_BATCH) {
@@ -261,5 +276,24 @@ mod tests {
         assert!(parse_ack(&b(&["RINGCACHE.ACK"])).is_err());
         assert!(parse_ack(&b(&["GET", "k"])).is_err());
         assert!(parse_ack(&[]).is_err());
+    }
+
+    #[test]
+    fn hottest_first_orders_by_freq_then_recency_across_clock_wrap() {
+        let now = 5u32;
+        let mut keys = vec![
+            ("cold-old", 0u8, 1u32),
+            ("warm-new", 1, 4),
+            ("hot-old", 3, u32::MAX - 10),
+            ("hot-new", 3, 3),
+            ("cold-new", 0, 5),
+            ("warm-old", 1, u32::MAX),
+        ];
+        sort_hottest_first(&mut keys, now);
+        let order: Vec<&str> = keys.iter().map(|k| k.0).collect();
+        assert_eq!(
+            order,
+            ["hot-new", "hot-old", "warm-new", "warm-old", "cold-new", "cold-old"]
+        );
     }
 }

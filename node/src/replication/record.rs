@@ -18,8 +18,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{ReplicationError, SlotSet};
-use crate::cluster::slot::key_slot;
 use crate::store::{Entry, Hash, Object, Store, ValueRef};
+use ringcache_core::slot::key_slot;
 
 /// Kind of a stored record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,7 +246,7 @@ impl<'a> Frame<'a> {
                 }
             }
             b"RHSET" => {
-                if args.len() < 4 || args.len() % 2 != 0 {
+                if args.len() < 4 || !args.len().is_multiple_of(2) {
                     return Err(bad("RHSET elements"));
                 }
                 Frame::HSet {

@@ -17,11 +17,13 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use ringcache_core::slot::{Slot, SLOT_COUNT};
+use ringcache_core::slotset::SlotSet;
+
 use super::record::{apply, clear_slots, write_command, Frame};
-use super::{LinkProgress, ReplicationError, SlotSet};
-use crate::cluster::slot::{Slot, SLOT_COUNT};
+use super::{LinkProgress, Replication, ReplicationError};
+use crate::access::Access;
 use crate::resp::RequestParser;
-use crate::server::state::ServerState;
 use crate::store::{now_ms, Store};
 
 const POLL: Duration = Duration::from_millis(100);
@@ -41,12 +43,16 @@ struct LinkKey {
     slots: SlotSet,
 }
 
+/// What the links share: the replication state (with this node's cluster view) and
+/// this node's password and limits, which hold on its primaries' ports too.
+#[derive(Debug, Clone)]
+pub struct Links {
+    pub repl: Arc<Replication>,
+    pub access: Arc<Access>,
+}
+
 /// Starts the replica-side thread (cluster mode only does anything).
-pub fn spawn(
-    store: Arc<Store>,
-    state: Arc<ServerState>,
-    shutdown: CancellationToken,
-) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(store: Arc<Store>, state: Links, shutdown: CancellationToken) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("replication".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
@@ -57,9 +63,11 @@ pub fn spawn(
 }
 
 /// The links this node should have: primary id → what to replicate from it.
-fn wanted(state: &ServerState) -> HashMap<String, LinkKey> {
+fn wanted(state: &Links) -> HashMap<String, LinkKey> {
     let mut out: HashMap<String, LinkKey> = HashMap::new();
-    let Some(view) = state.cluster.view() else { return out };
+    let Some(view) = state.repl.cluster.view() else {
+        return out;
+    };
     let me = view.me.id.as_str();
     for slot in 0..SLOT_COUNT as u32 {
         let slot = slot as Slot;
@@ -93,8 +101,8 @@ fn wanted(state: &ServerState) -> HashMap<String, LinkKey> {
     out
 }
 
-async fn manager(store: Arc<Store>, state: Arc<ServerState>, shutdown: CancellationToken) {
-    let repl = &state.replication;
+async fn manager(store: Arc<Store>, state: Links, shutdown: CancellationToken) {
+    let repl = &state.repl;
     let mut paused = repl.paused();
     let mut resyncs = repl.resyncs();
     let mut running: HashMap<String, (LinkKey, CancellationToken)> = HashMap::new();
@@ -110,7 +118,7 @@ async fn manager(store: Arc<Store>, state: Arc<ServerState>, shutdown: Cancellat
         }
         let is_paused = *paused.borrow_and_update();
         let generation = *resyncs.borrow_and_update();
-        let now_seen = (state.cluster.epoch(), is_paused, generation);
+        let now_seen = (state.repl.cluster.epoch(), is_paused, generation);
         if seen.is_some_and(|s| s.2 != generation) {
             // Restart every link; their progress was reset, so each copies again.
             for (_, cancel) in running.values() {
@@ -152,22 +160,22 @@ async fn manager(store: Arc<Store>, state: Arc<ServerState>, shutdown: Cancellat
 }
 
 /// Updates a link's progress, unless a resync started a newer generation since.
-fn update(state: &ServerState, primary: &str, generation: u64, f: impl FnOnce(&mut LinkProgress)) {
-    if let Some(p) = state.replication.links.lock().get_mut(primary) {
+fn update(state: &Links, primary: &str, generation: u64, f: impl FnOnce(&mut LinkProgress)) {
+    if let Some(p) = state.repl.links.lock().get_mut(primary) {
         if p.generation == generation {
             f(p);
         }
     }
 }
 
-fn set_connected(state: &ServerState, primary: &str, generation: u64, connected: bool) {
+fn set_connected(state: &Links, primary: &str, generation: u64, connected: bool) {
     update(state, primary, generation, |p| p.connected = connected);
 }
 
 /// Keeps a stream from one primary running until cancelled.
-async fn link(key: LinkKey, generation: u64, store: &Store, state: &ServerState, cancel: CancellationToken) {
+async fn link(key: LinkKey, generation: u64, store: &Store, state: &Links, cancel: CancellationToken) {
     {
-        let mut links = state.replication.links.lock();
+        let mut links = state.repl.links.lock();
         let fresh = LinkProgress {
             instance: key.instance.clone(),
             slots: key.slots.clone(),
@@ -211,21 +219,21 @@ async fn session(
     key: &LinkKey,
     generation: u64,
     store: &Store,
-    state: &ServerState,
+    state: &Links,
     started: &mut bool,
 ) -> Result<(), ReplicationError> {
-    let repl = &state.replication;
+    let repl = &state.repl;
     let mut next = repl.links.lock().get(&key.primary_id).map_or(0, |p| p.next);
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(key.addr.as_str()))
         .await
         .map_err(|_| ReplicationError::Timeout(CONNECT_TIMEOUT))??;
     let _ = stream.set_nodelay(true);
     let mut wbuf = BytesMut::new();
-    let password = state.requirepass.read().clone();
+    let password = state.access.requirepass();
     if let Some(pass) = password {
         write_command(&mut wbuf, &[b"AUTH", pass.as_bytes()]);
     }
-    let me = state.cluster.node_id.as_bytes();
+    let me = state.repl.cluster.node_id.as_bytes();
     let (epoch, from) = (key.epoch.to_string(), next.to_string());
     write_command(&mut wbuf, &[b"RINGCACHE.SYNC", me, epoch.as_bytes(), from.as_bytes()]);
     stream.write_all(&wbuf).await?;
@@ -244,7 +252,7 @@ async fn session(
         }
         let _ = store.ensure_memory();
         let now = now_ms();
-        while let Some(args) = parser.parse(&mut rbuf, &state.limits)? {
+        while let Some(args) = parser.parse(&mut rbuf, &state.access.limits)? {
             if !*started && args.len() == 1 && &args[0][..] == b"+OK" {
                 continue; // the AUTH reply
             }
@@ -304,8 +312,8 @@ async fn session(
                 }
             }
         }
-        if rbuf.len() > state.max_query_buffer {
-            return Err(ReplicationError::BufferLimit(state.max_query_buffer));
+        if rbuf.len() > state.access.max_query_buffer {
+            return Err(ReplicationError::BufferLimit(state.access.max_query_buffer));
         }
         if !copying && next > 0 && next - 1 > acked {
             set_next(state, &key.primary_id, generation, next);
@@ -320,6 +328,6 @@ async fn session(
     }
 }
 
-fn set_next(state: &ServerState, primary: &str, generation: u64, next: u64) {
+fn set_next(state: &Links, primary: &str, generation: u64, next: u64) {
     update(state, primary, generation, |p| p.next = next);
 }

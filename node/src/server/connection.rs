@@ -10,9 +10,9 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::cmd::{self, Ctx, Flow};
+use crate::cmd::{self, Ctx, Next};
 use crate::resp::{Out, Request, RequestParser};
-use crate::server::state::{ClientState, ServerState};
+use crate::state::{ClientState, ServerState};
 use crate::store::{now_ms, Store};
 
 /// Replies buffered beyond this are written before more requests run.
@@ -45,13 +45,13 @@ pub async fn serve(
     let peer = stream.peer_addr()?;
     let local = stream.local_addr()?;
     let shared = state.clients.register(peer, local);
-    // This loop runs handover read-throughs the commands ask for.
-    shared.handover.enable();
     let mut client = ClientState {
         shared,
-        authenticated: !state.auth_required(),
+        authenticated: !state.access.auth_required(),
         no_evict: false,
         readonly: false,
+        // This loop runs the handover read-throughs commands ask for.
+        can_read_through: true,
     };
     let result = run(&mut stream, &store, &state, worker, &shutdown, &mut client).await;
     state.clients.unregister(client.id());
@@ -83,7 +83,7 @@ async fn run(
         // they run before the next read.
         let mut more = false;
         while batch.len() < MAX_BATCH {
-            match parser.parse(&mut rbuf, &state.request_limits(client.authenticated)) {
+            match parser.parse(&mut rbuf, &state.access.request_limits(client.authenticated)) {
                 Ok(Some(args)) => {
                     // Before AUTH, one request at a time: the next is parsed with the
                     // limits that hold once this one has run.
@@ -106,6 +106,9 @@ async fn run(
         if batch.len() > 1 {
             store.prefetch(batch.iter().filter_map(|(args, found)| cmd::first_key(args, *found)));
         }
+        // The cluster view, read once per batch (a topology change takes effect from
+        // the next batch).
+        let view = state.cluster.view();
         let mut now = now_ms();
         let mut started = Instant::now();
         for (args, found) in batch.drain(..) {
@@ -116,16 +119,16 @@ async fn run(
                 client,
                 out: &mut out,
                 now,
-                flow: Flow::Continue,
+                view: view.as_deref(),
+                slot: None,
+                next: Next::Continue,
             };
-            let mut index = cmd::execute_found(&mut ctx, &args, found);
-            let mut flow = ctx.flow;
-            if let Some(fetch) = client.shared.handover.take_request() {
+            let (mut index, mut next) = cmd::execute(&mut ctx, &args, found, None);
+            if let Next::ReadThrough(fetch) = next {
                 // Handover read-through: the command wrote no reply; fill its missing
                 // keys from the slots' previous owner, then run it again (once).
                 out.buf.truncate(mark);
-                let filled = crate::handover::fetch::read_through(&fetch, store, state).await;
-                client.shared.handover.set_filled(filled);
+                let filled = crate::handover::fetch::read_through(&fetch, store, &state.access).await;
                 now = now_ms();
                 let mut ctx = Ctx {
                     store,
@@ -133,36 +136,46 @@ async fn run(
                     client,
                     out: &mut out,
                     now,
-                    flow: Flow::Continue,
+                    view: view.as_deref(),
+                    slot: None,
+                    next: Next::Continue,
                 };
-                index = cmd::execute_found(&mut ctx, &args, found);
-                flow = ctx.flow;
-                let _ = client.shared.handover.take_request();
-                client.shared.handover.clear_filled();
+                (index, next) = cmd::execute(&mut ctx, &args, found, Some(&filled));
             }
             let finished = Instant::now();
             metrics.record(index, finished.duration_since(started));
             started = finished;
-            let (wait, sync) = client.shared.repl.take();
-            if let Some(wait) = wait {
-                // minReplicasToAck: the reply goes out once enough replicas have the write.
-                if !state.replication.wait_for_acks(wait).await {
-                    out.buf.truncate(mark);
-                    out.error(crate::replication::NOREPLICAS);
+            match next {
+                Next::Continue | Next::ReadThrough(_) => {}
+                Next::WaitForAcks(wait) => {
+                    // minReplicasToAck: the reply goes out once enough replicas have the write.
+                    if !state.replication.wait_for_acks(wait).await {
+                        out.buf.truncate(mark);
+                        out.error(crate::replication::NOREPLICAS);
+                    }
+                    now = now_ms();
+                    started = Instant::now();
                 }
-                now = now_ms();
-                started = Instant::now();
-            }
-            if let Some(req) = sync {
-                // RINGCACHE.SYNC: this connection now carries a replication stream.
-                stream.write_all(&out.buf).await?;
-                let rest = rbuf.split();
-                crate::replication::primary::serve(stream, rest, req, store, state, shutdown).await;
-                return Ok(());
-            }
-            if flow == Flow::Close {
-                close = true;
-                break;
+                Next::TakeOver(req) => {
+                    // RINGCACHE.SYNC: this connection now carries a replication stream.
+                    stream.write_all(&out.buf).await?;
+                    let rest = rbuf.split();
+                    crate::replication::primary::serve(
+                        stream,
+                        rest,
+                        req,
+                        store,
+                        &state.replication,
+                        &state.access.limits,
+                        shutdown,
+                    )
+                    .await;
+                    return Ok(());
+                }
+                Next::Close => {
+                    close = true;
+                    break;
+                }
             }
             if out.buf.len() >= FLUSH_AT {
                 stream.write_all(&out.buf).await?;
@@ -194,8 +207,8 @@ async fn run(
         if close {
             return Ok(());
         }
-        if rbuf.len() > state.max_query_buffer {
-            return Err(ConnectionError::QueryBufferLimit(state.max_query_buffer));
+        if rbuf.len() > state.access.max_query_buffer {
+            return Err(ConnectionError::QueryBufferLimit(state.access.max_query_buffer));
         }
         if more {
             continue;

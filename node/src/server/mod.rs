@@ -6,7 +6,6 @@
 //! All workers share the [`Store`], whose shards are lock-striped.
 
 pub mod connection;
-pub mod state;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
@@ -16,8 +15,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::state::ServerState;
 use crate::store::Store;
-use state::ServerState;
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]

@@ -115,7 +115,7 @@ mod pool {
 
     pub(super) const REGION: usize = 2 << 20;
     const PER_REGION: usize = REGION / CHUNK;
-    const _: () = assert!(REGION % CHUNK == 0 && PER_REGION <= u16::MAX as usize);
+    const _: () = assert!(REGION.is_multiple_of(CHUNK) && PER_REGION <= u16::MAX as usize);
 
     struct Region {
         /// Address of the region (its pointer's provenance is exposed).

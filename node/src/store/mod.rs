@@ -9,21 +9,23 @@ mod arena;
 pub mod entry;
 pub mod eviction;
 pub mod expiry;
+mod memory;
 pub mod object;
 mod shard;
 mod table;
 
-use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::cluster::slot::{Slot, SLOT_COUNT};
 pub use arena::allow_huge_pages;
 use arena::ViewSlot;
 pub use entry::{Entry, ValueRef};
 pub use eviction::Policy;
+pub use memory::{Memory, OutOfMemory};
 pub use object::{Hash, Object};
+use ringcache_core::slot::{Slot, SLOT_COUNT};
 pub use shard::{Shard, SlotStats};
 
 /// Number of lock stripes. A power of two that divides `SLOT_COUNT`.
@@ -41,113 +43,6 @@ pub fn now_ms() -> u64 {
 /// The eviction clock: unix ms truncated to 32 bits (compared with wrapping arithmetic).
 pub fn clock_of(now_ms: u64) -> u32 {
     now_ms as u32
-}
-
-/// `-OOM` condition: memory is over the limit and nothing can be evicted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("OOM command not allowed when used memory > 'maxmemory'.")]
-pub struct OutOfMemory;
-
-/// Counter stripes: a thread updates its own stripe, so writers on different cores do
-/// not bounce one cache line. A power of two.
-const STRIPES: usize = 16;
-/// A stripe adds its change to [`Memory::approx`] once the change reaches this many
-/// bytes, so `approx` is within `STRIPES * PUBLISH_AT` bytes of the exact sum.
-const PUBLISH_AT: isize = 64 * 1024;
-const SLACK: usize = STRIPES * PUBLISH_AT as usize;
-
-#[repr(align(128))]
-#[derive(Debug, Default)]
-struct Stripe {
-    used: AtomicIsize,
-    small: AtomicIsize,
-    unpublished: AtomicIsize,
-}
-
-#[repr(align(128))]
-#[derive(Debug, Default)]
-struct Approx(AtomicIsize);
-
-/// The stripe of the calling thread (threads take stripes in turn).
-fn stripe_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-    }
-    STRIPE.with(|s| *s)
-}
-
-/// Memory limit, policy and usage counters shared by all shards. Usage is exact: the
-/// sum of per-thread stripes. The limit check reads one rarely written approximate
-/// total and sums the stripes only when that total is within `SLACK` of the limit.
-#[derive(Debug)]
-pub struct Memory {
-    max: AtomicUsize,
-    policy: AtomicU8,
-    approx: Approx,
-    stripes: Box<[Stripe]>,
-}
-
-impl Memory {
-    fn new(max: usize, policy: Policy) -> Memory {
-        Memory {
-            max: AtomicUsize::new(max),
-            policy: AtomicU8::new(policy as u8),
-            approx: Approx::default(),
-            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
-        }
-    }
-    /// Bytes of all entries (exact).
-    pub fn used(&self) -> usize {
-        let sum: isize = self.stripes.iter().map(|s| s.used.load(Ordering::Relaxed)).sum();
-        sum.max(0) as usize
-    }
-    /// Bytes of entries in the S3-FIFO small queue.
-    pub fn small(&self) -> usize {
-        let sum: isize = self.stripes.iter().map(|s| s.small.load(Ordering::Relaxed)).sum();
-        sum.max(0) as usize
-    }
-    /// Whether `used()` exceeds `max` (cheap unless usage is near the limit).
-    fn over(&self, max: usize) -> bool {
-        let approx = self.approx.0.load(Ordering::Relaxed).max(0) as usize;
-        approx.saturating_add(SLACK) > max && self.used() > max
-    }
-    pub fn max(&self) -> usize {
-        self.max.load(Ordering::Relaxed)
-    }
-    pub fn set_max(&self, bytes: usize) {
-        self.max.store(bytes, Ordering::Relaxed);
-    }
-    pub fn policy(&self) -> Policy {
-        Policy::from_u8(self.policy.load(Ordering::Relaxed))
-    }
-    pub fn set_policy(&self, p: Policy) {
-        self.policy.store(p as u8, Ordering::Relaxed);
-    }
-    fn change(&self, bytes: isize, small: isize) {
-        let s = &self.stripes[stripe_index()];
-        s.used.fetch_add(bytes, Ordering::Relaxed);
-        if small != 0 {
-            s.small.fetch_add(small, Ordering::Relaxed);
-        }
-        let pending = s.unpublished.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if pending.abs() >= PUBLISH_AT {
-            let pending = s.unpublished.swap(0, Ordering::Relaxed);
-            self.approx.0.fetch_add(pending, Ordering::Relaxed);
-        }
-    }
-    fn add(&self, bytes: usize, small: bool) {
-        let b = bytes as isize;
-        self.change(b, if small { b } else { 0 });
-    }
-    fn sub(&self, bytes: usize, small: bool) {
-        let b = bytes as isize;
-        self.change(-b, if small { -b } else { 0 });
-    }
-    /// Removes `bytes` of which `small` were in the small queue.
-    fn sub_both(&self, bytes: usize, small: usize) {
-        self.change(-(bytes as isize), -(small as isize));
-    }
 }
 
 /// Counters of store-initiated removals.
@@ -215,7 +110,7 @@ impl Store {
         let mut keys = keys.peekable();
         while keys.peek().is_some() {
             for (dst, key) in at.iter_mut().zip(keys.by_ref()) {
-                let (shard, idx) = shard_of(crate::cluster::slot::key_slot(key));
+                let (shard, idx) = shard_of(ringcache_core::slot::key_slot(key));
                 *dst = (shard, idx, self.hash(key));
                 n += 1;
                 if n == CHUNK {
@@ -545,7 +440,7 @@ impl SlotRef<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::slot::key_slot;
+    use ringcache_core::slot::key_slot;
 
     fn set(store: &Store, key: &[u8], val: &[u8]) {
         let now = now_ms();
@@ -833,7 +728,7 @@ mod tests {
                 }
                 // Accounting equals the charges of the stored entries (expired ones too).
                 n_ops += 1;
-                if n_ops % 8 != 0 {
+                if !n_ops.is_multiple_of(8) {
                     continue;
                 }
                 let mut charged = 0;

@@ -2,12 +2,14 @@
 //! ports, a real Redis client, and a raw-socket client for exact RESP bytes.
 #![allow(dead_code)]
 
+pub mod plan;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use ringcache_node::cluster::placement::{next_topology, Member};
-use ringcache_node::cluster::topology::{NodeInfo, Topology};
+use ringcache_core::placement::{next_topology, Member};
+use ringcache_core::topology::{NodeInfo, Topology};
 use ringcache_node::config::Config;
 use ringcache_node::launch::NodeHandle;
 
@@ -86,12 +88,18 @@ pub fn cluster_node_with(id: &str, tweak: impl FnOnce(&mut Config)) -> NodeHandl
 }
 
 /// A gRPC control client connected to `node`'s control port.
-pub async fn control_client(
-    node: &NodeHandle,
-) -> ringcache_node::control::pb::control_client::ControlClient<tonic::transport::Channel> {
-    ringcache_node::control::pb::control_client::ControlClient::connect(format!("http://{}", node.control_addr))
+pub async fn control_client(node: &NodeHandle) -> ringcache_proto::auth::Client {
+    control_client_at(&node.control_addr.to_string()).await
+}
+
+/// A gRPC control client for the control port at `addr`, carrying the test token.
+pub async fn control_client_at(addr: &str) -> ringcache_proto::auth::Client {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("control address")
+        .connect()
         .await
-        .expect("control port accepts connections")
+        .expect("control port accepts connections");
+    ringcache_proto::auth::client(channel, ringcache_node::config::TEST_CONTROL_TOKEN).expect("test token")
 }
 
 /// A cluster-mode node with id `id`.

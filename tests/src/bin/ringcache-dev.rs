@@ -1,8 +1,8 @@
 //! `make dev`: a real control plane and the test kubelet in the foreground.
 //!
 //! Builds the pinned Kubernetes components if needed (tests/k8s/build.sh, or `RINGCACHE_K8S_BIN`), starts etcd,
-//! kube-apiserver, kube-controller-manager and the test kubelet, prints `export KUBECONFIG=<path>` once ready, and
-//! tears everything down on Ctrl-C (or SIGTERM).
+//! kube-apiserver, kube-controller-manager, the test kubelet and kube-proxy, prints `export KUBECONFIG=<path>` once
+//! ready, and tears everything down on Ctrl-C (or SIGTERM), kube-proxy's nftables table included.
 
 use std::time::Instant;
 
@@ -37,11 +37,16 @@ fn main() -> std::process::ExitCode {
             }
         };
         eprintln!(
-            "ringcache-dev: control plane {} ready in {:.1}s; run dir {}; pod network {:?}",
+            "ringcache-dev: control plane {} ready in {:.1}s; run dir {}; pod network {:?}; ClusterIPs {}",
             cp.server,
             t0.elapsed().as_secs_f64(),
             cp.run_dir.display(),
-            kubelet.network()
+            kubelet.network(),
+            if cp.kube_proxy_running() {
+                "routed by kube-proxy"
+            } else {
+                "not routed (no kube-proxy)"
+            }
         );
         eprintln!(
             "ringcache-dev: kubectl and helm: {}; Ctrl-C to stop",

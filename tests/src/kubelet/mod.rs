@@ -1,18 +1,20 @@
-//! A test kubelet: registers Nodes (one per zone), keeps them Ready with status heartbeats and Lease renewals,
-//! binds unscheduled pods to them (there is no kube-scheduler: it spreads pods over the least-loaded eligible node),
-//! and runs each pod's containers as local processes (see [`pod`]).
+//! A test kubelet: registers Nodes (one per zone), keeps them Ready with status heartbeats and Lease renewals
+//! ([`heartbeat`]), binds unscheduled pods to them (there is no kube-scheduler: [`schedule::pick_node`] spreads pods
+//! over the least-loaded eligible node), and runs each pod's containers as local processes (see [`pod`]).
 
 pub mod env;
+mod heartbeat;
 pub mod network;
 mod pod;
 pub mod probe;
+pub mod schedule;
+pub mod time;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -24,6 +26,7 @@ use self::network::{IpAllocator, NetworkError, PodNetwork};
 use crate::bins;
 
 pub use pod::log_path;
+pub use time::{rfc3339_micro_now, rfc3339_now};
 
 /// Pod annotation prefix holding a container's pid: `ringcache.io/pid-<container>`.
 pub const PID_ANNOTATION_PREFIX: &str = "ringcache.io/pid-";
@@ -206,45 +209,6 @@ pub(crate) struct Ctx {
     pub(crate) host_ip: String,
 }
 
-/// UTC now as RFC 3339 with seconds (`metav1.Time`).
-pub fn rfc3339_now() -> String {
-    format_time(false)
-}
-
-/// UTC now as RFC 3339 with microseconds (`metav1.MicroTime`).
-pub fn rfc3339_micro_now() -> String {
-    format_time(true)
-}
-
-fn format_time(micros: bool) -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = if month <= 2 { y + 1 } else { y };
-    let (h, m, s) = (sod / 3600, (sod % 3600) / 60, sod % 60);
-    if micros {
-        format!(
-            "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:06}Z",
-            d.subsec_micros()
-        )
-    } else {
-        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
-    }
-}
-
 /// A running test kubelet. Dropping it (or [`Kubelet::shutdown`]) kills every pod process.
 pub struct Kubelet {
     tasks: JoinSet<()>,
@@ -286,176 +250,10 @@ fn node_object(node: &NodeConfig) -> Result<Node, KubeletError> {
     })
 }
 
-fn node_status(host_ip: &str, version: &str, since: &str) -> Value {
-    let now = rfc3339_now();
-    let cond = |t: &str, status: &str, reason: &str, msg: &str| {
-        json!({
-            "type": t, "status": status, "reason": reason, "message": msg,
-            "lastHeartbeatTime": now, "lastTransitionTime": since,
-        })
-    };
-    let resources = json!({ "cpu": "16", "memory": "64Gi", "pods": "250", "ephemeral-storage": "100Gi" });
-    json!({
-        "status": {
-            "conditions": [
-                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-                cond("Ready", "True", "KubeletReady", "ringcache test kubelet is posting ready status"),
-            ],
-            "addresses": [{ "type": "InternalIP", "address": host_ip }],
-            "capacity": resources,
-            "allocatable": resources,
-            "nodeInfo": {
-                "machineID": "", "systemUUID": "", "bootID": "",
-                "kernelVersion": "", "osImage": "ringcache test kubelet",
-                "containerRuntimeVersion": "ringcache-local://1",
-                "kubeletVersion": version, "kubeProxyVersion": "",
-                "operatingSystem": "linux",
-                "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-            },
-        }
-    })
-}
-
-async fn heartbeat(ctx: Arc<Ctx>, version: String) {
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), "kube-node-lease");
-    let since = rfc3339_now();
-    loop {
-        for n in &ctx.config.nodes {
-            if ctx.config.node_control.is_down(&n.name) {
-                continue;
-            }
-            let st = node_status(&ctx.host_ip, &version, &since);
-            if let Err(e) = nodes
-                .patch_status(&n.name, &PatchParams::default(), &Patch::Merge(&st))
-                .await
-            {
-                tracing::warn!(node = n.name, error = %e, "node status heartbeat");
-            }
-            let renew = json!({ "spec": { "renewTime": rfc3339_micro_now() } });
-            match leases
-                .patch(&n.name, &PatchParams::default(), &Patch::Merge(&renew))
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {
-                    let lease = json!({
-                        "apiVersion": "coordination.k8s.io/v1",
-                        "kind": "Lease",
-                        "metadata": { "name": n.name, "namespace": "kube-node-lease" },
-                        "spec": {
-                            "holderIdentity": n.name,
-                            "leaseDurationSeconds": (ctx.config.heartbeat.as_secs() * 4).max(1),
-                            "renewTime": rfc3339_micro_now(),
-                        }
-                    });
-                    match serde_json::from_value::<Lease>(lease) {
-                        Ok(l) => {
-                            if let Err(e) = leases.create(&PostParams::default(), &l).await {
-                                tracing::warn!(node = n.name, error = %e, "creating node lease");
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "building node lease"),
-                    }
-                }
-                Err(e) => tracing::warn!(node = n.name, error = %e, "renewing node lease"),
-            }
-        }
-        tokio::time::sleep(ctx.config.heartbeat).await;
-    }
-}
-
-fn labels_match_expr(labels: &BTreeMap<String, String>, key: &str, op: &str, values: &[String]) -> bool {
-    let v = labels.get(key);
-    match op {
-        "In" => v.is_some_and(|v| values.contains(v)),
-        "NotIn" => v.is_none_or(|v| !values.contains(v)),
-        "Exists" => v.is_some(),
-        "DoesNotExist" => v.is_none(),
-        _ => false,
-    }
-}
-
-/// Whether `pod` may run on a node with `labels` (nodeSelector and required node affinity).
-fn eligible(pod: &Pod, node: &Node) -> bool {
-    let labels = node.metadata.labels.clone().unwrap_or_default();
-    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-        return false;
-    }
-    let Some(spec) = pod.spec.as_ref() else {
-        return false;
-    };
-    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    for t in taints {
-        if t.effect != "NoSchedule" && t.effect != "NoExecute" {
-            continue;
-        }
-        let tolerated = spec.tolerations.iter().flatten().any(|tol| {
-            let key_ok = match tol.key.as_deref() {
-                None | Some("") => tol.operator.as_deref() == Some("Exists"),
-                Some(k) => k == t.key,
-            };
-            let value_ok = match tol.operator.as_deref() {
-                Some("Exists") => true,
-                _ => tol.value.as_deref().unwrap_or("") == t.value.as_deref().unwrap_or(""),
-            };
-            let effect_ok = tol.effect.as_deref().is_none_or(|e| e.is_empty() || e == t.effect);
-            key_ok && value_ok && effect_ok
-        });
-        if !tolerated {
-            return false;
-        }
-    }
-    if let Some(sel) = &spec.node_selector {
-        if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return false;
-        }
-    }
-    let required = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
-    if let Some(req) = required {
-        // Terms are ORed; expressions inside a term are ANDed.
-        let any = req.node_selector_terms.iter().any(|t| {
-            t.match_expressions
-                .iter()
-                .flatten()
-                .all(|e| labels_match_expr(&labels, &e.key, &e.operator, e.values.as_deref().unwrap_or(&[])))
-        });
-        if !any {
-            return false;
-        }
-    }
-    true
-}
-
-/// The spreading group of a pod: its controller (a ReplicaSet, StatefulSet, Job…), or itself.
-fn spread_group(p: &Pod) -> String {
-    p.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.clone())
-        .or_else(|| p.metadata.uid.clone())
-        .unwrap_or_default()
-}
-
 struct WorkerEntry {
     tx: watch::Sender<PodUpdate>,
     resource_version: Option<String>,
     handle: tokio::task::AbortHandle,
-}
-
-fn is_terminal(p: &Pod) -> bool {
-    matches!(
-        p.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded") | Some("Failed")
-    )
 }
 
 async fn release_pod(pods: &Api<Pod>, p: &Pod) {
@@ -473,170 +271,188 @@ async fn release_pod(pods: &Api<Pod>, p: &Pod) {
     }
 }
 
+/// Every 250 ms: list all pods, bind the unscheduled ones ([`schedule::pick_node`]), and start, update or stop a
+/// [`pod::PodWorker`] for each pod bound to one of our nodes.
 async fn sync_loop(ctx: Arc<Ctx>) {
-    let all_pods: Api<Pod> = Api::all(ctx.client.clone());
-    let nodes_api: Api<Node> = Api::all(ctx.client.clone());
-    let ours: Vec<String> = ctx.config.nodes.iter().map(|n| n.name.clone()).collect();
-    let mut workers: HashMap<String, WorkerEntry> = HashMap::new();
-    let mut set: JoinSet<()> = JoinSet::new();
-    let mut rr: usize = 0;
+    let mut sync = PodSync::new(ctx);
     loop {
-        while set.try_join_next().is_some() {}
-        let list = match all_pods.list(&ListParams::default()).await {
-            Ok(l) => l.items,
+        sync.reap_finished();
+        match sync.all_pods.list(&ListParams::default()).await {
+            Ok(list) => {
+                sync.schedule(&list.items).await;
+                sync.run_pods(list.items).await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "listing pods");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        // Load per node, overall and per spreading group (pods of one controller), like the default scheduler's
-        // spreading of a workload's replicas over hosts.
-        let mut load: HashMap<String, usize> = ours.iter().map(|n| (n.clone(), 0)).collect();
-        let mut group_load: HashMap<(String, String), usize> = HashMap::new();
-        for p in &list {
-            if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_ref()) {
-                if !is_terminal(p) && p.metadata.deletion_timestamp.is_none() {
-                    if let Some(l) = load.get_mut(n) {
-                        *l += 1;
-                    }
-                    *group_load.entry((spread_group(p), n.clone())).or_insert(0) += 1;
-                }
             }
         }
-        let unscheduled = list
-            .iter()
-            .any(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()) && p.metadata.deletion_timestamp.is_none());
-        let node_objs: Vec<Node> = if unscheduled {
-            match nodes_api.list(&ListParams::default()).await {
-                Ok(l) => l
-                    .items
-                    .into_iter()
-                    .filter(|n| n.metadata.name.as_ref().is_some_and(|x| ours.contains(x)))
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "listing nodes");
-                    Vec::new()
-                }
-            }
-        } else {
-            Vec::new()
-        };
+    }
+}
 
-        let mut seen = std::collections::HashSet::new();
-        for p in list {
-            let uid = p.metadata.uid.clone().unwrap_or_default();
-            let ns = p.metadata.namespace.clone().unwrap_or_default();
-            let name = p.metadata.name.clone().unwrap_or_default();
-            seen.insert(uid.clone());
-            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-            let node_name = p.spec.as_ref().and_then(|s| s.node_name.clone());
-            let Some(node_name) = node_name else {
-                if p.metadata.deletion_timestamp.is_some() {
-                    continue;
-                }
-                let scheduler = p
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.scheduler_name.clone())
-                    .unwrap_or_else(|| "default-scheduler".into());
-                if scheduler != "default-scheduler" {
-                    continue;
-                }
-                let mut candidates: Vec<&Node> = node_objs.iter().filter(|n| eligible(&p, n)).collect();
-                if candidates.is_empty() {
-                    continue;
-                }
-                let group = spread_group(&p);
-                let score = |n: &Node| {
-                    let nm = n.metadata.name.clone().unwrap_or_default();
-                    let g = group_load.get(&(group.clone(), nm.clone())).copied().unwrap_or(0);
-                    (g, load.get(&nm).copied().unwrap_or(0))
-                };
-                candidates.sort_by_key(|n| score(n));
-                let best = candidates.first().map(|n| score(n));
-                let tied: Vec<&&Node> = candidates.iter().filter(|n| Some(score(n)) == best).collect();
-                rr = rr.wrapping_add(1);
-                let Some(target) = tied.get(rr % tied.len().max(1)).and_then(|n| n.metadata.name.clone()) else {
-                    continue;
-                };
-                let binding = json!({
-                    "apiVersion": "v1",
-                    "kind": "Binding",
-                    "metadata": { "name": name, "namespace": ns },
-                    "target": { "apiVersion": "v1", "kind": "Node", "name": target },
-                });
-                match pods
-                    .create_subresource::<Value, Value>("binding", &name, &PostParams::default(), &binding)
-                    .await
-                {
-                    Ok(_) => {
-                        tracing::info!(pod = format!("{ns}/{name}"), node = target, "bound");
-                        if let Some(l) = load.get_mut(&target) {
-                            *l += 1;
-                        }
-                        *group_load.entry((group.clone(), target.clone())).or_insert(0) += 1;
-                    }
-                    Err(e) => tracing::warn!(pod = format!("{ns}/{name}"), error = %e, "binding"),
-                }
-                continue;
-            };
-            if !ours.contains(&node_name) {
-                continue;
-            }
-            if ctx.config.node_control.is_down(&node_name) {
-                if let Some(w) = workers.remove(&uid) {
-                    let _ = w.tx.send(PodUpdate::NodeDown);
-                }
-                continue;
-            }
-            if let Some(w) = workers.get_mut(&uid) {
-                if w.handle.is_finished() {
-                    if p.metadata.deletion_timestamp.is_some() {
-                        release_pod(&pods, &p).await;
-                    }
-                } else if w.resource_version != p.metadata.resource_version {
-                    w.resource_version = p.metadata.resource_version.clone();
-                    let _ = w.tx.send(PodUpdate::Pod(Box::new(p)));
-                }
-                continue;
-            }
-            if p.metadata.deletion_timestamp.is_some() {
-                // Nothing runs for it here: release it.
-                release_pod(&pods, &p).await;
-                continue;
-            }
-            if is_terminal(&p) {
-                continue;
-            }
-            let ip = match ctx.allocator.allocate() {
-                Ok(ip) => ip,
-                Err(e) => {
-                    tracing::error!(error = %e, "no pod address");
-                    continue;
-                }
-            };
-            let rv = p.metadata.resource_version.clone();
-            let (tx, rx) = watch::channel(PodUpdate::Pod(Box::new(p.clone())));
-            let worker = pod::PodWorker::new(ctx.clone(), p, rx, ip);
-            let handle = set.spawn(worker.run());
-            workers.insert(
-                uid,
-                WorkerEntry {
-                    tx,
-                    resource_version: rv,
-                    handle,
-                },
-            );
+/// The sync loop's state: the pod workers by pod uid and the scheduler's turn.
+struct PodSync {
+    ctx: Arc<Ctx>,
+    all_pods: Api<Pod>,
+    nodes_api: Api<Node>,
+    ours: Vec<String>,
+    workers: HashMap<String, WorkerEntry>,
+    set: JoinSet<()>,
+    turn: usize,
+}
+
+impl PodSync {
+    fn new(ctx: Arc<Ctx>) -> PodSync {
+        PodSync {
+            all_pods: Api::all(ctx.client.clone()),
+            nodes_api: Api::all(ctx.client.clone()),
+            ours: ctx.config.nodes.iter().map(|n| n.name.clone()).collect(),
+            ctx,
+            workers: HashMap::new(),
+            set: JoinSet::new(),
+            turn: 0,
         }
-        workers.retain(|uid, w| {
+    }
+
+    fn reap_finished(&mut self) {
+        while self.set.try_join_next().is_some() {}
+    }
+
+    /// Our nodes as the API has them (taints, cordons and labels included).
+    async fn our_nodes(&self) -> Vec<Node> {
+        match self.nodes_api.list(&ListParams::default()).await {
+            Ok(l) => l
+                .items
+                .into_iter()
+                .filter(|n| n.metadata.name.as_ref().is_some_and(|x| self.ours.contains(x)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing nodes");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Binds every pod that needs a node to the one [`schedule::pick_node`] chooses.
+    async fn schedule(&mut self, pods: &[Pod]) {
+        let unscheduled: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| {
+                p.spec.as_ref().is_some_and(|s| s.node_name.is_none()) && p.metadata.deletion_timestamp.is_none()
+            })
+            .collect();
+        if unscheduled.is_empty() {
+            return;
+        }
+        let nodes = self.our_nodes().await;
+        let mut load = schedule::Load::of(pods, &self.ours);
+        for p in unscheduled {
+            let schedule::Pick::Node(target) = schedule::pick_node(p, &nodes, &load, self.turn.wrapping_add(1)) else {
+                continue;
+            };
+            self.turn = self.turn.wrapping_add(1);
+            if bind(&self.ctx.client, p, &target).await {
+                load.add(&schedule::spread_group(p), &target);
+            }
+        }
+    }
+
+    /// Starts, updates or stops the worker of every pod bound to one of our nodes.
+    async fn run_pods(&mut self, pods: Vec<Pod>) {
+        let mut seen = HashSet::new();
+        for p in pods {
+            seen.insert(p.metadata.uid.clone().unwrap_or_default());
+            let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            if node.as_ref().is_some_and(|n| self.ours.contains(n)) {
+                self.run_pod(p, node.unwrap_or_default()).await;
+            }
+        }
+        self.workers.retain(|uid, w| {
             if seen.contains(uid) {
                 return true;
             }
             let _ = w.tx.send(PodUpdate::Gone);
             false
         });
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    async fn run_pod(&mut self, p: Pod, node: String) {
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(
+            self.ctx.client.clone(),
+            p.metadata.namespace.as_deref().unwrap_or_default(),
+        );
+        if self.ctx.config.node_control.is_down(&node) {
+            if let Some(w) = self.workers.remove(&uid) {
+                let _ = w.tx.send(PodUpdate::NodeDown);
+            }
+            return;
+        }
+        if let Some(w) = self.workers.get_mut(&uid) {
+            if w.handle.is_finished() {
+                if p.metadata.deletion_timestamp.is_some() {
+                    release_pod(&pods, &p).await;
+                }
+            } else if w.resource_version != p.metadata.resource_version {
+                w.resource_version = p.metadata.resource_version.clone();
+                let _ = w.tx.send(PodUpdate::Pod(Box::new(p)));
+            }
+            return;
+        }
+        if p.metadata.deletion_timestamp.is_some() {
+            // Nothing runs for it here: release it.
+            release_pod(&pods, &p).await;
+            return;
+        }
+        if schedule::is_terminal(&p) {
+            return;
+        }
+        let ip = match self.ctx.allocator.allocate() {
+            Ok(ip) => ip,
+            Err(e) => {
+                tracing::error!(error = %e, "no pod address");
+                return;
+            }
+        };
+        let resource_version = p.metadata.resource_version.clone();
+        let (tx, rx) = watch::channel(PodUpdate::Pod(Box::new(p.clone())));
+        let worker = pod::PodWorker::new(self.ctx.clone(), p, rx, ip);
+        let handle = self.set.spawn(worker.run());
+        self.workers.insert(
+            uid,
+            WorkerEntry {
+                tx,
+                resource_version,
+                handle,
+            },
+        );
+    }
+}
+
+/// Creates the pod's `Binding` to `node`; whether it was accepted.
+async fn bind(client: &kube::Client, p: &Pod, node: &str) -> bool {
+    let ns = p.metadata.namespace.clone().unwrap_or_default();
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": { "name": name, "namespace": ns },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": node },
+    });
+    match pods
+        .create_subresource::<Value, Value>("binding", &name, &PostParams::default(), &binding)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(pod = format!("{ns}/{name}"), node, "bound");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(pod = format!("{ns}/{name}"), error = %e, "binding");
+            false
+        }
     }
 }
 
@@ -673,7 +489,7 @@ impl Kubelet {
                     })
                 }
             }
-            let st = node_status("127.0.0.1", &version, &rfc3339_now());
+            let st = heartbeat::node_status("127.0.0.1", &version, &rfc3339_now());
             nodes
                 .patch_status(&n.name, &PatchParams::default(), &Patch::Merge(&st))
                 .await
@@ -694,7 +510,7 @@ impl Kubelet {
             host_ip: "127.0.0.1".into(),
         });
         let mut tasks = JoinSet::new();
-        tasks.spawn(heartbeat(ctx.clone(), version));
+        tasks.spawn(heartbeat::heartbeat(ctx.clone(), version));
         tasks.spawn(sync_loop(ctx));
         tracing::info!(?network, "test kubelet running");
         Ok(Kubelet {

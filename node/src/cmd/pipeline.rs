@@ -1,0 +1,119 @@
+//! Running one request: lookup → arity → authentication → routing (once, [`route`]) →
+//! the handover step (read-through, read counters, written keys) → memory check →
+//! handler → the replication step (records for the replicas, an acknowledgement wait).
+//! What the connection must do next comes back as one [`Next`].
+
+use bytes::Bytes;
+
+use super::flag::{DENYOOM, FLUSH, NOAUTH, READONLY, WRITE};
+use super::route::route;
+use super::{unknown_command, CmdError, CommandSpec, Ctx, Found, Next};
+use crate::handover::{HandoverStep, KeyAccess};
+
+/// Runs one request whose command was looked up as `found`, writes its reply (none
+/// when a read-through comes first) and returns the command's registry index (for
+/// per-command metrics) when it was a known command, and what the connection does
+/// next. `filled`: the keys a read-through filled, when the command runs again after
+/// one.
+pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes], found: Found, filled: Option<&[Bytes]>) -> (Option<usize>, Next) {
+    if args.is_empty() {
+        return (None, Next::Continue);
+    }
+    let Some((index, spec)) = found else {
+        ctx.out.error(&unknown_command(args));
+        return (None, Next::Continue);
+    };
+    ctx.next = Next::Continue;
+    ctx.slot = None;
+    match run(ctx, spec, args, filled) {
+        Ok(Some(next)) => return (Some(index), next),
+        Ok(None) => {}
+        Err(e) => ctx.out.error(&e.to_string()),
+    }
+    (Some(index), std::mem::replace(&mut ctx.next, Next::Continue))
+}
+
+/// The checks, the handler and the steps around it; `Ok(Some(next))` when a step
+/// decides what comes next instead of the handler.
+fn run(
+    ctx: &mut Ctx<'_>,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    filled: Option<&[Bytes]>,
+) -> Result<Option<Next>, CmdError> {
+    let argc = args.len() as i32;
+    if (spec.arity > 0 && argc != spec.arity) || (spec.arity < 0 && argc < -spec.arity) {
+        return Err(CmdError::WrongArity(spec.name.to_string()));
+    }
+    if !ctx.client.authenticated && spec.flags & NOAUTH == 0 {
+        return Err(CmdError::NoAuth);
+    }
+    if spec.keys.0 > 0 {
+        ctx.slot = route(ctx, spec, args)?;
+    }
+    let server = ctx.server;
+    if spec.flags & FLUSH != 0 {
+        server.handovers.stop_all();
+    }
+    if let (Some(slot), Some(view)) = (ctx.slot, ctx.view) {
+        if server.handovers.is_active() {
+            let keys: Vec<&Bytes> = spec.key_positions(args.len()).map(|p| &args[p]).collect();
+            let access = KeyAccess {
+                read: spec.flags & READONLY != 0,
+                write: spec.flags & WRITE != 0,
+            };
+            let step = server.handovers.before_command(
+                ctx.store,
+                view,
+                slot,
+                &keys,
+                access,
+                ctx.now,
+                filled,
+                ctx.client.can_read_through,
+            );
+            if let HandoverStep::ReadThrough(fetch) = step {
+                return Ok(Some(Next::ReadThrough(fetch)));
+            }
+        }
+    }
+    if spec.flags & DENYOOM != 0 && !ctx.client.no_evict {
+        ctx.store.ensure_memory()?;
+    }
+    let result = (spec.handler)(ctx, args);
+    if spec.flags & WRITE != 0 {
+        // Also after an error: a handler may have changed a key before failing.
+        if let Some(wait) = replicate(ctx, spec, args, result.is_ok()) {
+            return result.map(|()| Some(Next::WaitForAcks(wait)));
+        }
+    }
+    result.map(|()| None)
+}
+
+/// The replication step after a write (cluster mode, on the primary of the keys'
+/// slot): the written keys' new state goes to the backlog, a flush becomes a flush
+/// record. Returns the acknowledgement wait `minReplicasToAck` asks for, if the write
+/// `succeeded`.
+fn replicate(
+    ctx: &Ctx<'_>,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    succeeded: bool,
+) -> Option<crate::replication::AckWait> {
+    let view = ctx.view?;
+    let repl = &ctx.server.replication;
+    if spec.flags & FLUSH != 0 {
+        if succeeded {
+            repl.record_flush();
+        }
+        return None;
+    }
+    let slot = ctx.slot?;
+    let keys = spec.key_positions(args.len()).map(|p| &args[p]);
+    let offset = repl.record_write(ctx.store, view, slot, keys, ctx.now);
+    if succeeded {
+        repl.ack_wait(slot, offset)
+    } else {
+        None
+    }
+}

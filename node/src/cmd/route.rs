@@ -1,0 +1,46 @@
+//! Routing in cluster mode, once per keyed command: the slot every key hashes to
+//! (`-CROSSSLOT` otherwise), checked against this node's view: served here as primary
+//! (a write also needs the lease: `-TRYAGAIN` once it expired), or as a replica for a
+//! `READONLY` connection's read; else `-MOVED <slot> <owner>`, or `-CLUSTERDOWN` when
+//! the slot has no primary or there is no topology. Standalone nodes serve everything.
+
+use bytes::Bytes;
+use ringcache_core::slot::{key_slot, Slot};
+use ringcache_core::view::Owner;
+
+use super::flag::{READONLY, WRITE};
+use super::{CmdError, CommandSpec, Ctx};
+
+const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// The slot of a keyed command this node may serve (`None` in standalone mode), or the
+/// redirect or error to answer.
+pub fn route(ctx: &Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<Option<Slot>, CmdError> {
+    let cluster = &ctx.server.cluster;
+    if !cluster.enabled {
+        return Ok(None);
+    }
+    let mut positions = spec.key_positions(args.len());
+    let Some(first) = positions.next() else { return Ok(None) };
+    let slot = key_slot(&args[first]);
+    if positions.any(|p| key_slot(&args[p]) != slot) {
+        return Err(CmdError::Coded(CROSSSLOT.into()));
+    }
+    let Some(view) = ctx.view else {
+        return Err(CmdError::Coded("CLUSTERDOWN The cluster is down".into()));
+    };
+    let replica_read = ctx.client.readonly && spec.flags & READONLY != 0;
+    match view.owner(slot, replica_read) {
+        Owner::Here => {
+            // A write is never a replica read: Here means primary.
+            if spec.flags & WRITE != 0 && !cluster.may_write(ctx.now) {
+                return Err(CmdError::Coded(
+                    "TRYAGAIN this node's write lease has expired; retry when the cluster has recovered".into(),
+                ));
+            }
+            Ok(Some(slot))
+        }
+        Owner::Elsewhere(owner) => Err(CmdError::Coded(format!("MOVED {slot} {}", owner.resp_addr))),
+        Owner::Nobody => Err(CmdError::Coded("CLUSTERDOWN Hash slot not served".into())),
+    }
+}

@@ -1,0 +1,228 @@
+//! What every connection of the node shares ([`ServerState`]: access rules, the
+//! client list, counters, and the cluster, replication and handover state) and what
+//! one connection holds ([`ClientState`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::access::Access;
+use crate::cluster::ClusterState;
+use crate::handover::Handovers;
+use crate::metrics::{rss_bytes, Gauges, Metrics};
+use crate::replication::Replication;
+use crate::store::Store;
+
+/// Process-wide server state.
+#[derive(Debug)]
+pub struct ServerState {
+    /// Password and request limits (client ports and node-to-node links).
+    pub access: Arc<Access>,
+    pub clients: ClientRegistry,
+    pub started: Instant,
+    pub run_id: String,
+    pub port: u16,
+    pub total_connections: AtomicU64,
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+    pub threads: usize,
+    pub cluster: Arc<ClusterState>,
+    /// Backlog, replica acknowledgements and links to primaries.
+    pub replication: Arc<Replication>,
+    /// Slot handovers to this node, and slots retained here for others.
+    pub handovers: Arc<Handovers>,
+    /// INFO's counters as they were at the last CONFIG RESETSTAT: INFO shows what
+    /// happened since. The counters themselves never go back (per-slot hits and misses
+    /// feed the control plane's hit rates and /metrics, which expect monotonic totals).
+    pub stats_baseline: parking_lot::Mutex<StatCounters>,
+}
+
+/// The counters of INFO's stats section, as totals or as what changed since a baseline.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StatCounters {
+    pub total_connections: u64,
+    pub total_commands: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl StatCounters {
+    /// The totals now, from the gauges and the command count.
+    pub fn from_gauges(g: &Gauges, total_commands: u64) -> StatCounters {
+        StatCounters {
+            total_connections: g.total_connections,
+            total_commands,
+            expired: g.expired,
+            evicted: g.evicted,
+            hits: g.hits,
+            misses: g.misses,
+        }
+    }
+
+    /// What changed since `base`.
+    pub fn since(self, base: StatCounters) -> StatCounters {
+        StatCounters {
+            total_connections: self.total_connections.saturating_sub(base.total_connections),
+            total_commands: self.total_commands.saturating_sub(base.total_commands),
+            expired: self.expired.saturating_sub(base.expired),
+            evicted: self.evicted.saturating_sub(base.evicted),
+            hits: self.hits.saturating_sub(base.hits),
+            misses: self.misses.saturating_sub(base.misses),
+        }
+    }
+}
+
+impl ServerState {
+    /// `commands`: the size of the command registry (per-command metrics).
+    pub fn new(port: u16, access: Access, threads: usize, commands: usize, cluster: Arc<ClusterState>) -> Self {
+        let run_id: String = (0..40)
+            .map(|_| char::from(b"0123456789abcdef"[rand::random::<usize>() % 16]))
+            .collect();
+        ServerState {
+            access: Arc::new(access),
+            clients: ClientRegistry::default(),
+            started: Instant::now(),
+            run_id,
+            port,
+            total_connections: AtomicU64::new(0),
+            metrics: Metrics::new(threads, commands),
+            ready: AtomicBool::new(false),
+            threads,
+            replication: Arc::new(Replication::new(cluster.clone())),
+            handovers: Arc::new(Handovers::default()),
+            cluster,
+            stats_baseline: parking_lot::Mutex::new(StatCounters::default()),
+        }
+    }
+
+    /// The gauges sampled now, for /metrics and INFO.
+    pub fn gauges(&self, store: &Store) -> Gauges {
+        let (keys, expires) = store.key_counts();
+        let (hits, misses) = store.hits_misses();
+        Gauges {
+            keys,
+            expires,
+            used_memory: store.mem.used(),
+            maxmemory: store.mem.max(),
+            rss: rss_bytes(),
+            hits,
+            misses,
+            evicted: store.stats.evicted_keys.load(Ordering::Relaxed),
+            expired: store.stats.expired_keys.load(Ordering::Relaxed),
+            connected_clients: self.clients.count(),
+            total_connections: self.total_connections.load(Ordering::Relaxed),
+        }
+    }
+
+    /// INFO's stats counters since the last CONFIG RESETSTAT, from gauges `g`.
+    pub fn stats_since_reset(&self, g: &Gauges) -> StatCounters {
+        StatCounters::from_gauges(g, self.metrics.total_commands()).since(*self.stats_baseline.lock())
+    }
+
+    /// CONFIG RESETSTAT: INFO's counters start again from zero.
+    pub fn reset_stats(&self, store: &Store) {
+        *self.stats_baseline.lock() = StatCounters::from_gauges(&self.gauges(store), self.metrics.total_commands());
+    }
+}
+
+/// Mutable, displayable facts about a client (`CLIENT SETNAME`, `CLIENT SETINFO`).
+#[derive(Debug, Default, Clone)]
+pub struct ClientMeta {
+    pub name: Option<String>,
+    pub lib_name: Option<String>,
+    pub lib_ver: Option<String>,
+    pub last_cmd: &'static str,
+    pub resp: u8,
+}
+
+/// The part of a client other connections can see (for `CLIENT LIST`).
+#[derive(Debug)]
+pub struct ClientShared {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub connected: Instant,
+    pub meta: Mutex<ClientMeta>,
+}
+
+impl ClientShared {
+    /// One line of `CLIENT LIST` / `CLIENT INFO`, in Redis' field format.
+    pub fn info_line(&self) -> String {
+        let m = self.meta.lock();
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            m.name.as_deref().unwrap_or(""),
+            self.connected.elapsed().as_secs(),
+            if m.last_cmd.is_empty() { "NULL" } else { m.last_cmd },
+            m.resp,
+            m.lib_name.as_deref().unwrap_or(""),
+            m.lib_ver.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+/// All connected clients, by id.
+#[derive(Debug, Default)]
+pub struct ClientRegistry {
+    next_id: AtomicU64,
+    clients: Mutex<BTreeMap<u64, Arc<ClientShared>>>,
+}
+
+impl ClientRegistry {
+    pub fn register(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientShared> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let c = Arc::new(ClientShared {
+            id,
+            addr,
+            laddr,
+            connected: Instant::now(),
+            meta: Mutex::new(ClientMeta {
+                resp: 2,
+                ..ClientMeta::default()
+            }),
+        });
+        self.clients.lock().insert(id, c.clone());
+        c
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    pub fn count(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    pub fn all(&self) -> Vec<Arc<ClientShared>> {
+        self.clients.lock().values().cloned().collect()
+    }
+}
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct ClientState {
+    pub shared: Arc<ClientShared>,
+    pub authenticated: bool,
+    /// `CLIENT NO-EVICT on`: this client's writes skip the memory check.
+    pub no_evict: bool,
+    /// `READONLY`: reads of slots this node replicates are served here.
+    pub readonly: bool,
+    /// Whether this connection can await a handover read-through (the RESP port's
+    /// connection loop can; the proxy port cannot).
+    pub can_read_through: bool,
+}
+
+impl ClientState {
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+}

@@ -1,0 +1,137 @@
+//! Helpers for the operator's end-to-end tests: install the Helm chart (the operator
+//! then runs as pods of this control plane, under the chart's RBAC), read and wait for
+//! CacheClusters, and ask their nodes for their status with the cluster's control
+//! token, as the operator does.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
+use ringcache_core::status::NodeStatus;
+use serde_json::Value;
+
+use crate::{bins, run_with_stdin, wait_for, EnvError, TestEnv};
+
+/// The chart in this repository.
+pub fn chart_dir() -> PathBuf {
+    bins::workspace_root().join("charts/ringcache")
+}
+
+/// A file of this repository.
+pub fn repo_file(path: &str) -> PathBuf {
+    bins::workspace_root().join(path)
+}
+
+/// `helm install <release> charts/ringcache -n <namespace> --set …` and waits until the
+/// operator's Deployment is available.
+pub fn install_operator(env: &TestEnv, release: &str, namespace: &str, set: &[&str]) -> Result<String, EnvError> {
+    let chart = chart_dir().to_string_lossy().into_owned();
+    let mut args = vec![
+        "install",
+        release,
+        chart.as_str(),
+        "--namespace",
+        namespace,
+        "--wait",
+        "--timeout",
+        "180s",
+    ];
+    for s in set {
+        args.push("--set");
+        args.push(s);
+    }
+    run_with_stdin(env.helm(), &args, None)
+}
+
+/// `kubectl get cachecluster <name> -n <ns> -o json`.
+pub fn cachecluster(env: &TestEnv, ns: &str, name: &str) -> Result<Value, EnvError> {
+    let out = env.kubectl_run(&["get", "cachecluster", name, "-n", ns, "-o", "json"], None)?;
+    serde_json::from_str(&out).map_err(|e| EnvError::Command {
+        cmd: "kubectl get cachecluster".into(),
+        detail: e.to_string(),
+    })
+}
+
+/// The condition `type_` of a CacheCluster's JSON, as (status, reason, message).
+pub fn condition(cc: &Value, type_: &str) -> Option<(String, String, String)> {
+    cc["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (s("status"), s("reason"), s("message"))
+        })
+}
+
+/// Waits until the CacheCluster's condition `type_` has `status` (and `reason`, when
+/// given); returns the CacheCluster's JSON.
+pub async fn wait_condition(
+    env: &TestEnv,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+    timeout: Duration,
+) -> Result<Value, EnvError> {
+    wait_for(
+        &format!("CacheCluster {ns}/{name}: {type_}={status} {}", reason.unwrap_or("")),
+        timeout,
+        || async move {
+            let cc = cachecluster(env, ns, name).map_err(|e| e.to_string())?;
+            match condition(&cc, type_) {
+                Some((s, r, _)) if s == status && reason.is_none_or(|want| want == r) => Ok(cc),
+                Some((s, r, m)) => Err(format!("{type_}={s} {r}: {m}")),
+                None => Err(format!("no {type_} condition yet")),
+            }
+        },
+    )
+    .await
+}
+
+/// The control token of cluster `name` (its `<name>-control` Secret).
+pub async fn control_token(client: &kube::Client, ns: &str, name: &str) -> Result<String, EnvError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let s = secrets.get(&format!("{name}-control")).await?;
+    s.data
+        .as_ref()
+        .and_then(|d| d.get("token"))
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .ok_or_else(|| EnvError::Command {
+            cmd: "reading the control token".into(),
+            detail: format!("Secret {name}-control has no key token"),
+        })
+}
+
+/// `GetStatus` of the node at `addr` (`ip:7379`), with `token`.
+pub async fn node_status(addr: &str, token: &str) -> Result<NodeStatus, EnvError> {
+    let err = |detail: String| EnvError::Command {
+        cmd: format!("GetStatus {addr}"),
+        detail,
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| err(e.to_string()))?
+        .connect_timeout(Duration::from_secs(3))
+        .connect()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let mut client = ringcache_proto::auth::client(channel, token).map_err(|e| err(e.to_string()))?;
+    let reply = client
+        .get_status(ringcache_proto::pb::GetStatusRequest {})
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .into_inner();
+    ringcache_proto::convert::node_status_from_pb(reply).map_err(|e| err(e.to_string()))
+}
+
+/// The pid of a pod's container process (the test kubelet's annotation).
+pub fn container_pid(pod: &Pod, container: &str) -> Option<i32> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(&format!("{}{container}", crate::kubelet::PID_ANNOTATION_PREFIX))?
+        .parse()
+        .ok()
+}
