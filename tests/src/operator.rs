@@ -135,3 +135,26 @@ pub fn container_pid(pod: &Pod, container: &str) -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// For test binaries whose tests share one operator and must not overlap (they share
+/// two cores and measure hit rates): waits for the previous test to finish and, on the
+/// first call of the binary, installs the chart as release `rc` in `ringcache-system`
+/// (watching every namespace). Panics when the shared control plane or the install
+/// fails, naming why.
+pub async fn one_at_a_time_with_operator() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let guard = LOCK.lock().await;
+    let installed = INSTALLED.get_or_init(|| {
+        let env = crate::shared().map_err(|e| format!("starting the shared control plane: {e}"))?;
+        env.kubectl_run(&["create", "namespace", "ringcache-system"], None)
+            .map_err(|e| e.to_string())?;
+        install_operator(env, "rc", "ringcache-system", &[])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = installed {
+        panic!("installing the operator: {e}");
+    }
+    guard
+}

@@ -6,7 +6,6 @@
 //! failover happened (long before Kubernetes' own eviction); bench/ measures it.
 
 use std::collections::HashSet;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -16,7 +15,7 @@ use redis::Commands;
 use ringcache_core::slot::{key_slot, Slot};
 use ringcache_tests::load::{lost_writes, Load, Shape, Target};
 use ringcache_tests::operator::{
-    cachecluster, container_pid, control_token, install_operator, node_status, wait_condition,
+    cachecluster, container_pid, control_token, node_status, one_at_a_time_with_operator, wait_condition,
 };
 use ringcache_tests::{shared, wait_for, TestEnv};
 
@@ -27,24 +26,6 @@ const WRITABLE_WITHIN: Duration = Duration::from_secs(12);
 
 fn env() -> &'static TestEnv {
     shared().expect("starting the shared control plane")
-}
-
-async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let guard = LOCK.lock().await;
-    let r = INSTALLED.get_or_init(|| {
-        env()
-            .kubectl_run(&["create", "namespace", "ringcache-system"], None)
-            .map_err(|e| e.to_string())?;
-        install_operator(env(), "rc", "ringcache-system", &[])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    });
-    if let Err(e) = r {
-        panic!("installing the operator: {e}");
-    }
-    guard
 }
 
 const CLUSTER: &str = "apiVersion: ringcache.io/v1alpha1\nkind: CacheCluster\nmetadata:\n  name: fo\nspec:\n  replicas: 3\n  replicationFactor: 2\n  minReplicasToAck: 1\n  maxmemory: 64mb\n  failover:\n    detectionSeconds: 2\n  warmup:\n    minStageSeconds: 2\n";
@@ -211,7 +192,7 @@ fn start_load(urls: Vec<String>) -> Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_primary_is_replaced_and_no_acknowledged_write_is_lost() {
-    let _serial = serial().await;
+    let _serial = one_at_a_time_with_operator().await;
     let s = setup("fo-kill").await;
     let victim = s.pods[1].clone();
     let victim_name = victim.metadata.name.clone().unwrap_or_default();
@@ -257,7 +238,7 @@ async fn a_killed_primary_is_replaced_and_no_acknowledged_write_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_primary_is_fenced_and_replaced() {
-    let _serial = serial().await;
+    let _serial = one_at_a_time_with_operator().await;
     let s = setup("fo-stop").await;
     let victim = s.pods[2].clone();
     let victim_name = victim.metadata.name.clone().unwrap_or_default();
@@ -300,7 +281,7 @@ async fn a_hung_primary_is_fenced_and_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_node_fails_over_long_before_kubernetes_evicts() {
-    let _serial = serial().await;
+    let _serial = one_at_a_time_with_operator().await;
     let s = setup("fo-node").await;
     let victim = s.pods[0].clone();
     let victim_name = victim.metadata.name.clone().unwrap_or_default();

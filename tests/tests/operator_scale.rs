@@ -8,7 +8,7 @@
 //! time (they share two cores).
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::Api;
 use ringcache_tests::load::{lost_writes, Load, Sample, Shape, Target};
-use ringcache_tests::operator::{cachecluster, container_pid, install_operator, wait_condition};
+use ringcache_tests::operator::{cachecluster, container_pid, one_at_a_time_with_operator, wait_condition};
 use ringcache_tests::{shared, wait_for, TestEnv};
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -25,26 +25,6 @@ const MIN_SHARE: f64 = 0.95;
 
 fn env() -> &'static TestEnv {
     shared().expect("starting the shared control plane")
-}
-
-/// One test at a time, and the operator installed once (in its own namespace, watching
-/// every namespace).
-async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    let guard = LOCK.lock().await;
-    let r = INSTALLED.get_or_init(|| {
-        env()
-            .kubectl_run(&["create", "namespace", "ringcache-system"], None)
-            .map_err(|e| e.to_string())?;
-        install_operator(env(), "rc", "ringcache-system", &[])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    });
-    if let Err(e) = r {
-        panic!("installing the operator: {e}");
-    }
-    guard
 }
 
 fn cluster(name: &str, replicas: u32, extra: &str) -> String {
@@ -88,6 +68,21 @@ async fn target(client: &kube::Client, ns: &str, name: &str, via_proxy: bool) ->
 }
 
 /// The mean hit rate of `samples`.
+/// Starts the default load on `t` and lets it run 10 s: the load, how many samples it
+/// has taken, and the mean hit rate of those after the first two (the cache filling).
+async fn load_with_baseline(t: &Target) -> (Load, usize, f64) {
+    let load = tokio::task::spawn_blocking({
+        let t = t.clone();
+        move || Load::start(t, None, Shape::default())
+    })
+    .await
+    .expect("thread")
+    .expect("the load starts");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let samples = load.samples();
+    (load, samples.len(), mean(&samples[2..]))
+}
+
 fn mean(samples: &[Sample]) -> f64 {
     let (h, m) = samples.iter().fold((0, 0), |(h, m), s| (h + s.hits, m + s.misses));
     h as f64 / (h + m).max(1) as f64
@@ -149,7 +144,7 @@ fn report(what: &str, baseline: f64, samples: &[Sample]) -> Vec<String> {
 }
 
 async fn scale_out_keeps_the_hit_rate(via_proxy: bool) {
-    let _serial = serial().await;
+    let _serial = one_at_a_time_with_operator().await;
     let env = env();
     let client = env.client().await.expect("client");
     let ns = env
@@ -162,16 +157,7 @@ async fn scale_out_keeps_the_hit_rate(via_proxy: bool) {
         .await
         .expect("Ready");
     let t = target(&client, &ns, "feed", via_proxy).await;
-    let load = tokio::task::spawn_blocking({
-        let t = t.clone();
-        move || Load::start(t, None, Shape::default())
-    })
-    .await
-    .expect("thread")
-    .expect("the load starts");
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let before = load.samples().len();
-    let baseline = mean(&load.samples()[2..]);
+    let (load, before, baseline) = load_with_baseline(&t).await;
     env.kubectl_run(&["scale", "-n", &ns, "rcc/feed", "--replicas=5"], None)
         .expect("kubectl scale");
     let (stages, moved, covered) = follow_rebalance(&ns, "feed", |_| {}).await;
@@ -237,7 +223,7 @@ async fn scale_out_keeps_the_hit_rate_through_the_proxy_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_in_loses_nothing_even_when_the_leader_dies_mid_stage() {
-    let _serial = serial().await;
+    let _serial = one_at_a_time_with_operator().await;
     let env = env();
     let client = env.client().await.expect("client");
     let ns = env.namespace("scale-in").await.expect("namespace");
@@ -338,7 +324,7 @@ async fn scale_in_loses_nothing_even_when_the_leader_dies_mid_stage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_image_change_keeps_the_hit_rate() {
-    let _serial = serial().await;
+    let _serial = one_at_a_time_with_operator().await;
     let env = env();
     let client = env.client().await.expect("client");
     let ns = env.namespace("rollout").await.expect("namespace");
@@ -348,16 +334,7 @@ async fn a_rolling_image_change_keeps_the_hit_rate() {
         .await
         .expect("Ready");
     let t = target(&client, &ns, "roll", false).await;
-    let load = tokio::task::spawn_blocking({
-        let t = t.clone();
-        move || Load::start(t, None, Shape::default())
-    })
-    .await
-    .expect("thread")
-    .expect("the load starts");
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let before = load.samples().len();
-    let baseline = mean(&load.samples()[2..]);
+    let (load, before, baseline) = load_with_baseline(&t).await;
     // A new image tag (the test kubelet maps ringcache/node:* to the same binary).
     env.kubectl_run(
         &[

@@ -295,15 +295,7 @@ mod tests {
     use crate::placement::{next_topology, Member};
     use proptest::prelude::*;
 
-    fn node(id: &str) -> NodeInfo {
-        NodeInfo {
-            id: id.into(),
-            instance: format!("{id}-1"),
-            resp_addr: format!("{id}:6379"),
-            control_addr: format!("{id}:7379"),
-            zone: None,
-        }
-    }
+    use crate::topology::test_node as node;
 
     fn ids(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("n{i}")).collect()

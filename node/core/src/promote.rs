@@ -55,17 +55,9 @@ pub fn check_promotion(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::topology::{NodeInfo, SlotAssignment, SlotRange};
+    use crate::topology::{SlotAssignment, SlotRange};
 
-    fn node(id: &str) -> NodeInfo {
-        NodeInfo {
-            id: id.into(),
-            instance: format!("{id}-1"),
-            resp_addr: format!("{id}:6379"),
-            control_addr: format!("{id}:7379"),
-            zone: None,
-        }
-    }
+    use crate::topology::test_node as node;
 
     fn topo(epoch: u64, owners_low: [&str; 2], owners_high: [&str; 2]) -> Topology {
         Topology {

@@ -406,20 +406,24 @@ impl SlotMap {
     }
 }
 
+/// A member with addresses derived from its id, for this crate's unit tests.
+#[cfg(test)]
+pub(crate) fn test_node(id: &str) -> NodeInfo {
+    NodeInfo {
+        id: id.into(),
+        instance: format!("{id}-1"),
+        resp_addr: format!("{id}:6379"),
+        control_addr: format!("{id}:7379"),
+        zone: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn node(id: &str) -> NodeInfo {
-        NodeInfo {
-            id: id.to_string(),
-            instance: format!("{id}-i1"),
-            resp_addr: format!("{id}:6379"),
-            control_addr: format!("{id}:7000"),
-            zone: None,
-        }
-    }
+    use super::test_node as node;
 
     fn owners(ids: &[&str]) -> Vec<String> {
         ids.iter().map(|s| s.to_string()).collect()

@@ -89,15 +89,7 @@ mod tests {
     use super::*;
     use crate::topology::{SlotAssignment, SlotRange};
 
-    fn node(id: &str) -> NodeInfo {
-        NodeInfo {
-            id: id.into(),
-            instance: format!("{id}-1"),
-            resp_addr: format!("{id}:6379"),
-            control_addr: format!("{id}:7379"),
-            zone: None,
-        }
-    }
+    use crate::topology::test_node as node;
 
     #[test]
     fn roles_and_replicated_slots() {
