@@ -54,7 +54,7 @@ pub struct Counters {
     pub origin_reads: AtomicU64,
     pub writes: AtomicU64,
     pub errors: AtomicU64,
-    /// Last acknowledged value of each written key, and values of writes that failed
+    /// Last acknowledged value of each written (or filled) key, and values of writes that failed
     /// after it (they may or may not have been applied).
     pub acked: Mutex<HashMap<usize, (String, Vec<String>)>>,
     pub first_errors: Mutex<Vec<String>>,
@@ -152,6 +152,26 @@ impl Conn {
     }
 }
 
+/// SETs key `i` to `v` and records the outcome in `counters.acked`, holding its lock
+/// across the request: with several threads writing the same key, the order in which
+/// acknowledgements are recorded is then the order the cache applied the writes (else a
+/// thread descheduled between its reply and the lock would record an older value as the
+/// last one, and `lost_writes` would report a write that was not lost). Reads do not
+/// take the lock; only writes and cache fills (both can overwrite a value) wait for it.
+fn tracked_set(conn: &mut Conn, counters: &Counters, i: usize, v: String, ttl: u64) -> redis::RedisResult<()> {
+    let Ok(mut acked) = counters.acked.lock() else {
+        return conn.set_ex(&key(i), &v, ttl);
+    };
+    let r = conn.set_ex(&key(i), &v, ttl);
+    let e = acked.entry(i).or_insert_with(|| (String::new(), Vec::new()));
+    if r.is_ok() {
+        *e = (v, Vec::new());
+    } else {
+        e.1.push(v);
+    }
+    r
+}
+
 /// A small xorshift generator (no shared state between threads).
 fn next(x: &mut u64) -> u64 {
     *x ^= *x << 13;
@@ -196,18 +216,8 @@ impl Load {
                     let k = key(i);
                     let result = if next(&mut x) % 100 < shape.write_pct {
                         version += 1;
-                        let v = format!("w{t}-{version}");
-                        let r = conn.set_ex(&k, &v, shape.ttl);
-                        if let Ok(mut acked) = counters.acked.lock() {
-                            let e = acked.entry(i).or_insert_with(|| (String::new(), Vec::new()));
-                            if r.is_ok() {
-                                *e = (v, Vec::new());
-                            } else {
-                                e.1.push(v);
-                            }
-                        }
                         counters.writes.fetch_add(1, Ordering::Relaxed);
-                        r
+                        tracked_set(&mut conn, &counters, i, format!("w{t}-{version}"), shape.ttl)
                     } else {
                         match conn.get(&k) {
                             Ok(Some(_)) => {
@@ -217,7 +227,7 @@ impl Load {
                             Ok(None) => {
                                 // Cache-aside: read the origin, fill the cache.
                                 counters.origin_reads.fetch_add(1, Ordering::Relaxed);
-                                conn.set_ex(&k, &format!("origin-{i}"), shape.ttl)
+                                tracked_set(&mut conn, &counters, i, format!("origin-{i}"), shape.ttl)
                             }
                             Err(e) => Err(e),
                         }
