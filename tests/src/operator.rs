@@ -158,3 +158,25 @@ pub async fn one_at_a_time_with_operator() -> tokio::sync::MutexGuard<'static, (
     }
     guard
 }
+
+/// Waits until `url` (a client Service's ClusterIP) answers PING: a CacheCluster is
+/// Ready once its nodes serve, but kube-proxy routes the Service only after the
+/// EndpointSlice controller has listed the Ready pods and its next rules sync (until
+/// then a connection is refused by its reject rule). Applications retry; tests wait.
+pub async fn wait_until_routed(url: &str, timeout: Duration) -> Result<(), EnvError> {
+    wait_for(&format!("{url} answering PING"), timeout, || {
+        let url = url.to_string();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut con = redis::Client::open(url.as_str())
+                    .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                    .map_err(|e| e.to_string())?;
+                redis::cmd("PING").query::<String>(&mut con).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|_| ())
+        }
+    })
+    .await
+}

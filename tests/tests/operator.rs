@@ -17,7 +17,7 @@ use kube::Api;
 use redis::Commands;
 use ringcache_core::slot::SLOT_COUNT;
 use ringcache_tests::operator::{
-    cachecluster, condition, control_token, install_operator, node_status, repo_file, wait_condition,
+    cachecluster, condition, control_token, install_operator, node_status, repo_file, wait_condition, wait_until_routed,
 };
 use ringcache_tests::{shared, wait_for, TestEnv};
 
@@ -184,6 +184,9 @@ async fn a_cachecluster_becomes_ready_and_serves_every_kind_of_client() {
     let svc = services.get("demo").await.expect("client Service");
     let cluster_ip = svc.spec.as_ref().and_then(|s| s.cluster_ip.clone()).expect("ClusterIP");
     let uid = svc.metadata.uid.clone();
+    wait_until_routed(&format!("redis://:{PASSWORD}@{cluster_ip}:6379/"), WAIT)
+        .await
+        .expect("the client Service routed");
     tokio::task::spawn_blocking(move || {
         let plain = redis::Client::open(format!("redis://:{PASSWORD}@{cluster_ip}:6379/")).expect("url");
         let mut con = plain.get_connection().expect("through the ClusterIP");

@@ -16,7 +16,9 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::Api;
 use ringcache_tests::load::{lost_writes, Load, Sample, Shape, Target};
-use ringcache_tests::operator::{cachecluster, container_pid, one_at_a_time_with_operator, wait_condition};
+use ringcache_tests::operator::{
+    cachecluster, container_pid, one_at_a_time_with_operator, wait_condition, wait_until_routed,
+};
 use ringcache_tests::{shared, wait_for, TestEnv};
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -55,7 +57,9 @@ async fn target(client: &kube::Client, ns: &str, name: &str, via_proxy: bool) ->
             .spec
             .and_then(|s| s.cluster_ip)
             .expect("ClusterIP");
-        Target::Plain(format!("redis://{ip}:6379/"))
+        let url = format!("redis://{ip}:6379/");
+        wait_until_routed(&url, WAIT).await.expect("the client Service routed");
+        Target::Plain(url)
     } else {
         Target::Cluster(
             pod_ips(client, ns, name)
@@ -67,7 +71,6 @@ async fn target(client: &kube::Client, ns: &str, name: &str, via_proxy: bool) ->
     }
 }
 
-/// The mean hit rate of `samples`.
 /// Starts the default load on `t` and lets it run 10 s: the load, how many samples it
 /// has taken, and the mean hit rate of those after the first two (the cache filling).
 async fn load_with_baseline(t: &Target) -> (Load, usize, f64) {
@@ -83,6 +86,7 @@ async fn load_with_baseline(t: &Target) -> (Load, usize, f64) {
     (load, samples.len(), mean(&samples[2..]))
 }
 
+/// The mean hit rate of `samples`.
 fn mean(samples: &[Sample]) -> f64 {
     let (h, m) = samples.iter().fold((0, 0), |(h, m), s| (h + s.hits, m + s.misses));
     h as f64 / (h + m).max(1) as f64
