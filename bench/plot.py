@@ -74,15 +74,19 @@ def rebalance(out):
 
 def failover(out):
     systems = []
-    for system in ["ringcache", "redis"]:
+    for system in ["ringcache", "ringcache-sigstop", "redis"]:
         path = os.path.join(out, f"failover-{system}.csv")
         if os.path.exists(path):
             systems.append((system, read_csv(path)))
     if not systems:
         print("no failover-*.csv in", out)
         return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    names = {"ringcache": "ringcache (operator, detectionSeconds 2)", "redis": "Redis Cluster (node-timeout 5000)"}
+    fig, ax = plt.subplots(figsize=(9, 4))
+    names = {
+        "ringcache": "ringcache, SIGKILL (kubelet restarts the process)",
+        "ringcache-sigstop": "ringcache, SIGSTOP (hung; detectionSeconds 2)",
+        "redis": "Redis Cluster, SIGKILL (node-timeout 5000)",
+    }
     for i, (system, rows) in enumerate(systems):
         xs = [float(r["writable_after_s"]) for r in rows if r["writable_after_s"]]
         ax.scatter(xs, [i] * len(xs), s=60, label=names.get(system, system))
@@ -93,7 +97,7 @@ def failover(out):
     ax.set_yticklabels([s for s, _ in systems])
     ax.set_ylim(-0.7, len(systems) - 0.3)
     ax.set_xlim(left=0)
-    ax.set_xlabel("seconds from SIGKILL of a primary until its slots take writes again")
+    ax.set_xlabel("seconds from the signal to a primary until its slots take writes again")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

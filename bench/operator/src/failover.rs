@@ -172,6 +172,8 @@ pub struct FailoverRep {
     pub lost_writes: u64,
     pub keys_with_loss: usize,
     pub examples: Vec<String>,
+    /// Counter keys that could not be read back (not counted as lost).
+    pub readback_errors: Vec<String>,
 }
 
 /// Runs the counter stream, calls `kill` after `lead` seconds, measures until every key
@@ -205,15 +207,29 @@ pub fn measure(
         }
     }
     let writable_after = pending.is_empty().then(|| killed.elapsed());
+    eprintln!(
+        "  writable after {writable_after:?} (pending probe keys: {})",
+        pending.len()
+    );
     std::thread::sleep(Duration::from_secs(3));
     let (acked, attempts) = writer.stop();
-    let mut router = Router::new(live, victim.to_string(), dead);
+    // Read back as a client would now: from any node (the killed one's address too: a
+    // restarted process there is what clients reach), following up to 4 redirects,
+    // retrying each key for up to 20 s.
     let (mut lost, mut keys_with_loss, mut examples, mut acked_writes) = (0u64, 0usize, Vec::new(), 0u64);
-    for (k, values) in &acked {
+    let mut readback_errors = Vec::new();
+    let mut keys: Vec<&String> = acked.keys().collect();
+    keys.sort();
+    for k in keys {
+        let values = &acked[k];
         acked_writes += values.len() as u64;
-        let got: Option<String> = router
-            .run(|c| c.get::<_, Option<String>>(k))
-            .map_err(|e| format!("reading {k} back: {e}"))?;
+        let got = match read_back(&addrs, k, Duration::from_secs(20)) {
+            Ok(got) => got,
+            Err(e) => {
+                readback_errors.push(format!("{k}: {e}"));
+                continue;
+            }
+        };
         let have: u64 = got.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
         let gone = values.iter().filter(|&&v| v > have).count() as u64;
         if gone > 0 {
@@ -227,6 +243,13 @@ pub fn measure(
             }
         }
     }
+    if !readback_errors.is_empty() {
+        eprintln!(
+            "  {} keys could not be read back, e.g. {:?}",
+            readback_errors.len(),
+            readback_errors.first()
+        );
+    }
     Ok(FailoverRep {
         writable_after,
         acked_writes,
@@ -234,5 +257,40 @@ pub fn measure(
         lost_writes: lost,
         keys_with_loss,
         examples,
+        readback_errors,
     })
+}
+
+/// GET `key` from the nodes in turn, following up to 4 redirects from each, until a
+/// node answers or `limit` passes; the error names the redirect chain.
+fn read_back(addrs: &[String], key: &str, limit: Duration) -> Result<Option<String>, String> {
+    let start = Instant::now();
+    loop {
+        let mut chains = Vec::new();
+        for first in addrs {
+            let mut at = first.clone();
+            let mut chain = vec![at.clone()];
+            for _ in 0..5 {
+                let r = connect(&at, TIMEOUT).and_then(|mut c| c.get::<_, Option<String>>(key));
+                match r {
+                    Ok(v) => return Ok(v),
+                    Err(e) => match e.redirect_node() {
+                        Some((next, _)) if next != at => {
+                            at = next.to_string();
+                            chain.push(at.clone());
+                        }
+                        _ => {
+                            chain.push(e.to_string());
+                            break;
+                        }
+                    },
+                }
+            }
+            chains.push(chain.join(" -> "));
+        }
+        if start.elapsed() >= limit {
+            return Err(chains.join("; "));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -36,7 +36,7 @@ pub type R<T> = Result<T, String>;
 )]
 struct Cli {
     /// Where the JSON and CSV results go.
-    #[arg(long, default_value = "bench/results")]
+    #[arg(long, global = true, default_value = "bench/results")]
     out: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
@@ -58,7 +58,8 @@ enum Cmd {
     },
     /// Write unavailability and lost writes after SIGKILL of a primary.
     Failover {
-        /// Which of ringcache, redis to run.
+        /// Which of ringcache, redis, ringcache-sigstop (SIGSTOP instead of SIGKILL: a
+        /// hung process, which the kubelet does not restart) to run.
         #[arg(long, value_delimiter = ',', default_value = "ringcache,redis")]
         systems: Vec<String>,
         #[arg(long, default_value_t = 3)]
@@ -196,6 +197,8 @@ fn rep_json(system: &str, rep: usize, r: &R<FailoverRep>) -> Value {
             "acknowledged_writes_lost": r.lost_writes,
             "keys_with_loss": r.keys_with_loss,
             "lost_examples": r.examples,
+            "keys_not_read_back": r.readback_errors.len(),
+            "read_back_errors": r.readback_errors.iter().take(3).collect::<Vec<_>>(),
         }),
         Err(e) => json!({"system": system, "rep": rep, "failed": e}),
     }
@@ -216,17 +219,24 @@ fn stats(xs: &[f64]) -> Value {
 }
 
 async fn run_failover(out: &Path, systems: &[String], reps: usize) -> R<()> {
+    let mut installed = false;
     for system in systems {
         let mut rows = Vec::new();
         let mut results = Vec::new();
         for rep in 0..reps {
             let r = match system.as_str() {
-                "ringcache" => {
+                "ringcache" | "ringcache-sigstop" => {
                     let env = ringcache::env()?;
-                    if rep == 0 {
+                    if !installed {
                         ringcache::install(env)?;
+                        installed = true;
                     }
-                    ringcache::failover(env, rep).await
+                    let signal = if system == "ringcache" {
+                        libc::SIGKILL
+                    } else {
+                        libc::SIGSTOP
+                    };
+                    ringcache::failover(env, rep, signal).await
                 }
                 "redis" => {
                     let base = 17200 + 20 * rep as u16;
@@ -234,7 +244,7 @@ async fn run_failover(out: &Path, systems: &[String], reps: usize) -> R<()> {
                         .await
                         .map_err(|e| format!("redis thread: {e}"))?
                 }
-                other => return Err(format!("unknown system {other} (ringcache, redis)")),
+                other => return Err(format!("unknown system {other} (ringcache, ringcache-sigstop, redis)")),
             };
             let row = rep_json(system, rep, &r);
             eprintln!("{system} rep {rep}: {row}");

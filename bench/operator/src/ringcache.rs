@@ -101,11 +101,11 @@ pub async fn rebalance(env: &TestEnv, variant: &str, warmup: &str, baseline: Dur
     // Follow status.rebalance until it is gone and the phase is Running again.
     let mut started = false;
     let mut last_progress = String::new();
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + 2 * WAIT;
     let mut failure = None;
     loop {
         if Instant::now() > deadline {
-            failure = Some(format!("the rebalance did not finish within {WAIT:?}"));
+            failure = Some(format!("the rebalance did not finish within {:?}", 2 * WAIT));
             break;
         }
         let cc = match cachecluster(env, &ns, "feed") {
@@ -168,11 +168,12 @@ pub fn keys_in(slots: &HashSet<u16>, prefix: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// One SIGKILL of a primary's process: a fresh 3-pod CacheCluster (operator defaults,
-/// `minReplicasToAck: 1`), the second pod's node process killed.
-pub async fn failover(env: &TestEnv, rep: usize) -> R<FailoverRep> {
+/// One `signal` (SIGKILL, or SIGSTOP: a hung process) to a primary's process: a fresh
+/// 3-pod CacheCluster (operator defaults, `minReplicasToAck: 1`), the second pod's node
+/// process signalled. A stopped process gets SIGCONT after the measurement.
+pub async fn failover(env: &TestEnv, rep: usize, signal: i32) -> R<FailoverRep> {
     let client = env.client().await.map_err(|e| format!("client: {e}"))?;
-    let ns = create(env, &format!("bench-fo{rep}"), FAILOVER_CLUSTER, "fo").await?;
+    let ns = create(env, &format!("bench-fo{signal}-{rep}"), FAILOVER_CLUSTER, "fo").await?;
     let pods = pods(&client, &ns, "fo").await?;
     let token = control_token(&client, &ns, "fo")
         .await
@@ -196,7 +197,7 @@ pub async fn failover(env: &TestEnv, rep: usize) -> R<FailoverRep> {
         .map(|p| ip(p).map(|ip| format!("redis://{ip}:6379/")))
         .collect::<R<_>>()?;
     eprintln!(
-        "ringcache failover {rep}: killing {victim_name} (pid {pid}, {} slots)",
+        "ringcache failover {rep}: signal {signal} to {victim_name} (pid {pid}, {} slots)",
         slots.len()
     );
     let victim_addr = format!("{victim_ip}:6379");
@@ -210,7 +211,7 @@ pub async fn failover(env: &TestEnv, rep: usize) -> R<FailoverRep> {
             counters,
             || {
                 // SAFETY: kill(2) on a process the harness's kubelet started.
-                if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+                if unsafe { libc::kill(pid, signal) } != 0 {
                     return Err(format!("kill {pid}: {}", std::io::Error::last_os_error()));
                 }
                 Ok(())
@@ -220,6 +221,10 @@ pub async fn failover(env: &TestEnv, rep: usize) -> R<FailoverRep> {
     })
     .await
     .map_err(|e| format!("failover thread: {e}"))?;
+    if signal == libc::SIGSTOP {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    }
     delete(env, &ns);
     r
 }
