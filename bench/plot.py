@@ -90,8 +90,10 @@ def failover(out):
     for i, (system, rows) in enumerate(systems):
         xs = [float(r["writable_after_s"]) for r in rows if r["writable_after_s"]]
         ax.scatter(xs, [i] * len(xs), s=60, label=names.get(system, system))
-        for x in xs:
-            ax.annotate(f"{x:.2f}s", (x, i), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+        if xs:
+            v = sorted(xs)
+            text = f"min {v[0]:.2f} / median {v[len(v) // 2]:.2f} / max {v[-1]:.2f} s"
+            ax.annotate(text, (v[len(v) // 2], i), textcoords="offset points", xytext=(0, 10), ha="center", fontsize=8)
     ax.axvline(3.0, color="green", linestyle="--", linewidth=1, label="ringcache target 3 s")
     ax.set_yticks(range(len(systems)))
     ax.set_yticklabels([s for s, _ in systems])
