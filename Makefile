@@ -79,3 +79,23 @@ crds:
 .PHONY: generate
 generate: crds
 	$(CARGO) run -q -p ringcache-proto-codegen
+
+## bench-rebalance: hit rate during a scale-out 3 -> 5, ringcache's operator (gated warm-up
+## and stages: [100]) against a Redis Cluster grown with redis-cli --cluster (run by hand;
+## starts the tests/ control plane); writes bench/results/rebalance-* and rebalance.png.
+.PHONY: bench-rebalance bench-failover bench-plot
+bench-rebalance: k8s-bins redis-server nftables
+	$(CARGO) build -p ringcache-node -p ringcache-operator -p ringcache-bench-operator --bins
+	$(CARGO) run -q -p ringcache-bench-operator -- rebalance $(BENCH_ARGS)
+	$(MAKE) bench-plot
+
+## bench-failover: write unavailability and lost writes after SIGKILL of a primary,
+## ringcache (operator defaults, minReplicasToAck 1) against Redis Cluster with replicas.
+bench-failover: k8s-bins redis-server nftables
+	$(CARGO) build -p ringcache-node -p ringcache-operator -p ringcache-bench-operator --bins
+	$(CARGO) run -q -p ringcache-bench-operator -- failover $(BENCH_ARGS)
+	$(MAKE) bench-plot
+
+bench-plot:
+	@python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib || python3 -m pip install -q --break-system-packages matplotlib
+	python3 bench/plot.py bench/results
