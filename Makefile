@@ -82,20 +82,24 @@ generate: crds
 
 ## bench-rebalance: hit rate during a scale-out 3 -> 5, ringcache's operator (gated warm-up
 ## and stages: [100]) against a Redis Cluster grown with redis-cli --cluster (run by hand;
-## starts the tests/ control plane); writes bench/results/rebalance-* and rebalance.png.
+## starts the tests/ control plane); writes $(BENCH_OUT)/rebalance-* and rebalance.png.
 .PHONY: bench-rebalance bench-failover bench-plot
 bench-rebalance: k8s-bins redis-server nftables
-	$(CARGO) build -p ringcache-node -p ringcache-operator -p ringcache-bench-operator --bins
-	$(CARGO) run -q -p ringcache-bench-operator -- rebalance $(BENCH_ARGS)
+	$(CARGO) build --release -p ringcache-node -p ringcache-operator --bins
+	$(CARGO) run -q -p ringcache-bench-operator -- rebalance --out $(BENCH_OUT) $(BENCH_ARGS)
 	$(MAKE) bench-plot
 
 ## bench-failover: write unavailability and lost writes after SIGKILL of a primary,
 ## ringcache (operator defaults, minReplicasToAck 1) against Redis Cluster with replicas.
 bench-failover: k8s-bins redis-server nftables
-	$(CARGO) build -p ringcache-node -p ringcache-operator -p ringcache-bench-operator --bins
-	$(CARGO) run -q -p ringcache-bench-operator -- failover $(BENCH_ARGS)
+	$(CARGO) build --release -p ringcache-node -p ringcache-operator --bins
+	$(CARGO) run -q -p ringcache-bench-operator -- failover --out $(BENCH_OUT) $(BENCH_ARGS)
 	$(MAKE) bench-plot
 
+## The test kubelet runs the newest of target/{release,debug}/ringcache-{node,operator}: these
+## targets build release binaries, so a debug build made afterwards (make test) must not be
+## newer when they run. Results go to $(BENCH_OUT).
+BENCH_OUT ?= bench/results/release
 bench-plot:
 	@python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib || python3 -m pip install -q --break-system-packages matplotlib
-	python3 bench/plot.py bench/results
+	python3 bench/plot.py $(BENCH_OUT)
