@@ -47,6 +47,12 @@ cluster_ip="$("$kubectl" get service demo -o jsonpath='{.spec.clusterIP}')"
 pod_ip="$("$kubectl" get pod demo-0 -o jsonpath='{.status.podIP}')"
 REDISCLI_AUTH="$("$kubectl" get secret demo-password -o jsonpath='{.data.password}' | base64 -d)"
 export REDISCLI_AUTH
+# Ready means the nodes serve; kube-proxy routes the Service once the EndpointSlice lists
+# the Ready pods and its next rules sync (until then connections are refused).
+for _ in $(seq 1 60); do
+	[ "$(redis-cli -h "$cluster_ip" -p 6379 PING 2>/dev/null)" = PONG ] && break
+	sleep 0.5
+done
 echo
 echo "== redis-cli through the client Service demo ($cluster_ip:6379, any key on any pod) =="
 ( set -x; redis-cli -h "$cluster_ip" -p 6379 SET greeting "hello from ringcache"; redis-cli -h "$cluster_ip" -p 6379 GET greeting )
