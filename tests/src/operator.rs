@@ -3,11 +3,14 @@
 //! CacheClusters, and ask their nodes for their status with the cluster's control
 //! token, as the operator does.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::ListParams;
 use kube::Api;
+use ringcache_core::slot::{key_slot, Slot};
 use ringcache_core::status::NodeStatus;
 use serde_json::Value;
 
@@ -126,6 +129,51 @@ pub async fn node_status(addr: &str, token: &str) -> Result<NodeStatus, EnvError
     ringcache_proto::convert::node_status_from_pb(reply).map_err(|e| err(e.to_string()))
 }
 
+/// The live pods of CacheCluster `name` (not being deleted), by name.
+pub async fn cluster_pods(client: &kube::Client, ns: &str, name: &str) -> Result<Vec<Pod>, EnvError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut pods: Vec<Pod> = api
+        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    pods.sort_by_key(|p| p.metadata.name.clone());
+    Ok(pods)
+}
+
+/// A pod's IP, once it has one.
+pub fn pod_ip(pod: &Pod) -> Option<String> {
+    pod.status.as_ref().and_then(|s| s.pod_ip.clone())
+}
+
+/// The slots `pod` leads in the topology its node reports (`GetStatus` with `token`).
+pub async fn primary_slots(pod: &Pod, token: &str) -> Result<HashSet<Slot>, EnvError> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let err = |detail: &str| EnvError::Command {
+        cmd: format!("GetStatus of {name}"),
+        detail: detail.to_string(),
+    };
+    let ip = pod_ip(pod).ok_or_else(|| err("the pod has no IP"))?;
+    let topology = node_status(&format!("{ip}:7379"), token)
+        .await?
+        .topology
+        .ok_or_else(|| err("no topology"))?;
+    Ok((0..16384u16)
+        .filter(|&slot| topology.primary_of(slot) == Some(name.as_str()))
+        .collect())
+}
+
+/// The first `n` keys named `<prefix><i>` that hash to one of `slots`.
+pub fn keys_in(slots: &HashSet<Slot>, prefix: &str, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .filter(|k| slots.contains(&key_slot(k.as_bytes())))
+        .take(n)
+        .collect()
+}
+
 /// The pid of a pod's container process (the test kubelet's annotation).
 pub fn container_pid(pod: &Pod, container: &str) -> Option<i32> {
     pod.metadata
@@ -134,6 +182,13 @@ pub fn container_pid(pod: &Pod, container: &str) -> Option<i32> {
         .get(&format!("{}{container}", crate::kubelet::PID_ANNOTATION_PREFIX))?
         .parse()
         .ok()
+}
+
+/// Creates the namespace `ringcache-system` and installs the chart there as release `rc`
+/// with its defaults (the operator watches every namespace).
+pub fn install_default_operator(env: &TestEnv) -> Result<(), EnvError> {
+    env.kubectl_run(&["create", "namespace", "ringcache-system"], None)?;
+    install_operator(env, "rc", "ringcache-system", &[]).map(|_| ())
 }
 
 /// For test binaries whose tests share one operator and must not overlap (they share
@@ -147,11 +202,7 @@ pub async fn one_at_a_time_with_operator() -> tokio::sync::MutexGuard<'static, (
     let guard = LOCK.lock().await;
     let installed = INSTALLED.get_or_init(|| {
         let env = crate::shared().map_err(|e| format!("starting the shared control plane: {e}"))?;
-        env.kubectl_run(&["create", "namespace", "ringcache-system"], None)
-            .map_err(|e| e.to_string())?;
-        install_operator(env, "rc", "ringcache-system", &[])
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        install_default_operator(env).map_err(|e| e.to_string())
     });
     if let Err(e) = installed {
         panic!("installing the operator: {e}");

@@ -12,10 +12,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::Api;
 use redis::Commands;
-use ringcache_core::slot::{key_slot, Slot};
+use ringcache_core::slot::Slot;
 use ringcache_tests::load::{lost_writes, Load, Shape, Target};
 use ringcache_tests::operator::{
-    cachecluster, container_pid, control_token, node_status, one_at_a_time_with_operator, wait_condition,
+    cachecluster, cluster_pods, container_pid, control_token, keys_in, node_status, one_at_a_time_with_operator,
+    pod_ip, primary_slots, wait_condition,
 };
 use ringcache_tests::{shared, wait_for, TestEnv};
 
@@ -47,13 +48,7 @@ async fn setup(prefix: &str) -> Setup {
     wait_condition(env, &ns, "fo", "Ready", "True", None, WAIT)
         .await
         .expect("Ready");
-    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let mut pods = api
-        .list(&ListParams::default().labels("app.kubernetes.io/instance=fo"))
-        .await
-        .expect("pods")
-        .items;
-    pods.sort_by_key(|p| p.metadata.name.clone());
+    let pods = cluster_pods(&client, &ns, "fo").await.expect("pods");
     let urls = pods.iter().map(|p| format!("redis://{}:6379/", ip(p))).collect();
     let token = control_token(&client, &ns, "fo").await.expect("token");
     Setup {
@@ -66,24 +61,13 @@ async fn setup(prefix: &str) -> Setup {
 }
 
 fn ip(p: &Pod) -> String {
-    p.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("pod IP")
+    pod_ip(p).expect("pod IP")
 }
 
 /// The slots `pod` leads in the cluster's topology, and keys in them.
 async fn primary_keys(s: &Setup, pod: &Pod) -> (HashSet<Slot>, Vec<String>) {
-    let st = node_status(&format!("{}:7379", ip(pod)), &s.token)
-        .await
-        .expect("GetStatus");
-    let t = st.topology.expect("topology");
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let slots: HashSet<Slot> = (0..16384u16)
-        .filter(|&x| t.primary_of(x) == Some(name.as_str()))
-        .collect();
-    let keys = (0..)
-        .map(|i| format!("probe:{i}"))
-        .filter(|k| slots.contains(&key_slot(k.as_bytes())))
-        .take(20)
-        .collect();
+    let slots = primary_slots(pod, &s.token).await.expect("GetStatus");
+    let keys = keys_in(&slots, "probe:", 20);
     (slots, keys)
 }
 
@@ -258,10 +242,7 @@ async fn a_hung_primary_is_fenced_and_replaced() {
     // Resumed, the old primary refuses writes to the slots it led: its lease ran out.
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    let key = (0..)
-        .map(|i| format!("fenced:{i}"))
-        .find(|k| slots.contains(&key_slot(k.as_bytes())))
-        .expect("a key of its slots");
+    let key = keys_in(&slots, "fenced:", 1).pop().expect("a key of its slots");
     let old = format!("redis://{}:6379/", ip(&victim));
     let refused = tokio::task::spawn_blocking(move || {
         let mut con = redis::Client::open(old)

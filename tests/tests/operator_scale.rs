@@ -17,7 +17,7 @@ use kube::api::ListParams;
 use kube::Api;
 use ringcache_tests::load::{lost_writes, Load, Sample, Shape, Target};
 use ringcache_tests::operator::{
-    cachecluster, container_pid, one_at_a_time_with_operator, wait_condition, wait_until_routed,
+    cachecluster, cluster_pods, container_pid, one_at_a_time_with_operator, pod_ip, wait_condition, wait_until_routed,
 };
 use ringcache_tests::{shared, wait_for, TestEnv};
 
@@ -36,14 +36,11 @@ fn cluster(name: &str, replicas: u32, extra: &str) -> String {
 }
 
 async fn pod_ips(client: &kube::Client, ns: &str, name: &str) -> Vec<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+    cluster_pods(client, ns, name)
         .await
         .expect("pods")
-        .items
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
+        .filter_map(pod_ip)
         .collect()
 }
 

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use ringcache_tests::operator::keys_in;
 use serde_json::{json, Value};
 
 use crate::failover::FailoverRep;
@@ -169,8 +170,8 @@ fn redis_failover(base_port: u16) -> R<FailoverRep> {
     let urls = rc.urls(&all);
     let victim = rc.nodes[0].addr();
     eprintln!("redis failover: killing {victim} ({} slots)", slots.len());
-    let probe = ringcache::keys_in(&slots, "probe:", 20);
-    let counters = ringcache::keys_in(&slots, "ctr:", 50);
+    let probe = keys_in(&slots, "probe:", 20);
+    let counters = keys_in(&slots, "ctr:", 50);
     let process = rc.nodes[0].process.take();
     failover::measure(
         &urls,

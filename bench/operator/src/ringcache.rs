@@ -1,16 +1,13 @@
 //! ringcache on the real control plane of tests/ (`ringcache_tests::shared`), the operator
 //! installed by Helm with its defaults.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
-use kube::Api;
-use ringcache_core::slot::key_slot;
 use ringcache_tests::load::{lost_writes, Load, Target};
 use ringcache_tests::operator::{
-    cachecluster, container_pid, control_token, install_operator, node_status, wait_condition,
+    cachecluster, cluster_pods, container_pid, control_token, install_default_operator, keys_in, pod_ip, primary_slots,
+    wait_condition,
 };
 use ringcache_tests::{shared, TestEnv};
 
@@ -26,31 +23,17 @@ pub fn env() -> R<&'static TestEnv> {
 
 /// Creates `ringcache-system` and installs the chart with its defaults.
 pub fn install(env: &TestEnv) -> R<()> {
-    env.kubectl_run(&["create", "namespace", "ringcache-system"], None)
-        .map_err(|e| format!("creating ringcache-system: {e}"))?;
-    install_operator(env, "rc", "ringcache-system", &[]).map_err(|e| format!("installing the operator: {e}"))?;
-    Ok(())
-}
-
-async fn pods(client: &kube::Client, ns: &str, name: &str) -> R<Vec<Pod>> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let mut pods: Vec<Pod> = api
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
-        .await
-        .map_err(|e| format!("listing pods: {e}"))?
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect();
-    pods.sort_by_key(|p| p.metadata.name.clone());
-    Ok(pods)
+    install_default_operator(env).map_err(|e| format!("installing the operator: {e}"))
 }
 
 fn ip(p: &Pod) -> R<String> {
-    p.status
-        .as_ref()
-        .and_then(|s| s.pod_ip.clone())
-        .ok_or_else(|| format!("pod {:?} has no IP", p.metadata.name))
+    pod_ip(p).ok_or_else(|| format!("pod {:?} has no IP", p.metadata.name))
+}
+
+async fn pods(client: &kube::Client, ns: &str, name: &str) -> R<Vec<Pod>> {
+    cluster_pods(client, ns, name)
+        .await
+        .map_err(|e| format!("listing pods: {e}"))
 }
 
 async fn urls(client: &kube::Client, ns: &str, name: &str) -> R<Vec<String>> {
@@ -159,15 +142,6 @@ pub async fn rebalance(env: &TestEnv, variant: &str, warmup: &str, baseline: Dur
 
 const FAILOVER_CLUSTER: &str = "apiVersion: ringcache.io/v1alpha1\nkind: CacheCluster\nmetadata:\n  name: fo\nspec:\n  replicas: 3\n  replicationFactor: 2\n  minReplicasToAck: 1\n  maxmemory: 64mb\n";
 
-/// Keys named `<prefix><i>` in `slots`, `n` of them.
-pub fn keys_in(slots: &HashSet<u16>, prefix: &str, n: usize) -> Vec<String> {
-    (0..)
-        .map(|i| format!("{prefix}{i}"))
-        .filter(|k| slots.contains(&key_slot(k.as_bytes())))
-        .take(n)
-        .collect()
-}
-
 /// One `signal` (SIGKILL, or SIGSTOP: a hung process) to a primary's process: a fresh
 /// 3-pod CacheCluster (operator defaults, `minReplicasToAck: 1`), the second pod's node
 /// process signalled. A stopped process gets SIGCONT after the measurement.
@@ -181,13 +155,9 @@ pub async fn failover(env: &TestEnv, rep: usize, signal: i32) -> R<FailoverRep> 
     let victim = pods.get(1).ok_or("fewer than 2 pods")?.clone();
     let victim_name = victim.metadata.name.clone().unwrap_or_default();
     let victim_ip = ip(&victim)?;
-    let st = node_status(&format!("{victim_ip}:7379"), &token)
+    let slots = primary_slots(&victim, &token)
         .await
-        .map_err(|e| format!("GetStatus: {e}"))?;
-    let topology = st.topology.ok_or("no topology in GetStatus")?;
-    let slots: HashSet<u16> = (0..16384u16)
-        .filter(|&x| topology.primary_of(x) == Some(victim_name.as_str()))
-        .collect();
+        .map_err(|e| format!("{victim_name}'s slots: {e}"))?;
     if slots.is_empty() {
         return Err(format!("{victim_name} leads no slot"));
     }
