@@ -1,6 +1,6 @@
 //! Internal handover commands between cluster nodes (see [`crate::handover`]):
 //! `RINGCACHE.FETCH <key>` answers the key's record in the replication format
-//! (`RSET 0 ...`, `RHSET 0 ...`, or `RDEL 0 <key>` when absent), regardless of slot
+//! (`RSET 0 ...`, `ROBJ 0 ...`, or `RDEL 0 <key>` when absent), regardless of slot
 //! ownership; `RINGCACHE.RETAIN <id> <start> <end> ...` keeps slots from cleanup for a
 //! handover; `RINGCACHE.RELEASE <id>` lets them go.
 

@@ -16,7 +16,7 @@ use super::{FetchRequest, Handover};
 use crate::access::Access;
 use crate::replication::record::{write_command, Frame};
 use crate::resp::{Limits, RequestParser};
-use crate::store::{now_ms, Entry, Hash, Object, Store};
+use crate::store::{now_ms, DecodeError, Entry, Object, Store};
 
 /// Longest a command waits for its keys from the source (connect included).
 pub const FETCH_TIMEOUT: Duration = Duration::from_millis(500);
@@ -40,6 +40,8 @@ pub enum FetchError {
     Refused(String),
     #[error("reply larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the source sent a bad value: {0}")]
+    BadValue(#[from] DecodeError),
 }
 
 async fn connect(addr: &str, password: Option<&str>, limits: &Limits) -> Result<TcpStream, FetchError> {
@@ -180,23 +182,20 @@ pub fn fill(store: &Store, h: &Handover, key: &[u8], reply: &[Bytes], now: u64) 
             }
             Entry::string(key, value, expire_at, 0)
         }
-        Frame::HSet {
+        Frame::Obj {
             key: k,
             expire_at,
-            fields,
+            kind,
+            elements,
             ..
         } if k == key => {
             if expire_at != 0 && expire_at <= now {
                 return Ok(false);
             }
-            let mut hash = Hash::default();
-            for pair in fields.chunks_exact(2) {
-                hash.insert(&pair[0], &pair[1]);
+            match Object::decode(kind, elements)? {
+                Some(object) => Entry::object(key, object, expire_at, 0),
+                None => return Ok(false),
             }
-            if hash.is_empty() {
-                return Ok(false);
-            }
-            Entry::object(key, Object::Hash(hash), expire_at, 0)
         }
         Frame::Del { key: k, .. } if k == key => return Ok(false),
         _ => return Err(FetchError::Refused(words(reply))),
@@ -256,7 +255,7 @@ mod tests {
     use super::*;
     use crate::replication::record::Record;
     use crate::resp::parse_request;
-    use crate::store::Policy;
+    use crate::store::{Hash, Policy};
 
     fn reply(rec: &Record) -> Vec<Bytes> {
         let mut buf = BytesMut::new();

@@ -6,7 +6,7 @@
 //! ```text
 //! RBEGIN    <offset> FULL|PARTIAL       stream starts; records from <offset> on follow
 //! RSET      <offset> <key> <value> <expire_at>
-//! RHSET     <offset> <key> <expire_at> <field> <value> ...
+//! ROBJ      <offset> <key> <expire_at> <type> <element> ...   (store/object.rs: the wire form)
 //! RDEL      <offset> <key>
 //! RFLUSH    <offset>                    every slot this stream covers is emptied
 //! RCOPYDONE <offset>                    end of a full copy (copied keys carry offset 0)
@@ -18,14 +18,14 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{ReplicationError, SlotSet};
-use crate::store::{Entry, Hash, Object, Store, ValueRef};
+use crate::store::{Entry, Object, Store, ValueRef};
 use ringcache_core::slot::key_slot;
 
 /// Kind of a stored record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tag {
     Set,
-    HSet,
+    Obj,
     Del,
     Flush,
 }
@@ -34,7 +34,7 @@ impl Tag {
     fn name(self) -> &'static [u8] {
         match self {
             Tag::Set => b"RSET",
-            Tag::HSet => b"RHSET",
+            Tag::Obj => b"ROBJ",
             Tag::Del => b"RDEL",
             Tag::Flush => b"RFLUSH",
         }
@@ -82,16 +82,14 @@ impl Record {
                     body: body.freeze(),
                 }
             }
-            ValueRef::Obj(Object::Hash(h)) => {
+            ValueRef::Obj(o) => {
                 put_bulk(&mut body, key);
                 put_bulk(&mut body, expire.as_bytes());
-                for (f, v) in h.iter() {
-                    put_bulk(&mut body, f);
-                    put_bulk(&mut body, v);
-                }
+                put_bulk(&mut body, o.type_name().as_bytes());
+                o.for_each_wire(|element| put_bulk(&mut body, element));
                 Record {
-                    tag: Tag::HSet,
-                    nargs: 4 + 2 * h.len(),
+                    tag: Tag::Obj,
+                    nargs: 5 + o.wire_len(),
                     body: body.freeze(),
                 }
             }
@@ -176,11 +174,13 @@ pub enum Frame<'a> {
         value: &'a [u8],
         expire_at: u64,
     },
-    HSet {
+    /// A collection: its `TYPE` name and its wire form (store/object.rs).
+    Obj {
         offset: u64,
         key: &'a [u8],
         expire_at: u64,
-        fields: &'a [Bytes],
+        kind: &'a [u8],
+        elements: &'a [Bytes],
     },
     Del {
         offset: u64,
@@ -245,15 +245,16 @@ impl<'a> Frame<'a> {
                     expire_at: num(&args[4])?,
                 }
             }
-            b"RHSET" => {
-                if args.len() < 4 || !args.len().is_multiple_of(2) {
-                    return Err(bad("RHSET elements"));
+            b"ROBJ" => {
+                if args.len() < 5 {
+                    return Err(bad("ROBJ elements"));
                 }
-                Frame::HSet {
+                Frame::Obj {
                     offset,
                     key: &args[2],
                     expire_at: num(&args[3])?,
-                    fields: &args[4..],
+                    kind: &args[4],
+                    elements: &args[5..],
                 }
             }
             b"RDEL" => {
@@ -274,7 +275,7 @@ impl<'a> Frame<'a> {
             | Frame::CopyDone { offset }
             | Frame::Ping { offset }
             | Frame::Set { offset, .. }
-            | Frame::HSet { offset, .. }
+            | Frame::Obj { offset, .. }
             | Frame::Del { offset, .. }
             | Frame::Flush { offset } => offset,
         }
@@ -302,23 +303,32 @@ pub fn apply(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64) -> boo
             }
             true
         }
-        Frame::HSet {
-            key, expire_at, fields, ..
+        Frame::Obj {
+            key,
+            expire_at,
+            kind,
+            elements,
+            ..
         } => {
             let slot = key_slot(key);
             if !slots.contains(slot) {
                 return false;
             }
-            let mut h = Hash::default();
-            for pair in fields.chunks_exact(2) {
-                h.insert(&pair[0], &pair[1]);
-            }
+            // A malformed value cannot come from a primary of the same build; if one
+            // does, the key is dropped rather than kept stale.
+            let object = Object::decode(kind, elements).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "replicated value dropped");
+                None
+            });
             let mut locked = store.lock(slot);
             let mut s = locked.slot();
-            if h.is_empty() || (expire_at != 0 && expire_at <= now) {
-                s.remove(key, now);
-            } else {
-                s.insert(Entry::object(key, Object::Hash(h), expire_at, 0), now);
+            match object {
+                Some(o) if expire_at == 0 || expire_at > now => {
+                    s.insert(Entry::object(key, o, expire_at, 0), now);
+                }
+                _ => {
+                    s.remove(key, now);
+                }
             }
             true
         }
@@ -359,7 +369,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::resp::{parse_request, Limits};
-    use crate::store::{now_ms, Policy};
+    use crate::store::{now_ms, Hash, Policy};
 
     fn roundtrip(rec: &Record, offset: u64) -> Vec<Bytes> {
         let mut buf = BytesMut::new();
@@ -431,7 +441,7 @@ mod tests {
             b(&["RSET"]),
             b(&["RSET", "x", "k", "v", "0"]),
             b(&["RSET", "1", "k", "v"]),
-            b(&["RHSET", "1", "k", "0", "f"]),
+            b(&["ROBJ", "1", "k", "0"]),
             b(&["RBEGIN", "1", "HALF"]),
             b(&["NOPE", "1"]),
             b(&["RDEL", "1"]),

@@ -462,7 +462,7 @@ pub const TABLE_SLOT_BYTES: usize = 8;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::object::{Hash, Object};
+    use crate::store::{Hash, Object};
 
     #[test]
     fn string_entry_roundtrip() {

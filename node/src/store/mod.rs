@@ -9,6 +9,7 @@ mod arena;
 pub mod entry;
 pub mod eviction;
 pub mod expiry;
+mod hash;
 mod memory;
 pub mod object;
 mod shard;
@@ -23,8 +24,9 @@ pub use arena::allow_huge_pages;
 use arena::ViewSlot;
 pub use entry::{Entry, ValueRef};
 pub use eviction::Policy;
+pub use hash::Hash;
 pub use memory::{Memory, OutOfMemory};
-pub use object::{Hash, Object};
+pub use object::{DecodeError, Object};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
 pub use shard::{Shard, SlotStats};
 
