@@ -12,6 +12,7 @@ pub mod float;
 pub mod handover;
 pub mod hashes;
 pub mod keys;
+pub mod keyspec;
 pub mod pipeline;
 pub mod replication;
 pub mod route;
@@ -116,6 +117,9 @@ pub mod flag {
     pub const STALE: u32 = 64;
     pub const ADMIN: u32 = 128;
     pub const NOSCRIPT: u32 = 256;
+    /// Key positions depend on the arguments (a `numkeys` count, see
+    /// [`super::keyspec`]); `keys` holds only the fixed ones, as `COMMAND` reports.
+    pub const MOVABLEKEYS: u32 = 512;
     /// Empties the keyspace (FLUSHALL, FLUSHDB): handovers stop reading through and the
     /// replicas are told. Internal, not reported by COMMAND.
     pub const FLUSH: u32 = 1 << 16;
@@ -130,6 +134,7 @@ pub mod flag {
         (STALE, "stale"),
         (ADMIN, "admin"),
         (NOSCRIPT, "noscript"),
+        (MOVABLEKEYS, "movablekeys"),
     ];
 }
 
@@ -148,14 +153,26 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
-    /// Positions of key arguments in `args` (index 0 is the command name).
-    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+    /// Whether the command takes keys (fixed or counted).
+    pub fn has_keys(&self) -> bool {
+        self.keys.0 > 0 || self.flags & flag::MOVABLEKEYS != 0
+    }
+
+    /// Positions of key arguments in `args` (index 0 is the command name): the fixed
+    /// ones of `keys`, then the counted ones of a [`flag::MOVABLEKEYS`] command.
+    pub fn key_positions(&self, args: &[Bytes]) -> impl Iterator<Item = usize> {
         let (first, last, step) = self.keys;
-        let argc = argc as i32;
+        let argc = args.len() as i32;
         let last = if last < 0 { argc + last } else { last.min(argc - 1) };
         let step = step.max(1);
         let first = if first <= 0 { argc } else { first };
-        (first..=last).step_by(step as usize).map(|i| i as usize)
+        let fixed = (first..=last).step_by(step as usize).map(|i| i as usize);
+        let counted = if self.flags & flag::MOVABLEKEYS != 0 {
+            keyspec::counted_keys(self.name, args)
+        } else {
+            0..0
+        };
+        fixed.chain(counted)
     }
 }
 
@@ -215,7 +232,7 @@ pub fn find(args: &[Bytes]) -> Found {
 /// The first key argument of a request whose command is `found`.
 pub fn first_key(args: &[Bytes], found: Found) -> Option<&[u8]> {
     let (_, spec) = found?;
-    let pos = spec.key_positions(args.len()).next()?;
+    let pos = spec.key_positions(args).next()?;
     args.get(pos).map(|k| &k[..])
 }
 

@@ -48,7 +48,7 @@ fn run(
     if !ctx.client.authenticated && spec.flags & NOAUTH == 0 {
         return Err(CmdError::NoAuth);
     }
-    if spec.keys.0 > 0 {
+    if spec.has_keys() {
         ctx.slot = route(ctx, spec, args)?;
     }
     let server = ctx.server;
@@ -57,7 +57,7 @@ fn run(
     }
     if let (Some(slot), Some(view)) = (ctx.slot, ctx.view) {
         if server.handovers.is_active() {
-            let keys: Vec<&Bytes> = spec.key_positions(args.len()).map(|p| &args[p]).collect();
+            let keys: Vec<&Bytes> = spec.key_positions(args).map(|p| &args[p]).collect();
             let access = KeyAccess {
                 read: spec.flags & READONLY != 0,
                 write: spec.flags & WRITE != 0,
@@ -109,7 +109,7 @@ fn replicate(
         return None;
     }
     let slot = ctx.slot?;
-    let keys = spec.key_positions(args.len()).map(|p| &args[p]);
+    let keys = spec.key_positions(args).map(|p| &args[p]);
     let offset = repl.record_write(ctx.store, view, slot, keys, ctx.now);
     if succeeded {
         repl.ack_wait(slot, offset)

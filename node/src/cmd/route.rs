@@ -20,7 +20,7 @@ pub fn route(ctx: &Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<Option
     if !cluster.enabled {
         return Ok(None);
     }
-    let mut positions = spec.key_positions(args.len());
+    let mut positions = spec.key_positions(args);
     let Some(first) = positions.next() else { return Ok(None) };
     let slot = key_slot(&args[first]);
     if positions.any(|p| key_slot(&args[p]) != slot) {

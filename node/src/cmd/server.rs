@@ -361,7 +361,7 @@ fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             return Err(CmdError::Other("Invalid command specified".into()));
         };
         let cmd_args = &args[2..];
-        let keys: Vec<usize> = c.key_positions(cmd_args.len()).collect();
+        let keys: Vec<usize> = c.key_positions(cmd_args).collect();
         if keys.is_empty() {
             return Err(CmdError::Other("The command has no key arguments".into()));
         }

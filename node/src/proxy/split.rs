@@ -68,10 +68,10 @@ fn merge_of(name: &str) -> Option<Merge> {
 
 /// Plans `args` (a request whose arity was already checked against `spec`).
 pub fn plan<T: Clone>(spec: &CommandSpec, args: &[Bytes], target_of: impl Fn(Slot) -> T) -> Plan<T> {
-    if spec.keys.0 <= 0 {
+    if !spec.has_keys() {
         return Plan::Keyless;
     }
-    let positions: Vec<usize> = spec.key_positions(args.len()).filter(|&p| p < args.len()).collect();
+    let positions: Vec<usize> = spec.key_positions(args).filter(|&p| p < args.len()).collect();
     let Some(&first) = positions.first() else {
         return Plan::Keyless;
     };
