@@ -15,7 +15,7 @@ use crate::cluster::ClusterState;
 use crate::handover::Handovers;
 use crate::metrics::{rss_bytes, Gauges, Metrics};
 use crate::replication::Replication;
-use crate::store::Store;
+use crate::store::{Stamp, Store};
 
 /// Process-wide server state.
 #[derive(Debug)]
@@ -219,6 +219,36 @@ pub struct ClientState {
     /// Whether this connection can await a handover read-through (the RESP port's
     /// connection loop can; the proxy port cannot).
     pub can_read_through: bool,
+    /// MULTI/EXEC and WATCH (the RESP port only: the proxy port forwards each command
+    /// on its own and refuses them).
+    pub tx: Transaction,
+}
+
+/// A connection's transaction: what MULTI queued and what WATCH watches.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// Whether this port runs transactions at all.
+    pub supported: bool,
+    /// Commands queued since MULTI; `None` outside a transaction.
+    pub queued: Option<Vec<Vec<bytes::Bytes>>>,
+    /// A command was refused while queueing: EXEC answers EXECABORT.
+    pub failed: bool,
+    /// Watched keys, their slots and what their shard counted at WATCH.
+    pub watched: Vec<(bytes::Bytes, ringcache_core::slot::Slot, Stamp)>,
+}
+
+impl Transaction {
+    /// A transaction state for a port that runs transactions.
+    pub fn supported() -> Transaction {
+        Transaction {
+            supported: true,
+            ..Transaction::default()
+        }
+    }
+
+    pub fn in_multi(&self) -> bool {
+        self.queued.is_some()
+    }
 }
 
 impl ClientState {

@@ -439,9 +439,13 @@ const NAMES: &[&str] = &[
     "DBSIZE",
 ];
 
+/// A command from its words.
+fn words(w: &[&str]) -> Vec<String> {
+    w.iter().map(|s| s.to_string()).collect()
+}
+
 /// Wrong arity, clashing options and unknown commands, whose error strings clients match on.
 fn malformed_command() -> impl Strategy<Value = Vec<String>> {
-    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     prop_oneof![
         // No arguments, or five more than a key: wrong for every fixed arity here.
         (pick(NAMES), any::<bool>()).prop_map(|(c, long)| {
@@ -504,6 +508,24 @@ fn malformed_command() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
+/// Transactions: MULTI and EXEC often enough that sequences hold whole transactions,
+/// with WATCH before them and the other families' commands queued inside.
+fn transaction_command() -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        3 => Just(words(&["MULTI"])),
+        3 => Just(words(&["EXEC"])),
+        1 => Just(words(&["DISCARD"])),
+        2 => proptest::collection::vec(key(), 1..3).prop_map(|keys| {
+            let mut c = words(&["WATCH"]);
+            c.extend(keys);
+            c
+        }),
+        1 => Just(words(&["UNWATCH"])),
+        1 => Just(words(&["MULTI", "x"])),
+        1 => Just(words(&["WATCH"])),
+    ]
+}
+
 /// Pseudo-command run by the test itself: sleep long enough for a 1 ms TTL to pass on
 /// both servers.
 const SLEEP: &str = "SLEEP";
@@ -524,6 +546,7 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         4 => string_command(),
         3 => key_command(),
         3 => hash_command(),
+        2 => transaction_command(),
         1 => malformed_command(),
         1 => expire_soon(),
     ];
@@ -545,6 +568,80 @@ fn expires_soon(cmd: &[String]) -> bool {
         "PEXPIRE" => cmd.len() == 3 && cmd[2] == "1",
         _ => false,
     }
+}
+
+/// Follows MULTI, queued commands, EXEC and DISCARD from `cmd` and Redis' `reply`;
+/// the queued commands when `cmd` is an EXEC that ran them.
+fn exec_of(cmd: &[String], queued: &mut Option<Vec<Vec<String>>>, reply: &[u8]) -> Option<Vec<Vec<String>>> {
+    let name = cmd[0].to_ascii_uppercase();
+    match name.as_str() {
+        "MULTI" if reply == b"+OK\r\n" => *queued = Some(Vec::new()),
+        "EXEC" | "DISCARD" | "RESET" => {
+            let q = queued.take();
+            if name == "EXEC" && reply.starts_with(b"*") {
+                return q;
+            }
+        }
+        _ if reply == b"+QUEUED\r\n" => {
+            if let Some(q) = queued.as_mut() {
+                q.push(cmd.to_vec());
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
+/// The length of the first complete RESP reply in `b`.
+fn reply_len(b: &[u8]) -> Option<usize> {
+    let eol = b.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&b[1..eol]).ok()?;
+    let head = eol + 2;
+    match b.first()? {
+        b'$' | b'!' | b'=' => {
+            let n: i64 = line.parse().ok()?;
+            Some(if n < 0 { head } else { head + n as usize + 2 })
+        }
+        t @ (b'*' | b'~' | b'>' | b'%' | b'|') => {
+            let n: i64 = line.parse().ok()?;
+            let items = if matches!(t, b'%' | b'|') { 2 * n } else { n };
+            let mut at = head;
+            for _ in 0..items.max(0) {
+                at += reply_len(&b[at..])?;
+            }
+            Some(at)
+        }
+        _ => Some(head),
+    }
+}
+
+/// EXEC's reply with each queued command's reply normalised; DBSIZE's hidden after a
+/// TTL ran out (`dbsize_ok` false), as outside transactions.
+fn normalise_exec(queue: &[Vec<String>], reply: Vec<u8>, dbsize_ok: bool) -> Vec<u8> {
+    let Some(eol) = reply.windows(2).position(|w| w == b"\r\n") else {
+        return reply;
+    };
+    let mut out = reply[..eol + 2].to_vec();
+    let mut at = eol + 2;
+    for cmd in queue {
+        let Some(n) = reply_len(&reply[at..]) else {
+            return reply;
+        };
+        let one = reply[at..at + n].to_vec();
+        at += n;
+        if !dbsize_ok && cmd[0].eq_ignore_ascii_case("DBSIZE") {
+            out.extend_from_slice(b"(dbsize)");
+            continue;
+        }
+        out.extend(normalise(cmd, one));
+    }
+    out.extend_from_slice(&reply[at..]);
+    out
+}
+
+/// Whether `cmd` is EXEC or DISCARD.
+fn ends_transaction(cmd: &[String]) -> bool {
+    cmd.len() == 1 && (cmd[0].eq_ignore_ascii_case("EXEC") || cmd[0].eq_ignore_ascii_case("DISCARD"))
 }
 
 /// Makes replies that may differ between two correct servers comparable.
@@ -633,31 +730,46 @@ fn compare(hello: Option<&str>) {
         let commands: Vec<Vec<String>> = steps
             .into_iter()
             .flat_map(|c| {
-                let pause = expires_soon(&c);
+                // Inside MULTI a 1 ms TTL starts at EXEC (both servers run a
+                // transaction at one fixed time), so a pause follows every EXEC too.
+                let pause = expires_soon(&c) || ends_transaction(&c);
                 std::iter::once(c).chain(pause.then(|| vec![SLEEP.to_string()]))
             })
             .collect();
         // Redis counts an expired key in DBSIZE until its expiry cycle or an access
         // reclaims it, which is timing: DBSIZE is compared only before any TTL ran out.
         let mut expired_some = false;
+        // The commands queued since MULTI, as Redis' replies tell.
+        let mut queued: Option<Vec<Vec<String>>> = None;
         for (i, cmd) in commands.iter().enumerate() {
             if cmd[0] == SLEEP {
                 std::thread::sleep(Duration::from_millis(3));
                 expired_some = true;
                 continue;
             }
-            if expired_some && cmd[0].eq_ignore_ascii_case("DBSIZE") {
+            if expired_some && queued.is_none() && cmd[0].eq_ignore_ascii_case("DBSIZE") {
                 ours.call(cmd);
                 theirs.call(cmd);
                 continue;
             }
-            let a = normalise(cmd, ours.call(cmd));
-            let b = normalise(cmd, theirs.call(cmd));
+            let (a, b) = (ours.call(cmd), theirs.call(cmd));
+            let (a, b) = match exec_of(cmd, &mut queued, &b) {
+                // EXEC's replies are the queued commands' replies, each normalised.
+                Some(queue) => {
+                    let dbsize_ok = !expired_some;
+                    (normalise_exec(&queue, a, dbsize_ok), normalise_exec(&queue, b, dbsize_ok))
+                }
+                None => (normalise(cmd, a), normalise(cmd, b)),
+            };
             prop_assert!(
                 a == b,
                 "command {} of {}: {:?}\n ringcache: {}\n redis:     {}",
                 i + 1, commands.len(), cmd, show(&a), show(&b)
             );
+        }
+        // A case may end inside MULTI or with keys watched: leave both before INFO.
+        for end in [words(&["DISCARD"]), words(&["UNWATCH"])] {
+            prop_assert_eq!(ours.call(&end), theirs.call(&end));
         }
         // Hits and misses count the way Redis counts them (the control plane's hit
         // rates are built on them), with one deliberate difference: Redis 7.0 counts

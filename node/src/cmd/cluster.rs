@@ -114,7 +114,7 @@ fn ranges(view: &View) -> Vec<(SlotRange, Vec<&NodeInfo>)> {
 }
 
 /// CLUSTER's subcommands and their arities (as Redis 7 declares them).
-const CLUSTER_SUBCOMMANDS: &[(&str, i32)] = &[
+pub const CLUSTER_SUBCOMMANDS: &[(&str, i32)] = &[
     ("KEYSLOT", 3),
     ("MYID", 2),
     ("COUNTKEYSINSLOT", 3),

@@ -46,7 +46,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "quit",
         arity: -1,
-        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT,
+        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT | TX,
         keys: (0, 0, 0),
         group: "connection",
         summary: "Closes the connection.",
@@ -64,7 +64,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "reset",
         arity: 1,
-        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT,
+        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT | TX,
         keys: (0, 0, 0),
         group: "connection",
         summary: "Resets the connection.",
@@ -207,6 +207,7 @@ fn select(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
+    super::transactions::discard(ctx.store, ctx.client);
     ctx.out.resp3 = false;
     ctx.client.no_evict = false;
     ctx.client.authenticated = !ctx.server.access.auth_required();
@@ -230,7 +231,7 @@ fn valid_name(b: &[u8]) -> Result<Option<String>, CmdError> {
 }
 
 /// CLIENT's subcommands and their arities (as Redis 7 declares them).
-const CLIENT_SUBCOMMANDS: &[(&str, i32)] = &[
+pub const CLIENT_SUBCOMMANDS: &[(&str, i32)] = &[
     ("ID", 2),
     ("SETNAME", 3),
     ("GETNAME", 2),

@@ -18,6 +18,7 @@ pub mod replication;
 pub mod route;
 pub mod server;
 pub mod strings;
+pub mod transactions;
 
 use std::sync::OnceLock;
 
@@ -123,6 +124,12 @@ pub mod flag {
     /// Empties the keyspace (FLUSHALL, FLUSHDB): handovers stop reading through and the
     /// replicas are told. Internal, not reported by COMMAND.
     pub const FLUSH: u32 = 1 << 16;
+    /// Runs even inside MULTI instead of being queued (EXEC DISCARD MULTI WATCH QUIT
+    /// RESET). Internal.
+    pub const TX: u32 = 1 << 17;
+    /// Refused inside MULTI ("Command not allowed inside a transaction"): commands that
+    /// take the connection over. Internal.
+    pub const NOMULTI: u32 = 1 << 18;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -209,6 +216,7 @@ pub fn registry() -> &'static Registry {
             strings::COMMANDS,
             keys::COMMANDS,
             hashes::COMMANDS,
+            transactions::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
         ]
@@ -218,6 +226,18 @@ pub fn registry() -> &'static Registry {
         let by_name = commands.iter().enumerate().map(|(i, c)| (c.name, i)).collect();
         Registry { commands, by_name }
     })
+}
+
+/// The subcommand table (name, arity) of a container command, for checks made before
+/// its handler runs (MULTI queues only what its handler would accept that far).
+pub fn subcommands(name: &str) -> Option<&'static [(&'static str, i32)]> {
+    match name {
+        "client" => Some(connection::CLIENT_SUBCOMMANDS),
+        "cluster" => Some(cluster::CLUSTER_SUBCOMMANDS),
+        "config" => Some(server::CONFIG_SUBCOMMANDS),
+        "command" => Some(server::COMMAND_SUBCOMMANDS),
+        _ => None,
+    }
 }
 
 /// A request's command, looked up once in the [`registry`]: its index and spec, or

@@ -1,11 +1,12 @@
 //! Running one request: lookup → arity → authentication → routing (once, [`route`]) →
+//! inside MULTI, queueing instead of what follows (`transactions.rs`) →
 //! the handover step (read-through, read counters, written keys) → memory check →
 //! handler → the replication step (records for the replicas, an acknowledgement wait).
 //! What the connection must do next comes back as one [`Next`].
 
 use bytes::Bytes;
 
-use super::flag::{DENYOOM, FLUSH, NOAUTH, READONLY, WRITE};
+use super::flag::{DENYOOM, FLUSH, NOAUTH, NOMULTI, READONLY, TX, WRITE};
 use super::route::route;
 use super::{unknown_command, CmdError, CommandSpec, Ctx, Found, Next};
 use crate::handover::{HandoverStep, KeyAccess};
@@ -20,6 +21,8 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes], found: Found, filled: Option<&
         return (None, Next::Continue);
     }
     let Some((index, spec)) = found else {
+        // Inside MULTI, a refused command makes EXEC fail.
+        ctx.client.tx.failed |= ctx.client.tx.in_multi();
         ctx.out.error(&unknown_command(args));
         return (None, Next::Continue);
     };
@@ -41,15 +44,13 @@ fn run(
     args: &[Bytes],
     filled: Option<&[Bytes]>,
 ) -> Result<Option<Next>, CmdError> {
-    let argc = args.len() as i32;
-    if (spec.arity > 0 && argc != spec.arity) || (spec.arity < 0 && argc < -spec.arity) {
-        return Err(CmdError::WrongArity(spec.name.to_string()));
+    if let Err(e) = check(ctx, spec, args) {
+        // Inside MULTI, a refused command makes EXEC fail.
+        ctx.client.tx.failed |= ctx.client.tx.in_multi();
+        return Err(e);
     }
-    if !ctx.client.authenticated && spec.flags & NOAUTH == 0 {
-        return Err(CmdError::NoAuth);
-    }
-    if spec.has_keys() {
-        ctx.slot = route(ctx, spec, args)?;
+    if ctx.client.tx.in_multi() && spec.flags & TX == 0 {
+        return super::transactions::queue(ctx, args).map(|()| None);
     }
     let server = ctx.server;
     if spec.flags & FLUSH != 0 {
@@ -88,6 +89,34 @@ fn run(
         }
     }
     result.map(|()| None)
+}
+
+/// What is checked before a command runs or is queued: arity, authentication,
+/// routing; inside MULTI also what Redis checks before queueing (not allowed in a
+/// transaction, subcommand and its arity, memory).
+fn check(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<(), CmdError> {
+    let argc = args.len() as i32;
+    if (spec.arity > 0 && argc != spec.arity) || (spec.arity < 0 && argc < -spec.arity) {
+        return Err(CmdError::WrongArity(spec.name.to_string()));
+    }
+    if !ctx.client.authenticated && spec.flags & NOAUTH == 0 {
+        return Err(CmdError::NoAuth);
+    }
+    if spec.has_keys() {
+        ctx.slot = route(ctx, spec, args)?;
+    }
+    if ctx.client.tx.in_multi() && spec.flags & TX == 0 {
+        if spec.flags & NOMULTI != 0 {
+            return Err(CmdError::Other("Command not allowed inside a transaction".into()));
+        }
+        if let Some(table) = super::subcommands(spec.name) {
+            super::args::check_subcommand(spec.name, args, table)?;
+        }
+        if !ctx.client.no_evict {
+            ctx.store.ensure_memory()?;
+        }
+    }
+    Ok(())
 }
 
 /// The replication step after a write (cluster mode, on the primary of the keys'

@@ -13,7 +13,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "ringcache.sync",
         arity: 4,
-        flags: ADMIN | NOSCRIPT | LOADING | STALE,
+        flags: ADMIN | NOSCRIPT | LOADING | STALE | NOMULTI,
         keys: (0, 0, 0),
         group: "server",
         summary: "Internal: RINGCACHE.SYNC <replica-id> <epoch> <next-offset> streams this primary's writes.",

@@ -214,7 +214,7 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
 }
 
 /// CONFIG's subcommands and their arities (as Redis 7 declares them).
-const CONFIG_SUBCOMMANDS: &[(&str, i32)] = &[("GET", -3), ("SET", -4), ("RESETSTAT", 2)];
+pub const CONFIG_SUBCOMMANDS: &[(&str, i32)] = &[("GET", -3), ("SET", -4), ("RESETSTAT", 2)];
 
 fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     check_subcommand("config", args, CONFIG_SUBCOMMANDS)?;
@@ -311,7 +311,7 @@ fn write_command_info(ctx: &mut Ctx<'_>, c: &CommandSpec) {
 }
 
 /// COMMAND's subcommands and their arities (as Redis 7 declares them).
-const COMMAND_SUBCOMMANDS: &[(&str, i32)] = &[("COUNT", 2), ("INFO", -2), ("DOCS", -2), ("GETKEYS", -4)];
+pub const COMMAND_SUBCOMMANDS: &[(&str, i32)] = &[("COUNT", 2), ("INFO", -2), ("DOCS", -2), ("GETKEYS", -4)];
 
 fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let reg = registry();

@@ -222,6 +222,8 @@ impl Conn {
             readonly: false,
             // Local commands read through a handover's source like on the RESP port.
             can_read_through: true,
+            // Each command goes to its own node: no transactions here.
+            tx: crate::state::Transaction::default(),
         };
         Ok(Conn {
             store,

@@ -52,8 +52,10 @@ pub async fn serve(
         readonly: false,
         // This loop runs the handover read-throughs commands ask for.
         can_read_through: true,
+        tx: crate::state::Transaction::supported(),
     };
     let result = run(&mut stream, &store, &state, worker, &shutdown, &mut client).await;
+    cmd::transactions::unwatch_all(&store, &mut client);
     state.clients.unregister(client.id());
     result
 }

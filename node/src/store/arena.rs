@@ -1,7 +1,7 @@
 //! Where entries live: a per-shard slab arena addressed by 32-bit handles, and the
 //! block type behind [`Entry`].
 //!
-//! This is the only module of the store with `unsafe` code.
+//! This and `held.rs` are the only modules of the store with `unsafe` code.
 //!
 //! * **Arena.** Blocks of up to `SMALL_MAX` bytes are carved from 8 KiB chunks, one
 //!   size class per chunk, classes every 8 bytes (an 87-byte entry takes 88 bytes, not

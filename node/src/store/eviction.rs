@@ -100,6 +100,9 @@ impl Shard {
         let key: Vec<u8> = self.show(handle, &mut vs).key().to_vec();
         let h = hasher.hash_one(key.as_slice());
         let e = self.remove(c.idx, h, &key)?;
+        if !self.watches.is_empty() {
+            self.watches.changed(&key);
+        }
         let size = e.mem_size();
         mem.sub(size, !e.in_main());
         if ghost {

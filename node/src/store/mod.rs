@@ -10,10 +10,12 @@ pub mod entry;
 pub mod eviction;
 pub mod expiry;
 mod hash;
+mod held;
 mod memory;
 pub mod object;
 mod shard;
 mod table;
+mod watch;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,6 +31,7 @@ pub use memory::{Memory, OutOfMemory};
 pub use object::{DecodeError, Object};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
 pub use shard::{Shard, SlotStats};
+pub use watch::Stamp;
 
 /// Number of lock stripes. A power of two that divides `SLOT_COUNT`.
 pub const SHARDS: usize = 256;
@@ -74,6 +77,32 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A locked shard: its mutex guard, or the shard a transaction on this thread holds
+/// (`held.rs`).
+pub enum ShardGuard<'a> {
+    Locked(MutexGuard<'a, Shard>),
+    Held(held::Held),
+}
+
+impl std::ops::Deref for ShardGuard<'_> {
+    type Target = Shard;
+    fn deref(&self) -> &Shard {
+        match self {
+            ShardGuard::Locked(g) => g,
+            ShardGuard::Held(h) => h,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ShardGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Shard {
+        match self {
+            ShardGuard::Locked(g) => g,
+            ShardGuard::Held(h) => h,
+        }
+    }
+}
+
 fn shard_of(slot: Slot) -> (usize, usize) {
     let s = usize::from(slot);
     (s % SHARDS, s / SHARDS)
@@ -95,6 +124,29 @@ impl Store {
             stats: StoreStats::default(),
             evict_cursor: AtomicUsize::new(0),
         }
+    }
+
+    /// Locks shard `i`, or hands out the shard a transaction on this thread holds.
+    fn shard(&self, i: usize) -> ShardGuard<'_> {
+        match held::take(self as *const Store as usize, i) {
+            Some(h) => ShardGuard::Held(h),
+            None => ShardGuard::Locked(self.shards[i].0.lock()),
+        }
+    }
+
+    /// Runs `f` as one atomic step over the shards of `slots` (every shard when
+    /// `None`): they are locked first, in ascending order, and locks of them inside `f`
+    /// on this thread reuse them (EXEC; see `held.rs`). `f` must lock no other shard,
+    /// or it could wait for a thread that waits for it.
+    pub fn atomically<R>(&self, slots: Option<&[Slot]>, f: impl FnOnce() -> R) -> R {
+        let mut ids: Vec<usize> = match slots {
+            Some(slots) => slots.iter().map(|&s| shard_of(s).0).collect(),
+            None => (0..SHARDS).collect(),
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        let guards = ids.into_iter().map(|i| (i, self.shards[i].0.lock())).collect();
+        held::hold(self as *const Store as usize, guards, f)
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -124,7 +176,7 @@ impl Store {
             }
             for stage in 2..=3 {
                 for &(shard, idx, h) in &at[..n] {
-                    self.shards[shard].0.lock().prefetch(idx, h, stage);
+                    self.shard(shard).prefetch(idx, h, stage);
                 }
             }
             n = 0;
@@ -135,7 +187,7 @@ impl Store {
     pub fn lock(&self, slot: Slot) -> Locked<'_> {
         let (shard, idx) = shard_of(slot);
         Locked {
-            guard: self.shards[shard].0.lock(),
+            guard: self.shard(shard),
             idx,
             store: self,
         }
@@ -147,20 +199,20 @@ impl Store {
         let mut ids: Vec<usize> = slots.iter().map(|&s| shard_of(s).0).collect();
         ids.sort_unstable();
         ids.dedup();
-        let guards = ids.into_iter().map(|i| (i, self.shards[i].0.lock())).collect();
+        let guards = ids.into_iter().map(|i| (i, self.shard(i))).collect();
         LockedMany { guards, store: self }
     }
 
     /// Runs `f` on every shard in turn (one lock at a time).
     pub fn for_each_shard(&self, mut f: impl FnMut(&mut Shard)) {
-        for s in self.shards.iter() {
-            f(&mut s.0.lock());
+        for i in 0..SHARDS {
+            f(&mut self.shard(i));
         }
     }
 
     /// Locks shard number `i` (for background work and slot iteration).
-    pub fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard> {
-        self.shards[i % SHARDS].0.lock()
+    pub fn lock_shard(&self, i: usize) -> ShardGuard<'_> {
+        self.shard(i % SHARDS)
     }
 
     /// Number of keys (including expired keys not yet reclaimed).
@@ -194,13 +246,14 @@ impl Store {
     /// Statistics of one slot.
     pub fn slot_stats(&self, slot: Slot) -> SlotStats {
         let (shard, idx) = shard_of(slot);
-        self.shards[shard].0.lock().slot_stats(idx)
+        self.shard(shard).slot_stats(idx)
     }
 
     /// Removes every key.
     pub fn flush(&self) {
-        for s in self.shards.iter() {
-            let (bytes, small) = s.0.lock().clear();
+        let now = now_ms();
+        for i in 0..SHARDS {
+            let (bytes, small) = self.shard(i).clear(now);
             self.mem.sub_both(bytes, small);
         }
     }
@@ -221,7 +274,7 @@ impl Store {
         let mut idle_shards = 0;
         while self.mem.used() > max {
             let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
-            let mut shard = self.shards[i].0.lock();
+            let mut shard = self.shard(i);
             let mut freed_any = false;
             // A few evictions per lock keep lock traffic low under sustained pressure.
             for _ in 0..8 {
@@ -255,7 +308,7 @@ impl Store {
         let (mut checked, mut expired) = (0, 0);
         for _ in 0..shards_per_round {
             let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
-            let mut shard = self.shards[i].0.lock();
+            let mut shard = self.shard(i);
             let (c, e, bytes, small) = shard.expire_step(now, 4096);
             drop(shard);
             self.mem.sub_both(bytes, small);
@@ -269,7 +322,7 @@ impl Store {
 
 /// A locked shard, positioned on one slot.
 pub struct Locked<'a> {
-    guard: MutexGuard<'a, Shard>,
+    guard: ShardGuard<'a>,
     idx: usize,
     store: &'a Store,
 }
@@ -287,7 +340,7 @@ impl Locked<'_> {
 
 /// Several locked shards, for atomic multi-key commands.
 pub struct LockedMany<'a> {
-    guards: Vec<(usize, MutexGuard<'a, Shard>)>,
+    guards: Vec<(usize, ShardGuard<'a>)>,
     store: &'a Store,
 }
 
@@ -342,6 +395,9 @@ impl SlotRef<'_> {
     fn expire(&mut self, key: &[u8], h: u64) {
         self.view.check();
         if let Some(e) = self.shard.remove(self.idx, h, key) {
+            if !self.shard.watches.is_empty() {
+                self.shard.watches.expired(key);
+            }
             self.store.mem.sub(e.mem_size(), !e.in_main());
             self.store.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
         }
@@ -396,8 +452,14 @@ impl SlotRef<'_> {
         let e = self.shard.remove(self.idx, h, key)?;
         self.store.mem.sub(e.mem_size(), !e.in_main());
         if e.is_expired(now) {
+            if !self.shard.watches.is_empty() {
+                self.shard.watches.expired(key);
+            }
             self.store.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
             return None;
+        }
+        if !self.shard.watches.is_empty() {
+            self.shard.watches.changed(key);
         }
         Some(e)
     }
@@ -417,7 +479,36 @@ impl SlotRef<'_> {
         store.mem.sub(before, small);
         self.shard
             .adjust(idx, after as isize - before as isize, had_ttl, has_ttl);
+        if !self.shard.watches.is_empty() {
+            self.shard.watches.changed(key);
+        }
         Some(r)
+    }
+
+    /// Whether `key` is here but past its expiry time (not yet reclaimed).
+    fn expired_present(&self, key: &[u8], now: u64) -> bool {
+        let h = self.store.hash(key);
+        let Some(handle) = self.shard.find(self.idx, h, key) else {
+            return false;
+        };
+        let mut vs = ViewSlot::new();
+        self.shard.show(handle, &mut vs).is_expired(now)
+    }
+
+    /// Starts a client's WATCH of `key` (see [`watch`]).
+    pub fn watch(&mut self, key: &[u8], now: u64) -> Stamp {
+        let expired = self.expired_present(key, now);
+        self.shard.watches.watch(key, expired)
+    }
+
+    /// Ends a client's WATCH of `key`.
+    pub fn unwatch(&mut self, key: &[u8]) {
+        self.shard.watches.unwatch(key);
+    }
+
+    /// Whether `key` changed since the client's WATCH took `stamp`.
+    pub fn watch_dirty(&self, key: &[u8], stamp: &Stamp, now: u64) -> bool {
+        self.shard.watches.is_dirty(key, stamp, self.expired_present(key, now))
     }
 
     /// Number of keys in this slot.

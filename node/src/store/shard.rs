@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use super::arena::{Arena, Handle, ViewSlot};
 use super::entry::{key_of, Entry};
 use super::table::HandleTable;
+use super::watch::Watches;
 
 /// Stage 1 of prefetching a lookup in slot `idx` of the shard whose
 /// [`Shard::headers_at`] is `headers_at`: the slot's header. Only computes an address.
@@ -82,6 +83,8 @@ pub struct Shard {
     ghost: Ghost,
     pub(super) rng: SmallRng,
     expire_cursor: usize,
+    /// Keys of this shard that clients WATCH.
+    pub(super) watches: Watches,
 }
 
 const GHOST_CAPACITY: usize = 1024;
@@ -98,6 +101,7 @@ impl Shard {
             },
             rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             expire_cursor: 0,
+            watches: Watches::default(),
         }
     }
 
@@ -236,6 +240,9 @@ impl Shard {
         hasher: &DefaultHashBuilder,
     ) -> (Option<Replaced>, usize, bool) {
         use std::hash::BuildHasher;
+        if !self.watches.is_empty() {
+            self.watches.changed(e.key());
+        }
         let size = e.mem_size();
         let ttl = e.expire_at().is_some();
         let arena = &mut self.arena;
@@ -315,12 +322,20 @@ impl Shard {
         self.ghost.insert(h);
     }
 
-    /// Drops every key; returns (bytes freed, bytes freed from the small queue).
-    pub(super) fn clear(&mut self) -> (usize, usize) {
+    /// Drops every key; returns (bytes freed, bytes freed from the small queue). A
+    /// watched key that was there changed (or expired away, if its time had passed).
+    pub(super) fn clear(&mut self, now: u64) -> (usize, usize) {
         let (mut bytes, mut small) = (0, 0);
         for s in self.slots.iter_mut() {
             for h in std::mem::take(&mut s.table).iter() {
                 let e = Entry::take_from(&mut self.arena, h);
+                if !self.watches.is_empty() {
+                    if e.is_expired(now) {
+                        self.watches.expired(e.key());
+                    } else {
+                        self.watches.changed(e.key());
+                    }
+                }
                 let size = e.mem_size();
                 bytes += size;
                 if !e.in_main() {
@@ -375,10 +390,14 @@ impl Shard {
             let mut freed = 0;
             let mut volatile_gone = 0;
             let arena = &mut self.arena;
+            let watches = &mut self.watches;
             let mut vs = ViewSlot::new();
             slot.table.retain(|h| {
                 if vs.show(arena, h).is_expired(now) {
                     let e = Entry::take_from(arena, h);
+                    if !watches.is_empty() {
+                        watches.expired(e.key());
+                    }
                     let size = e.mem_size();
                     freed += size;
                     if !e.in_main() {
