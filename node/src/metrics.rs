@@ -274,6 +274,62 @@ pub fn rss_bytes() -> usize {
     pages * 4096
 }
 
+/// CPU time used, in seconds, as INFO's `cpu` section reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuTimes {
+    pub sys: f64,
+    pub user: f64,
+    pub children_sys: f64,
+    pub children_user: f64,
+    /// The process' main thread (here it starts the node and waits; the workers do the
+    /// serving, unlike Redis' main thread).
+    pub main_thread_sys: f64,
+    pub main_thread_user: f64,
+}
+
+fn rusage(who: libc::c_int) -> (f64, f64) {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_stime), secs(ru.ru_utime))
+}
+
+/// The main thread's (system, user) seconds, from /proc (zeros where unavailable).
+fn main_thread_times() -> (f64, f64) {
+    let pid = std::process::id();
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{pid}/stat")) else {
+        return (0.0, 0.0);
+    };
+    // Fields after the command name (which may hold spaces) start at the state.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return (0.0, 0.0);
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf reads a constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / ticks;
+    // utime and stime are fields 14 and 15 of stat: indexes 11 and 12 from the state.
+    (field(12), field(11))
+}
+
+/// This process' CPU times now.
+pub fn cpu_times() -> CpuTimes {
+    let (sys, user) = rusage(libc::RUSAGE_SELF);
+    let (children_sys, children_user) = rusage(libc::RUSAGE_CHILDREN);
+    let (main_thread_sys, main_thread_user) = main_thread_times();
+    CpuTimes {
+        sys,
+        user,
+        children_sys,
+        children_user,
+        main_thread_sys,
+        main_thread_user,
+    }
+}
+
 /// A Prometheus label value, escaped.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")

@@ -180,6 +180,52 @@ fn info_config_and_admin_endpoints() {
     node.shutdown();
 }
 
+/// INFO cpu reports this process' CPU time, growing with work; OBJECT IDLETIME and FREQ
+/// follow the eviction policy.
+#[test]
+fn info_cpu_and_object_idletime_and_freq() {
+    let node = start();
+    let mut con = client(&node);
+    let cpu = |con: &mut redis::Connection| -> Vec<(String, f64)> {
+        let info: String = cmd(con, &["INFO", "cpu"]);
+        info.lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().parse().expect("seconds")))
+            .collect()
+    };
+    let before = cpu(&mut con);
+    let names: Vec<&str> = before.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "used_cpu_sys",
+            "used_cpu_user",
+            "used_cpu_sys_children",
+            "used_cpu_user_children",
+            "used_cpu_sys_main_thread",
+            "used_cpu_user_main_thread"
+        ]
+    );
+    for i in 0..20_000 {
+        cmd::<()>(&mut con, &["SET", &format!("k{i}"), "v"]);
+    }
+    let after = cpu(&mut con);
+    let total = |v: &[(String, f64)]| v[0].1 + v[1].1;
+    assert!(total(&after) > total(&before), "{before:?} then {after:?}");
+
+    cmd::<()>(&mut con, &["SET", "k", "v"]);
+    // s3fifo (the default) counts accesses like Redis' LFU policies.
+    assert_eq!(cmd::<i64>(&mut con, &["OBJECT", "FREQ", "k"]), 0);
+    let _: String = cmd(&mut con, &["GET", "k"]);
+    assert_eq!(cmd::<i64>(&mut con, &["OBJECT", "FREQ", "k"]), 1);
+    assert!(cmd_err(&mut con, &["OBJECT", "IDLETIME", "k"]).contains("s3fifo"));
+    cmd::<()>(&mut con, &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    assert_eq!(cmd::<i64>(&mut con, &["OBJECT", "IDLETIME", "k"]), 0);
+    assert!(cmd_err(&mut con, &["OBJECT", "FREQ", "k"]).contains("needs s3fifo"));
+    assert_eq!(cmd::<Option<i64>>(&mut con, &["OBJECT", "IDLETIME", "nokey"]), None);
+    node.shutdown();
+}
+
 #[test]
 fn graceful_shutdown_answers_what_was_read() {
     let node = start();

@@ -1,5 +1,6 @@
 //! Generic key commands: DEL UNLINK EXISTS EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL
-//! EXPIRETIME PEXPIRETIME PERSIST TYPE KEYS SCAN RENAME RENAMENX TOUCH RANDOMKEY.
+//! EXPIRETIME PEXPIRETIME PERSIST TYPE KEYS SCAN RENAME RENAMENX COPY TOUCH RANDOMKEY
+//! OBJECT.
 //!
 //! An expired key behaves as missing everywhere: single-key lookups go through
 //! [`SlotRef::get`]/[`SlotRef::read`] (which reclaim it), iterations skip it.
@@ -19,10 +20,11 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use super::args::{int, is, text};
+use super::args::{check_subcommand, int, is, text};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
-use crate::store::{Entry, Hash, Object, SlotRef, ValueRef, SHARDS};
+use crate::store::encoding::string_encoding;
+use crate::store::{clock_of, Entry, Hash, Object, Policy, SlotRef, ValueRef, SHARDS};
 use crate::util::glob::matches;
 use ringcache_core::slot::{Slot, SLOT_COUNT};
 
@@ -46,6 +48,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "rename", arity: 3, flags: WRITE, keys: (1, 2, 1), group: "generic", summary: "Renames a key and overwrites the destination.", handler: rename },
     CommandSpec { name: "renamenx", arity: 3, flags: WRITE | FAST, keys: (1, 2, 1), group: "generic", summary: "Renames a key only when the target key name doesn't exist.", handler: renamenx },
     CommandSpec { name: "touch", arity: -2, flags: READONLY | FAST, keys: (1, -1, 1), group: "generic", summary: "Returns the number of existing keys out of those specified after updating the time they were last accessed.", handler: touch },
+    CommandSpec { name: "copy", arity: -3, flags: WRITE | DENYOOM, keys: (1, 2, 1), group: "generic", summary: "Copies the value of a key to a new key.", handler: copy },
+    CommandSpec { name: "object", arity: -2, flags: READONLY, keys: (2, 2, 1), group: "generic", summary: "A container for object introspection commands.", handler: object },
     CommandSpec { name: "randomkey", arity: 1, flags: READONLY, keys: (0, 0, 0), group: "generic", summary: "Returns a random key name from the database.", handler: randomkey },
 ];
 
@@ -364,6 +368,138 @@ fn rename(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn renamenx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let done = rename_generic(ctx, args, true)?;
     ctx.out.int(i64::from(done));
+    Ok(())
+}
+
+/// COPY source destination [DB 0] [REPLACE]: the value and its TTL, under both keys'
+/// shard locks. Only database 0 exists.
+fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let (src, dst) = (&args[1], &args[2]);
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        if is(&args[i], "REPLACE") {
+            replace = true;
+        } else if is(&args[i], "DB") && i + 1 < args.len() {
+            let db = int(&args[i + 1])?;
+            if db != 0 {
+                return Err(CmdError::Other("DB index is out of range".into()));
+            }
+            i += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    if src == dst {
+        return Err(CmdError::Other("source and destination objects are the same".into()));
+    }
+    let now = ctx.now;
+    let (src_slot, dst_slot) = (ctx.slot_of(src), ctx.slot_of(dst));
+    let mut locked = ctx.store.lock_many(&[src_slot, dst_slot]);
+    let copied = {
+        let Some(mut slot) = locked.slot(src_slot) else {
+            return Err(CmdError::NoSuchKey);
+        };
+        slot.read(src, now).map(|e| {
+            let expire_at = e.expire_at().unwrap_or(0);
+            match e.value() {
+                ValueRef::Str(v) => Entry::string(dst, v, expire_at, 0),
+                ValueRef::Obj(o) => Entry::object(dst, o.clone(), expire_at, 0),
+            }
+        })
+    };
+    let done = match (copied, locked.slot(dst_slot)) {
+        (Some(entry), Some(mut slot)) => {
+            let free = replace || slot.get(dst, now).is_none();
+            if free {
+                slot.insert(entry, now);
+            }
+            free
+        }
+        _ => false,
+    };
+    ctx.out.int(i64::from(done));
+    Ok(())
+}
+
+/// OBJECT's subcommands and their arities (as Redis 7.0 declares them).
+pub const OBJECT_SUBCOMMANDS: &[(&str, i32)] = &[
+    ("ENCODING", 3),
+    ("FREQ", 3),
+    ("IDLETIME", 3),
+    ("REFCOUNT", 3),
+    ("HELP", 2),
+];
+
+const OBJECT_HELP: &[&str] = &[
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// OBJECT ENCODING | FREQ | IDLETIME | REFCOUNT | HELP. FREQ is the S3-FIFO access
+/// counter (0–3) under the s3fifo policy, which tracks frequency like Redis' LFU
+/// policies; IDLETIME is answered under the other policies, which track access time.
+/// REFCOUNT is always 1 (no value is shared).
+fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    check_subcommand("object", args, OBJECT_SUBCOMMANDS)?;
+    let sub = &args[1];
+    if is(sub, "HELP") {
+        ctx.out.array(OBJECT_HELP.len());
+        for line in OBJECT_HELP {
+            ctx.out.simple(line);
+        }
+        return Ok(());
+    }
+    let now = ctx.now;
+    let policy = ctx.store.mem.policy();
+    let mut locked = ctx.store.lock(ctx.slot_of(&args[2]));
+    let mut slot = locked.slot();
+    let Some(e) = slot.read_untouched(&args[2], now) else {
+        drop(locked);
+        ctx.out.null();
+        return Ok(());
+    };
+    let encoding = match e.value() {
+        ValueRef::Str(v) => string_encoding(v),
+        ValueRef::Obj(o) => o.encoding(),
+    };
+    let (freq, idle_ms) = (e.freq(), clock_of(now).wrapping_sub(e.clock()));
+    drop(locked);
+    if is(sub, "ENCODING") {
+        ctx.out.bulk_str(encoding);
+    } else if is(sub, "REFCOUNT") {
+        ctx.out.int(1);
+    } else if is(sub, "FREQ") {
+        if policy != Policy::S3Fifo {
+            return Err(CmdError::Other(format!(
+                "the {} maxmemory policy does not track access frequency; OBJECT FREQ needs s3fifo",
+                policy.name()
+            )));
+        }
+        ctx.out.int(i64::from(freq));
+    } else {
+        if policy == Policy::S3Fifo {
+            return Err(CmdError::Other(
+                "the s3fifo maxmemory policy tracks access frequency, not idle time; OBJECT IDLETIME needs another policy"
+                    .into(),
+            ));
+        }
+        ctx.out.int(i64::from(idle_ms / 1000));
+    }
     Ok(())
 }
 

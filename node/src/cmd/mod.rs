@@ -236,6 +236,7 @@ pub fn subcommands(name: &str) -> Option<&'static [(&'static str, i32)]> {
         "cluster" => Some(cluster::CLUSTER_SUBCOMMANDS),
         "config" => Some(server::CONFIG_SUBCOMMANDS),
         "command" => Some(server::COMMAND_SUBCOMMANDS),
+        "object" => Some(keys::OBJECT_SUBCOMMANDS),
         _ => None,
     }
 }

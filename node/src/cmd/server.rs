@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::args::{check_subcommand, is, text, unknown_subcommand};
 use super::flag::*;
 use super::{registry, CmdError, CmdResult, CommandSpec, Ctx};
+use crate::store::encoding::{self, Encodings};
 use crate::store::Policy;
 use crate::util::size::parse_bytes;
 
@@ -170,6 +171,14 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             c.total_connections, c.total_commands, c.expired, c.evicted, c.hits, c.misses,
         );
     }
+    if want("cpu") {
+        let c = crate::metrics::cpu_times();
+        let _ = write!(
+            s,
+            "# CPU\r\nused_cpu_sys:{:.6}\r\nused_cpu_user:{:.6}\r\nused_cpu_sys_children:{:.6}\r\nused_cpu_user_children:{:.6}\r\nused_cpu_sys_main_thread:{:.6}\r\nused_cpu_user_main_thread:{:.6}\r\n\r\n",
+            c.sys, c.user, c.children_sys, c.children_user, c.main_thread_sys, c.main_thread_user,
+        );
+    }
     if want("cluster") {
         let _ = write!(
             s,
@@ -193,7 +202,7 @@ type ConfigChange = Box<dyn FnOnce(&Ctx<'_>)>;
 
 /// The parameters CONFIG GET/SET know, with their current values.
 fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
-    vec![
+    let mut params = vec![
         ("maxmemory", ctx.store.mem.max().to_string()),
         ("maxmemory-policy", ctx.store.mem.policy().name().to_string()),
         ("requirepass", ctx.server.access.requirepass().unwrap_or_default()),
@@ -210,7 +219,16 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             "cluster-enabled",
             if ctx.server.cluster.enabled { "yes" } else { "no" }.to_string(),
         ),
-    ]
+    ];
+    // Redis 7.0's encoding parameters, under their names and old aliases.
+    for (i, p) in encoding::PARAMS.iter().enumerate() {
+        let value = ctx.store.encodings.get(i).to_string();
+        params.push((p.name, value.clone()));
+        if let Some(alias) = p.alias {
+            params.push((alias, value));
+        }
+    }
+    params
 }
 
 /// CONFIG's subcommands and their arities (as Redis 7 declares them).
@@ -266,9 +284,17 @@ fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                     changes.push(Box::new(move |c| c.server.access.set_requirepass(p)));
                 }
                 _ => {
-                    return Err(CmdError::Other(format!(
-                        "Unknown option or number of arguments for CONFIG SET - '{name}'"
-                    )))
+                    let Some(i) = encoding::find(&name) else {
+                        return Err(CmdError::Other(format!(
+                            "Unknown option or number of arguments for CONFIG SET - '{name}'"
+                        )));
+                    };
+                    let v = Encodings::parse(i, &value).map_err(|e| {
+                        CmdError::Other(format!(
+                            "CONFIG SET failed (possibly related to argument '{name}') - {e}"
+                        ))
+                    })?;
+                    changes.push(Box::new(move |c| c.store.encodings.set(i, v)));
                 }
             }
         }

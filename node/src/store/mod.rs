@@ -6,6 +6,7 @@
 //! is no global lock on the hot path. Memory in use is counted in per-thread stripes.
 
 mod arena;
+pub mod encoding;
 pub mod entry;
 pub mod eviction;
 pub mod expiry;
@@ -68,6 +69,8 @@ pub struct Store {
     hasher: hashbrown::DefaultHashBuilder,
     pub mem: Memory,
     pub stats: StoreStats,
+    /// Redis' encoding parameters (CONFIG GET/SET).
+    pub encodings: encoding::Encodings,
     evict_cursor: AtomicUsize,
 }
 
@@ -122,6 +125,7 @@ impl Store {
             hasher: hashbrown::DefaultHashBuilder::default(),
             mem: Memory::new(maxmemory, policy),
             stats: StoreStats::default(),
+            encodings: encoding::Encodings::default(),
             evict_cursor: AtomicUsize::new(0),
         }
     }
@@ -420,8 +424,9 @@ impl SlotRef<'_> {
         let e = self.read_untouched(key, now)?;
         match policy {
             Policy::S3Fifo => e.set_freq(e.freq().saturating_add(1)),
-            Policy::AllKeysLru => e.set_clock(clock_of(now)),
-            Policy::VolatileTtl | Policy::NoEviction => {}
+            // The access time: eviction reads it under allkeys-lru, OBJECT IDLETIME under
+            // every policy but s3fifo.
+            Policy::AllKeysLru | Policy::VolatileTtl | Policy::NoEviction => e.set_clock(clock_of(now)),
         }
         Some(e)
     }

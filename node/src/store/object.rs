@@ -30,6 +30,16 @@ impl Object {
         }
     }
 
+    /// How the value is stored, as `OBJECT ENCODING` names it (Redis' names: `listpack`,
+    /// `intset` for compact forms; `hashtable`, `quicklist`, `skiplist` for full ones).
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            // No compact form: a hash is always a table here (Redis uses a listpack up
+            // to hash-max-listpack-entries fields).
+            Object::Hash(_) => "hashtable",
+        }
+    }
+
     /// Bytes charged for the value beyond the entry block.
     pub fn mem_size(&self) -> usize {
         match self {
