@@ -122,6 +122,7 @@ impl NodeHandle {
         let control_service = crate::control::ControlService::new(state.clone(), store.clone(), resp_addr);
         handles.push(spawn_control(control, control_service, control_auth, shutdown.clone())?);
         handles.push(expiry::spawn(store.clone()).map_err(LaunchError::Thread)?);
+        handles.push(crate::tracking::spawn_forwarder(&store, &state).map_err(LaunchError::Thread)?);
         if config.cluster_enabled {
             handles.push(
                 crate::handover::cleanup::spawn(

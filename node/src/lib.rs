@@ -11,7 +11,7 @@
 //! | base | [`util`], [`resp`] | glob matching; RESP2/RESP3 frames, parse and encode |
 //! | store | [`store`] | per-slot tables, memory accounting, eviction, expiry |
 //! | domain | [`access`], [`cluster`], [`replication`], [`handover`], [`metrics`] | password and limits; this node's view and lease; replication streams; slot handovers; counters and their Prometheus text |
-//! | state | [`state`] | what every connection shares and what one connection holds |
+//! | state | [`state`], [`tracking`] | what every connection shares and what one connection holds; client-side caching's tracking tables and Pub/Sub, and the pushes they send |
 //! | commands | [`cmd`] | the command pipeline (routes once, returns what the connection does next) and one file per command family |
 //! | adapters | [`server`], [`proxy`], [`control`], [`admin`] | the RESP port, the proxy port, the gRPC control port, the HTTP admin port |
 //! | launch | [`config`], [`launch`] | flags, starting and stopping a node |
@@ -31,6 +31,7 @@ pub mod resp;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod tracking;
 pub mod util;
 
 /// The layers, bottom first: each module's name and the layer it is in. A module may
@@ -39,7 +40,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["util", "resp"],
     &["store"],
     &["access", "cluster", "replication", "handover", "metrics"],
-    &["state"],
+    &["state", "tracking"],
     &["cmd"],
     &["server", "proxy", "control", "admin"],
     &["config", "launch"],

@@ -39,6 +39,8 @@ pub struct ServerState {
     /// happened since. The counters themselves never go back (per-slot hits and misses
     /// feed the control plane's hit rates and /metrics, which expect monotonic totals).
     pub stats_baseline: parking_lot::Mutex<StatCounters>,
+    /// CLIENT TRACKING and Pub/Sub: who may have which key cached, who subscribed.
+    pub tracking: crate::tracking::Tracking,
 }
 
 /// The counters of INFO's stats section, as totals or as what changed since a baseline.
@@ -98,6 +100,7 @@ impl ServerState {
             handovers: Arc::new(Handovers::default()),
             cluster,
             stats_baseline: parking_lot::Mutex::new(StatCounters::default()),
+            tracking: crate::tracking::Tracking::default(),
         }
     }
 
@@ -222,6 +225,31 @@ pub struct ClientState {
     /// MULTI/EXEC and WATCH (the RESP port only: the proxy port forwards each command
     /// on its own and refuses them).
     pub tx: Transaction,
+    /// Client-side caching and Pub/Sub of this connection (the RESP port only).
+    pub pushes: Pushes,
+}
+
+/// A connection's CLIENT TRACKING mode and subscriptions.
+#[derive(Debug, Default)]
+pub struct Pushes {
+    /// Whether this port delivers pushes (the proxy port does not).
+    pub supported: bool,
+    /// `CLIENT TRACKING on` options; `None` when off.
+    pub tracking: Option<crate::tracking::Mode>,
+    /// `CLIENT CACHING yes|no` was given for the next command.
+    pub caching: bool,
+    /// Channels this connection subscribed to, in order.
+    pub channels: Vec<bytes::Bytes>,
+}
+
+impl Pushes {
+    /// Push state for a port that delivers pushes.
+    pub fn supported() -> Pushes {
+        Pushes {
+            supported: true,
+            ..Pushes::default()
+        }
+    }
 }
 
 /// A connection's transaction: what MULTI queued and what WATCH watches.

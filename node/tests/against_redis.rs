@@ -874,6 +874,193 @@ fn object_encoding_of_strings_matches_redis() {
     }
 }
 
+/// Everything a connection receives up to the reply to a PING sent now: the pushes
+/// (invalidations, messages) that arrived since the last call, then the PING reply.
+fn until_pong(c: &mut Conn) -> Vec<u8> {
+    let ping = words(&["PING"]);
+    let mut req = format!("*{}\r\n", ping.len()).into_bytes();
+    for a in &ping {
+        req.extend_from_slice(format!("${}\r\n{}\r\n", a.len(), a).as_bytes());
+    }
+    c.write.write_all(&req).expect("PING written");
+    let mut all = Vec::new();
+    loop {
+        let start = all.len();
+        c.reply(&mut all);
+        let last = &all[start..];
+        if last == b"+PONG\r\n" || last == b"*2\r\n$4\r\npong\r\n$0\r\n\r\n" {
+            return all;
+        }
+    }
+}
+
+/// One connection's step of a tracking script: the command, with `{id:N}` standing
+/// for connection N's client id on the server at hand.
+type Step = (usize, &'static [&'static str]);
+
+/// Runs `script` over three connections on each server (after `hello` on every one)
+/// and compares, step by step, what every connection received: replies, and the
+/// invalidations and messages that reached the others.
+fn compare_script(hello: Option<&str>, script: &[Step]) {
+    let node = common::start();
+    let redis = Redis::start();
+    let open = |addr: std::net::SocketAddr| -> Vec<Conn> {
+        (0..3)
+            .map(|_| {
+                let mut c = Conn::open(addr);
+                if let Some(v) = hello {
+                    c.call(&words(&["HELLO", v]));
+                }
+                c
+            })
+            .collect()
+    };
+    let redis_addr: std::net::SocketAddr = format!("127.0.0.1:{}", redis.port).parse().expect("address");
+    let mut sides = [open(node.resp_addr), open(redis_addr)];
+    let ids: Vec<Vec<String>> = sides
+        .iter_mut()
+        .map(|conns| {
+            conns
+                .iter_mut()
+                .map(|c| {
+                    let r = String::from_utf8_lossy(&c.call(&words(&["CLIENT", "ID"]))).to_string();
+                    r.trim_start_matches(':').trim().to_string()
+                })
+                .collect()
+        })
+        .collect();
+    for (i, (conn, command)) in script.iter().enumerate() {
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        for (side, conns) in sides.iter_mut().enumerate() {
+            let cmd: Vec<String> = command
+                .iter()
+                .map(|w| match w.strip_prefix("{id:").and_then(|r| r.strip_suffix('}')) {
+                    Some(n) => ids[side][n.parse::<usize>().expect("connection number")].clone(),
+                    None => w.to_string(),
+                })
+                .collect();
+            let mut got = conns[*conn].call(&cmd);
+            // Client ids differ between the servers: name them by connection.
+            if command.len() == 2 && (command[1] == "GETREDIR" || command[1] == "TRACKINGINFO") {
+                for (n, id) in ids[side].iter().enumerate() {
+                    got = String::from_utf8_lossy(&got)
+                        .replace(&format!(":{id}\r\n"), &format!(":{{id:{n}}}\r\n"))
+                        .into_bytes();
+                }
+            }
+            // Then what every connection has received meanwhile.
+            for (n, c) in conns.iter_mut().enumerate() {
+                got.extend_from_slice(format!(" | conn {n}: ").as_bytes());
+                got.extend(until_pong(c));
+            }
+            seen.push(got);
+        }
+        assert!(
+            seen[0] == seen[1],
+            "step {} {:?} on connection {conn}\n ringcache: {}\n redis:     {}",
+            i + 1,
+            command,
+            show(&seen[0]),
+            show(&seen[1])
+        );
+    }
+}
+
+/// CLIENT TRACKING in default, OPTIN, OPTOUT, BCAST (with prefixes) and NOLOOP modes,
+/// flushes, CLIENT CACHING / GETREDIR / TRACKINGINFO and their errors.
+const TRACKING_SCRIPT: &[Step] = &[
+    (0, &["CLIENT", "TRACKING", "on"]),
+    (0, &["GET", "k"]),
+    (1, &["SET", "k", "1"]),
+    (1, &["SET", "k", "2"]),
+    (0, &["MGET", "k", "j"]),
+    (0, &["SET", "j", "mine"]),
+    (0, &["HSET", "h", "f", "v"]),
+    (0, &["HGET", "h", "f"]),
+    (1, &["HDEL", "h", "f"]),
+    (0, &["GET", "k"]),
+    (1, &["FLUSHALL"]),
+    (0, &["CLIENT", "TRACKINGINFO"]),
+    (0, &["CLIENT", "GETREDIR"]),
+    (0, &["CLIENT", "CACHING", "yes"]),
+    (0, &["CLIENT", "TRACKING", "on", "BCAST"]),
+    (0, &["CLIENT", "TRACKING", "on", "OPTOUT"]),
+    (0, &["CLIENT", "TRACKING", "off"]),
+    (0, &["CLIENT", "CACHING", "yes"]),
+    (0, &["CLIENT", "TRACKING", "on", "OPTIN", "NOLOOP"]),
+    (0, &["GET", "a"]),
+    (0, &["CLIENT", "CACHING", "yes"]),
+    (0, &["GET", "b"]),
+    (1, &["SET", "a", "1"]),
+    (1, &["SET", "b", "1"]),
+    (0, &["CLIENT", "CACHING", "no"]),
+    (0, &["CLIENT", "TRACKINGINFO"]),
+    (0, &["CLIENT", "TRACKING", "off"]),
+    (0, &["CLIENT", "TRACKING", "on", "OPTOUT"]),
+    (0, &["CLIENT", "CACHING", "no"]),
+    (0, &["GET", "a"]),
+    (0, &["GET", "b"]),
+    (1, &["SET", "a", "2"]),
+    (1, &["SET", "b", "2"]),
+    (0, &["CLIENT", "TRACKING", "off"]),
+    (
+        0,
+        &[
+            "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "user:", "PREFIX", "post:",
+        ],
+    ),
+    (0, &["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "us"]),
+    (0, &["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "x", "PREFIX", "xy"]),
+    (0, &["CLIENT", "TRACKINGINFO"]),
+    (1, &["SET", "user:1", "a"]),
+    (1, &["MSET", "post:1", "a", "other", "b"]),
+    (0, &["SET", "user:2", "mine"]),
+    (0, &["CLIENT", "TRACKING", "off"]),
+    (0, &["CLIENT", "TRACKING", "on", "PREFIX", "p"]),
+    (0, &["CLIENT", "TRACKING", "on", "BCAST", "OPTIN"]),
+    (0, &["CLIENT", "TRACKING", "on", "OPTIN", "OPTOUT"]),
+    (0, &["CLIENT", "TRACKING", "on", "REDIRECT", "999999"]),
+    (0, &["CLIENT", "TRACKING", "on", "REDIRECT", "x"]),
+    (0, &["CLIENT", "TRACKING", "on", "BOGUS"]),
+    (0, &["CLIENT", "TRACKING", "maybe"]),
+    (0, &["CLIENT", "TRACKING"]),
+    (0, &["CLIENT", "CACHING", "maybe"]),
+];
+
+/// Invalidations redirected to another connection (which in RESP2 must subscribe to
+/// `__redis__:invalidate`), SUBSCRIBE / UNSUBSCRIBE / PUBLISH and Pub/Sub mode.
+const REDIRECT_SCRIPT: &[Step] = &[
+    (2, &["SUBSCRIBE", "__redis__:invalidate", "news"]),
+    (0, &["CLIENT", "TRACKING", "on", "REDIRECT", "{id:2}"]),
+    (0, &["CLIENT", "GETREDIR"]),
+    (0, &["GET", "k"]),
+    (1, &["SET", "k", "v"]),
+    (1, &["PUBLISH", "news", "hello"]),
+    (1, &["PUBLISH", "nobody", "hello"]),
+    (2, &["GET", "k"]),
+    (2, &["UNSUBSCRIBE", "news"]),
+    (1, &["FLUSHDB"]),
+    (2, &["UNSUBSCRIBE"]),
+    (2, &["UNSUBSCRIBE"]),
+    (2, &["GET", "k"]),
+];
+
+#[test]
+fn tracking_matches_redis_in_resp3() {
+    compare_script(Some("3"), TRACKING_SCRIPT);
+}
+
+#[test]
+fn tracking_matches_redis_in_resp2() {
+    compare_script(None, TRACKING_SCRIPT);
+}
+
+#[test]
+fn redirected_invalidations_and_pubsub_match_redis() {
+    compare_script(None, REDIRECT_SCRIPT);
+    compare_script(Some("3"), REDIRECT_SCRIPT);
+}
+
 /// Sends `input`, reads what comes back, and ends with QUIT if the server has not
 /// closed the connection itself: the replies, and the protocol error if the input broke
 /// the connection. QUIT goes only after a pause with nothing to read, because bytes

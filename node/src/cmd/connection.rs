@@ -10,7 +10,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "ping",
         arity: -1,
-        flags: FAST | STALE,
+        flags: FAST | STALE | PUBSUB,
         keys: (0, 0, 0),
         group: "connection",
         summary: "Returns the server's liveliness response.",
@@ -46,7 +46,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "quit",
         arity: -1,
-        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT | TX,
+        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT | TX | PUBSUB,
         keys: (0, 0, 0),
         group: "connection",
         summary: "Closes the connection.",
@@ -64,7 +64,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "reset",
         arity: 1,
-        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT | TX,
+        flags: FAST | NOAUTH | STALE | LOADING | NOSCRIPT | TX | PUBSUB,
         keys: (0, 0, 0),
         group: "connection",
         summary: "Resets the connection.",
@@ -82,6 +82,16 @@ pub const COMMANDS: &[CommandSpec] = &[
 ];
 
 fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    if !ctx.out.resp3 && !ctx.client.pushes.channels.is_empty() {
+        // In RESP2 Pub/Sub mode PING answers like a message: [pong, <arg or "">].
+        if args.len() > 2 {
+            return Err(CmdError::WrongArity("ping".into()));
+        }
+        ctx.out.array(2);
+        ctx.out.bulk(b"pong");
+        ctx.out.bulk(args.get(1).map_or(&b""[..], |a| &a[..]));
+        return Ok(());
+    }
     match args.len() {
         1 => ctx.out.simple("PONG"),
         2 => ctx.out.bulk(&args[1]),
@@ -208,6 +218,7 @@ fn select(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     super::transactions::discard(ctx.store, ctx.client);
+    super::tracking::reset(ctx);
     ctx.out.resp3 = false;
     ctx.client.no_evict = false;
     ctx.client.authenticated = !ctx.server.access.auth_required();
@@ -239,6 +250,10 @@ pub const CLIENT_SUBCOMMANDS: &[(&str, i32)] = &[
     ("LIST", -2),
     ("SETINFO", 4),
     ("NO-EVICT", 3),
+    ("TRACKING", -3),
+    ("CACHING", 3),
+    ("GETREDIR", 2),
+    ("TRACKINGINFO", 2),
 ];
 
 fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
@@ -293,6 +308,15 @@ fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         }
         ctx.out.ok();
+    } else if is(sub, "TRACKING") {
+        super::tracking::client_tracking(ctx, args)?;
+    } else if is(sub, "CACHING") {
+        super::tracking::client_caching(ctx, args)?;
+    } else if is(sub, "GETREDIR") {
+        let redirect = ctx.client.pushes.tracking.as_ref().map_or(-1, |m| m.redirect as i64);
+        ctx.out.int(redirect);
+    } else if is(sub, "TRACKINGINFO") {
+        super::tracking::client_trackinginfo(ctx);
     } else {
         return Err(unknown_subcommand("client", &text(sub)));
     }

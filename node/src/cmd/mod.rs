@@ -18,6 +18,7 @@ pub mod replication;
 pub mod route;
 pub mod server;
 pub mod strings;
+pub mod tracking;
 pub mod transactions;
 
 use std::sync::OnceLock;
@@ -130,6 +131,8 @@ pub mod flag {
     /// Refused inside MULTI ("Command not allowed inside a transaction"): commands that
     /// take the connection over. Internal.
     pub const NOMULTI: u32 = 1 << 18;
+    /// Allowed in RESP2 Pub/Sub mode (SUBSCRIBE UNSUBSCRIBE PING QUIT RESET). Internal.
+    pub const PUBSUB: u32 = 1 << 19;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -217,6 +220,7 @@ pub fn registry() -> &'static Registry {
             keys::COMMANDS,
             hashes::COMMANDS,
             transactions::COMMANDS,
+            tracking::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
         ]

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::flag::{DENYOOM, FLUSH, NOAUTH, NOMULTI, READONLY, TX, WRITE};
+use super::flag::{DENYOOM, FLUSH, NOAUTH, NOMULTI, PUBSUB, READONLY, TX, WRITE};
 use super::route::route;
 use super::{unknown_command, CmdError, CommandSpec, Ctx, Found, Next};
 use crate::handover::{HandoverStep, KeyAccess};
@@ -82,6 +82,9 @@ fn run(
         ctx.store.ensure_memory()?;
     }
     let result = (spec.handler)(ctx, args);
+    if server.tracking.active() || ctx.client.pushes.tracking.is_some() {
+        super::tracking::after_command(ctx, spec, args);
+    }
     if spec.flags & WRITE != 0 {
         // Also after an error: a handler may have changed a key before failing.
         if let Some(wait) = replicate(ctx, spec, args, result.is_ok()) {
@@ -104,6 +107,12 @@ fn check(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Cm
     }
     if spec.has_keys() {
         ctx.slot = route(ctx, spec, args)?;
+    }
+    if !ctx.out.resp3 && !ctx.client.pushes.channels.is_empty() && spec.flags & PUBSUB == 0 {
+        return Err(CmdError::Other(format!(
+            "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        )));
     }
     if ctx.client.tx.in_multi() && spec.flags & TX == 0 {
         if spec.flags & NOMULTI != 0 {

@@ -224,6 +224,7 @@ impl Conn {
             can_read_through: true,
             // Each command goes to its own node: no transactions here.
             tx: crate::state::Transaction::default(),
+            pushes: crate::state::Pushes::default(),
         };
         Ok(Conn {
             store,

@@ -301,6 +301,7 @@ pub fn apply(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64) -> boo
             } else {
                 s.insert(Entry::string(key, value, expire_at, 0), now);
             }
+            store.removals.record(key);
             true
         }
         Frame::Obj {
@@ -330,6 +331,7 @@ pub fn apply(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64) -> boo
                     s.remove(key, now);
                 }
             }
+            store.removals.record(key);
             true
         }
         Frame::Del { key, .. } => {
@@ -338,6 +340,7 @@ pub fn apply(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64) -> boo
                 return false;
             }
             store.lock(slot).slot().remove(key, now);
+            store.removals.record(key);
             true
         }
         Frame::Flush { .. } => {

@@ -84,6 +84,11 @@ impl Out {
         self.int_line(b'*', len as i64);
     }
 
+    /// A push of `len` elements (RESP3 only; out-of-band messages like invalidations).
+    pub fn push(&mut self, len: usize) {
+        self.int_line(b'>', len as i64);
+    }
+
     /// A map of `len` pairs: `%` in RESP3, a flat array of 2×len in RESP2.
     pub fn map(&mut self, len: usize) {
         if self.resp3 {

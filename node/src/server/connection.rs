@@ -8,12 +8,14 @@ use std::time::Instant;
 use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::cmd::{self, Ctx, Next};
 use crate::resp::{Out, Request, RequestParser};
 use crate::state::{ClientState, ServerState};
 use crate::store::{now_ms, Store};
+use crate::tracking::Push;
 
 /// Replies buffered beyond this are written before more requests run.
 const FLUSH_AT: usize = 64 * 1024;
@@ -53,8 +55,13 @@ pub async fn serve(
         // This loop runs the handover read-throughs commands ask for.
         can_read_through: true,
         tx: crate::state::Transaction::supported(),
+        pushes: crate::state::Pushes::supported(),
     };
-    let result = run(&mut stream, &store, &state, worker, &shutdown, &mut client).await;
+    // Invalidations and Pub/Sub messages for this connection arrive here.
+    let (inbox, mut pushes) = tokio::sync::mpsc::unbounded_channel();
+    state.tracking.open(client.id(), inbox);
+    let result = run(&mut stream, &store, &state, worker, &shutdown, &mut client, &mut pushes).await;
+    state.tracking.close(client.id());
     cmd::transactions::unwatch_all(&store, &mut client);
     state.clients.unregister(client.id());
     result
@@ -67,6 +74,7 @@ async fn run(
     worker: usize,
     shutdown: &CancellationToken,
     client: &mut ClientState,
+    pushes: &mut UnboundedReceiver<Push>,
 ) -> Result<(), ConnectionError> {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut parser = RequestParser::default();
@@ -108,6 +116,9 @@ async fn run(
         if batch.len() > 1 {
             store.prefetch(batch.iter().filter_map(|(args, found)| cmd::first_key(args, *found)));
         }
+        // Pushes that arrived before this batch go out before its replies, as Redis
+        // appends them to the output when they happen.
+        drain_pushes(pushes, &mut out, client);
         // The cluster view, read once per batch (a topology change takes effect from
         // the next batch).
         let view = state.cluster.view();
@@ -191,6 +202,9 @@ async fn run(
             stream.write_all(&out.buf).await?;
             return Err(e.into());
         }
+        // Pushes that arrived meanwhile (this batch's own writes' invalidations among
+        // them) follow its replies.
+        drain_pushes(pushes, &mut out, client);
         if !out.buf.is_empty() {
             // Replies go out at the end of the worker's turn, after every other ready
             // connection has run its requests (Redis writes in `beforeSleep` for the
@@ -225,8 +239,22 @@ async fn run(
                     return Ok(());
                 }
             }
+            Some(push) = pushes.recv() => {
+                // Invalidations and messages go out between replies, never inside one.
+                push.encode(&mut out, !client.pushes.channels.is_empty());
+                drain_pushes(pushes, &mut out, client);
+                stream.write_all(&out.buf).await?;
+                out.buf.clear();
+            }
             _ = &mut cancelled => return Ok(()),
         }
+    }
+}
+
+/// Appends the pushes waiting in the inbox, encoded for this connection.
+fn drain_pushes(pushes: &mut UnboundedReceiver<Push>, out: &mut Out, client: &ClientState) {
+    while let Ok(push) = pushes.try_recv() {
+        push.encode(out, !client.pushes.channels.is_empty());
     }
 }
 

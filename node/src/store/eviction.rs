@@ -103,6 +103,9 @@ impl Shard {
         if !self.watches.is_empty() {
             self.watches.changed(&key);
         }
+        if self.record_removed {
+            self.removed.push(key.as_slice().into());
+        }
         let size = e.mem_size();
         mem.sub(size, !e.in_main());
         if ghost {

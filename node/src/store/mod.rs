@@ -18,7 +18,7 @@ mod shard;
 mod table;
 mod watch;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -58,6 +58,39 @@ pub struct StoreStats {
     pub expired_keys: AtomicU64,
 }
 
+/// Keys changed without a command of this node's clients — expired, evicted, or
+/// written by replication — kept while `on` because someone must hear of them: client
+/// tracking invalidates them (`tracking::spawn_forwarder` turns this on and drains it).
+#[derive(Debug, Default)]
+pub struct Removals {
+    pub on: AtomicBool,
+    keys: Mutex<Vec<Box<[u8]>>>,
+}
+
+impl Removals {
+    fn on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    /// Notes `key` (when on).
+    pub fn record(&self, key: &[u8]) {
+        if self.on() {
+            self.keys.lock().push(key.into());
+        }
+    }
+
+    fn extend(&self, keys: &mut Vec<Box<[u8]>>) {
+        if !keys.is_empty() {
+            self.keys.lock().append(keys);
+        }
+    }
+
+    /// The keys removed since the last call.
+    pub fn take(&self) -> Vec<Box<[u8]>> {
+        std::mem::take(&mut *self.keys.lock())
+    }
+}
+
 /// A shard's lock, and the address of its slot headers (fixed for the store's life) for
 /// prefetching without the lock.
 #[repr(align(128))]
@@ -71,6 +104,8 @@ pub struct Store {
     pub stats: StoreStats,
     /// Redis' encoding parameters (CONFIG GET/SET).
     pub encodings: encoding::Encodings,
+    /// Keys expired, evicted or replicated, for client tracking.
+    pub removals: Removals,
     evict_cursor: AtomicUsize,
 }
 
@@ -126,6 +161,7 @@ impl Store {
             mem: Memory::new(maxmemory, policy),
             stats: StoreStats::default(),
             encodings: encoding::Encodings::default(),
+            removals: Removals::default(),
             evict_cursor: AtomicUsize::new(0),
         }
     }
@@ -279,6 +315,7 @@ impl Store {
         while self.mem.used() > max {
             let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
             let mut shard = self.shard(i);
+            shard.record_removed = self.removals.on();
             let mut freed_any = false;
             // A few evictions per lock keep lock traffic low under sustained pressure.
             for _ in 0..8 {
@@ -293,6 +330,7 @@ impl Store {
                     None => break,
                 }
             }
+            self.removals.extend(&mut shard.removed);
             drop(shard);
             if freed_any {
                 idle_shards = 0;
@@ -313,7 +351,9 @@ impl Store {
         for _ in 0..shards_per_round {
             let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
             let mut shard = self.shard(i);
+            shard.record_removed = self.removals.on();
             let (c, e, bytes, small) = shard.expire_step(now, 4096);
+            self.removals.extend(&mut shard.removed);
             drop(shard);
             self.mem.sub_both(bytes, small);
             checked += c;
@@ -403,6 +443,7 @@ impl SlotRef<'_> {
                 self.shard.watches.expired(key);
             }
             self.store.mem.sub(e.mem_size(), !e.in_main());
+            self.store.removals.record(key);
             self.store.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -460,6 +501,7 @@ impl SlotRef<'_> {
             if !self.shard.watches.is_empty() {
                 self.shard.watches.expired(key);
             }
+            self.store.removals.record(key);
             self.store.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
             return None;
         }

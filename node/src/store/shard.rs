@@ -85,6 +85,10 @@ pub struct Shard {
     expire_cursor: usize,
     /// Keys of this shard that clients WATCH.
     pub(super) watches: Watches,
+    /// Whether expiry and eviction note the keys they remove in `removed` (the store
+    /// collects them for client tracking).
+    pub(super) record_removed: bool,
+    pub(super) removed: Vec<Box<[u8]>>,
 }
 
 const GHOST_CAPACITY: usize = 1024;
@@ -102,6 +106,8 @@ impl Shard {
             rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             expire_cursor: 0,
             watches: Watches::default(),
+            record_removed: false,
+            removed: Vec::new(),
         }
     }
 
@@ -391,12 +397,17 @@ impl Shard {
             let mut volatile_gone = 0;
             let arena = &mut self.arena;
             let watches = &mut self.watches;
+            let removed = &mut self.removed;
+            let record = self.record_removed;
             let mut vs = ViewSlot::new();
             slot.table.retain(|h| {
                 if vs.show(arena, h).is_expired(now) {
                     let e = Entry::take_from(arena, h);
                     if !watches.is_empty() {
                         watches.expired(e.key());
+                    }
+                    if record {
+                        removed.push(e.key().into());
                     }
                     let size = e.mem_size();
                     freed += size;
