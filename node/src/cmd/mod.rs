@@ -18,6 +18,7 @@ pub mod replication;
 pub mod route;
 pub mod server;
 pub mod strings;
+pub mod zsets;
 
 use std::sync::OnceLock;
 
@@ -209,6 +210,7 @@ pub fn registry() -> &'static Registry {
             strings::COMMANDS,
             keys::COMMANDS,
             hashes::COMMANDS,
+            zsets::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
         ]
