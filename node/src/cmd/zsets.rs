@@ -1169,8 +1169,8 @@ fn zrandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         let mut rng = rand::thread_rng();
         let len = z.len();
         if unique && count >= len as u64 {
-            // The whole set, in order, as Redis does.
-            reply_all(out, Exact(z.iter(0), len), withscores);
+            // The whole set, highest first: Redis walks it from the end.
+            reply_all(out, Exact(z.iter_rev(len), len), withscores);
             return;
         }
         let picks: Vec<usize> = if unique {
