@@ -548,10 +548,7 @@ impl Window {
                 let (lo, hi) = z.score_span(r);
                 (lo, hi, req.offset, req.limit)
             }
-            Range::Lex(r) => {
-                let (lo, hi) = z.lex_span(r, reverse);
-                (lo, hi, req.offset, req.limit)
-            }
+            Range::Lex(r) => return Window::lex(z, r, req),
         };
         // A negative offset skips everything; a negative limit takes everything.
         let span = hi - lo;
@@ -565,6 +562,46 @@ impl Window {
         let skip = usize::try_from(offset).unwrap_or(0).min(span);
         let from = if reverse { hi - skip } else { lo + skip };
         Window { from, count, reverse }
+    }
+
+    /// A lex window the way Redis walks it: from the first member in range, skip
+    /// `offset` members unchecked, then take members while they stay in range. (With
+    /// equal scores this is the span cut by offset and limit; with differing scores,
+    /// which Redis leaves undefined, it is also what Redis answers.)
+    fn lex(z: &ZSet, r: &LexRange, req: &RangeRequest) -> Window {
+        let (lo, hi) = z.lex_span(r, req.reverse);
+        let empty = Window {
+            from: 0,
+            count: 0,
+            reverse: req.reverse,
+        };
+        let Ok(offset) = usize::try_from(req.offset) else {
+            return empty;
+        };
+        if lo == hi {
+            return empty;
+        }
+        let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
+        if req.reverse {
+            let from = hi.saturating_sub(offset);
+            if offset >= hi {
+                return empty;
+            }
+            let count = z.iter_rev(from).take(limit).take_while(|(m, _)| r.gte_min(m)).count();
+            Window {
+                from,
+                count,
+                reverse: true,
+            }
+        } else {
+            let from = lo.saturating_add(offset);
+            let count = z.iter(from).take(limit).take_while(|(m, _)| r.lte_max(m)).count();
+            Window {
+                from,
+                count,
+                reverse: false,
+            }
+        }
     }
 
     fn entries<'z>(&self, z: &'z ZSet) -> Box<dyn ExactSizeIterator<Item = (&'z [u8], f64)> + 'z> {

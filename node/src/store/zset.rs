@@ -209,7 +209,7 @@ pub struct LexRange {
 }
 
 impl LexRange {
-    fn gte_min(&self, m: &[u8]) -> bool {
+    pub fn gte_min(&self, m: &[u8]) -> bool {
         match &self.min {
             LexBound::NegInf => true,
             LexBound::PosInf => false,
@@ -218,7 +218,7 @@ impl LexRange {
         }
     }
 
-    fn lte_max(&self, m: &[u8]) -> bool {
+    pub fn lte_max(&self, m: &[u8]) -> bool {
         match &self.max {
             LexBound::NegInf => false,
             LexBound::PosInf => true,
