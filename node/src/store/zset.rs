@@ -304,6 +304,18 @@ impl ZSet {
         self.len == 0
     }
 
+    /// The name Redis 7.0 would give this set's encoding under default settings
+    /// (`OBJECT ENCODING`): `listpack` up to [`SMALL`] members of at most 64 bytes,
+    /// `skiplist` beyond. (Redis keeps a set that once grew past the limits a skiplist
+    /// after it shrinks; this name follows the current contents.)
+    pub fn encoding(&self) -> &'static str {
+        if self.len > SMALL || self.iter(0).any(|(m, _)| m.len() > 64) {
+            "skiplist"
+        } else {
+            "listpack"
+        }
+    }
+
     /// Bytes charged for the set: [`ZSET_BASE`], plus member length + [`ZSET_ENTRY`]
     /// per member, plus member length + [`ZSET_INDEX_ENTRY`] per member when the set
     /// has more than [`SMALL`] members.
@@ -965,6 +977,22 @@ mod tests {
             z.insert(id.as_bytes(), i as f64);
         }
         assert!(z.mem_size() < payload * 3 / 2, "{} for {payload}", z.mem_size());
+    }
+
+    #[test]
+    fn encoding_names_follow_redis_limits() {
+        let mut z = ZSet::default();
+        z.insert(b"a", 1.0);
+        assert_eq!(z.encoding(), "listpack");
+        z.insert(&[b'x'; 65], 1.0);
+        assert_eq!(z.encoding(), "skiplist");
+        z.remove(&[b'x'; 65]);
+        for i in 0..SMALL as u32 {
+            z.insert(&i.to_be_bytes(), 0.0);
+        }
+        assert_eq!(z.encoding(), "skiplist");
+        z.remove(b"a");
+        assert_eq!(z.encoding(), "listpack");
     }
 
     #[test]
