@@ -356,7 +356,7 @@ fn key_command() -> impl Strategy<Value = Vec<String>> {
         // A COUNT above the keyspace's size: one call returns everything and cursor 0.
         (
             proptest::option::of(pick(&["*", "{a}*", "b", "[ab]", "*c"])),
-            proptest::option::of(pick(&["string", "hash", "list"]))
+            proptest::option::of(pick(&["string", "hash", "list", "zset"]))
         )
             .prop_map(|(pattern, kind)| {
                 let mut c: Vec<String> = ["SCAN", "0", "COUNT", "1000"].map(String::from).to_vec();
@@ -401,6 +401,280 @@ fn hash_command() -> impl Strategy<Value = Vec<String>> {
             }
             c
         }),
+    ]
+}
+
+const MEMBERS: &[&str] = &["m", "n", "o", "p", ""];
+/// ZADD/ZINCRBY scores and weights: good ones (-0, hex, infinities) and bad ones.
+const SCORES: &[&str] = &[
+    "1", "2", "-1", "0", "1.5", "0.1", "3", "inf", "-inf", "+inf", "-0", "1e3", "0x10", "1e-310", "x", "nan", " 1",
+    "1e400", "(1", "",
+];
+/// Score range bounds: exclusive, infinite, and ones Redis' strtod reads oddly ("" is 0).
+const SCORE_BOUNDS: &[&str] = &[
+    "-inf", "+inf", "inf", "0", "1", "(1", "2", "(2", "1.5", "(", "", "x", "nan", "(nan", " 1", "1 ", "1e400", "-1",
+];
+const LEX_BOUNDS: &[&str] = &[
+    "-", "+", "[m", "(m", "[n", "(o", "[", "(", "[p", "m", "+x", "", "[\u{0}",
+];
+const RANKS: &[&str] = &[
+    "0",
+    "1",
+    "-1",
+    "2",
+    "-2",
+    "5",
+    "-100",
+    "100",
+    "x",
+    "9223372036854775807",
+    "-9223372036854775808",
+];
+const LIMIT_ARGS: &[&str] = &["0", "1", "2", "-1", "-5", "x", "9223372036854775807"];
+const NUMKEYS: &[&str] = &["1", "2", "2", "3", "0", "-1", "x", "9223372036854775807"];
+/// A key no generator writes, for ZRANDMEMBER's deterministic "no such key" replies.
+const ZEMPTY: &str = "{a}never";
+
+fn zadd_command() -> impl Strategy<Value = Vec<String>> {
+    (
+        pick(&["ZADD", "ZADD", "ZINCRBY"]),
+        key(),
+        proptest::collection::vec(pick(&["NX", "XX", "GT", "LT", "CH", "INCR", "ch"]), 0..3),
+        proptest::collection::vec((pick(SCORES), pick(MEMBERS)), 1..4),
+        proptest::option::of(pick(MEMBERS)),
+    )
+        .prop_map(|(name, k, opts, pairs, odd)| {
+            let mut c = vec![name.clone(), k];
+            if name == "ZINCRBY" {
+                c.extend([pairs[0].0.clone(), pairs[0].1.clone()]);
+                return c;
+            }
+            c.extend(opts);
+            for (s, m) in pairs {
+                c.extend([s, m]);
+            }
+            c.extend(odd.filter(|_| c.len() % 7 == 0));
+            c
+        })
+}
+
+/// ZRANGE's options in any order (some clash, some repeat).
+fn range_options() -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec(
+        prop_oneof![
+            pick(&["WITHSCORES", "REV", "BYSCORE", "BYLEX", "withscores", "BOGUS"]).prop_map(|w| vec![w]),
+            (pick(LIMIT_ARGS), pick(LIMIT_ARGS)).prop_map(|(o, n)| vec!["LIMIT".into(), o, n]),
+            Just(vec!["LIMIT".to_string(), "0".to_string()]),
+        ],
+        0..4,
+    )
+    .prop_map(|v| v.concat())
+}
+
+fn bounds() -> impl Strategy<Value = (String, String)> {
+    prop_oneof![
+        (pick(RANKS), pick(RANKS)),
+        (pick(SCORE_BOUNDS), pick(SCORE_BOUNDS)),
+        (pick(LEX_BOUNDS), pick(LEX_BOUNDS)),
+    ]
+}
+
+fn zrange_command() -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        (key(), bounds(), range_options()).prop_map(|(k, (a, b), o)| [vec!["ZRANGE".into(), k, a, b], o].concat()),
+        (key(), key(), bounds(), range_options()).prop_map(|(d, k, (a, b), o)| [
+            vec!["ZRANGESTORE".into(), d, k, a, b],
+            o
+        ]
+        .concat()),
+        (
+            key(),
+            pick(RANKS),
+            pick(RANKS),
+            proptest::option::of(pick(&["WITHSCORES", "LIMIT"]))
+        )
+            .prop_map(|(k, a, b, o)| [vec!["ZREVRANGE".into(), k, a, b], o.into_iter().collect()].concat()),
+        (
+            pick(&["ZRANGEBYSCORE", "ZREVRANGEBYSCORE"]),
+            key(),
+            pick(SCORE_BOUNDS),
+            pick(SCORE_BOUNDS),
+            range_options()
+        )
+            .prop_map(|(c, k, a, b, o)| [vec![c, k, a, b], o].concat()),
+        (
+            pick(&["ZRANGEBYLEX", "ZREVRANGEBYLEX"]),
+            key(),
+            pick(LEX_BOUNDS),
+            pick(LEX_BOUNDS),
+            range_options()
+        )
+            .prop_map(|(c, k, a, b, o)| [vec![c, k, a, b], o].concat()),
+        (
+            pick(&["ZCOUNT", "ZREMRANGEBYSCORE"]),
+            key(),
+            pick(SCORE_BOUNDS),
+            pick(SCORE_BOUNDS)
+        )
+            .prop_map(|(c, k, a, b)| vec![c, k, a, b]),
+        (
+            pick(&["ZLEXCOUNT", "ZREMRANGEBYLEX"]),
+            key(),
+            pick(LEX_BOUNDS),
+            pick(LEX_BOUNDS)
+        )
+            .prop_map(|(c, k, a, b)| vec![c, k, a, b]),
+        (key(), pick(RANKS), pick(RANKS)).prop_map(|(k, a, b)| vec!["ZREMRANGEBYRANK".into(), k, a, b]),
+    ]
+}
+
+fn zread_command() -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        (pick(&["ZSCORE", "ZRANK", "ZREVRANK"]), key(), pick(MEMBERS)).prop_map(|(c, k, m)| vec![c, k, m]),
+        // WITHSCORE is Redis 7.2's: 7.0 has a fixed arity.
+        (key(), pick(MEMBERS)).prop_map(|(k, m)| vec!["ZRANK".into(), k, m, "WITHSCORE".into()]),
+        (key(), proptest::collection::vec(pick(MEMBERS), 1..4)).prop_map(|(k, ms)| [
+            vec!["ZMSCORE".to_string(), k],
+            ms
+        ]
+        .concat()),
+        (key(), proptest::collection::vec(pick(MEMBERS), 1..4))
+            .prop_map(|(k, ms)| [vec!["ZREM".to_string(), k], ms].concat()),
+        key().prop_map(|k| vec!["ZCARD".into(), k]),
+        (
+            key(),
+            proptest::option::of(pick(&["*", "m", "[mn]", "x*"])),
+            pick(&["1000", "0", "x"])
+        )
+            .prop_map(|(k, pattern, count)| {
+                let mut c = vec!["ZSCAN".to_string(), k, "0".into(), "COUNT".into(), count];
+                if let Some(p) = pattern {
+                    c.extend(["MATCH".to_string(), p]);
+                }
+                c
+            }),
+        (key(), pick(&["x", "0 NOVALUES", "-1"])).prop_map(|(k, rest)| {
+            [
+                vec!["ZSCAN".to_string(), k],
+                rest.split(' ').map(String::from).collect(),
+            ]
+            .concat()
+        }),
+        // ZRANDMEMBER only where the reply is not random: no key, a count of 0, a count
+        // covering the whole set (returned in reverse order), errors.
+        (
+            prop_oneof![key(), Just(ZEMPTY.to_string())],
+            pick(&[
+                "0",
+                "100",
+                "100 WITHSCORES",
+                "0 WITHSCORES",
+                "x",
+                "-9223372036854775808",
+                "100 BOGUS",
+                "5 WITHSCORES x",
+                "4611686018427387904 WITHSCORES",
+                "-4611686018427387904 WITHSCORES"
+            ])
+        )
+            .prop_map(|(k, rest)| [
+                vec!["ZRANDMEMBER".to_string(), k],
+                rest.split(' ').map(String::from).collect()
+            ]
+            .concat()),
+        pick(&["", "-3", "-3 WITHSCORES", "3"]).prop_map(|rest| [
+            vec!["ZRANDMEMBER".to_string(), ZEMPTY.to_string()],
+            rest.split(' ').filter(|w| !w.is_empty()).map(String::from).collect()
+        ]
+        .concat()),
+    ]
+}
+
+fn zpop_command() -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        (
+            pick(&["ZPOPMIN", "ZPOPMAX"]),
+            key(),
+            pick(&["", "1", "2", "0", "-1", "x", "100", "1 1"])
+        )
+            .prop_map(|(c, k, n)| [
+                vec![c, k],
+                n.split(' ').filter(|w| !w.is_empty()).map(String::from).collect()
+            ]
+            .concat()),
+        (
+            pick(NUMKEYS),
+            proptest::collection::vec(key(), 1..3),
+            pick(&["MIN", "MAX", "min", "BOGUS"]),
+            pick(&[
+                "",
+                "COUNT 1",
+                "COUNT 3",
+                "COUNT 0",
+                "COUNT x",
+                "COUNT",
+                "COUNT 1 COUNT 2",
+                "BOGUS"
+            ]),
+        )
+            .prop_map(|(n, keys, w, rest)| {
+                let mut c = vec!["ZMPOP".to_string(), n];
+                c.extend(keys);
+                c.push(w);
+                c.extend(rest.split(' ').filter(|w| !w.is_empty()).map(String::from));
+                c
+            }),
+    ]
+}
+
+fn zsetop_command() -> impl Strategy<Value = Vec<String>> {
+    let options = proptest::collection::vec(
+        prop_oneof![
+            proptest::collection::vec(pick(SCORES), 1..4).prop_map(|w| [vec!["WEIGHTS".to_string()], w].concat()),
+            pick(&["SUM", "MIN", "MAX", "min", "AVG"]).prop_map(|a| vec!["AGGREGATE".to_string(), a]),
+            Just(vec!["WITHSCORES".to_string()]),
+            pick(&["0", "1", "2", "-1", "x"]).prop_map(|l| vec!["LIMIT".to_string(), l]),
+        ],
+        0..3,
+    )
+    .prop_map(|v| v.concat());
+    (
+        pick(&[
+            "ZUNION",
+            "ZINTER",
+            "ZDIFF",
+            "ZINTERCARD",
+            "ZUNIONSTORE",
+            "ZINTERSTORE",
+            "ZDIFFSTORE",
+        ]),
+        key(),
+        pick(NUMKEYS),
+        proptest::collection::vec(key(), 1..4),
+        options,
+    )
+        .prop_map(|(c, dst, n, keys, opts)| {
+            let mut v = vec![c.clone()];
+            if c.ends_with("STORE") {
+                v.push(dst);
+            }
+            v.push(n);
+            v.extend(keys);
+            v.extend(opts);
+            v
+        })
+}
+
+fn zset_command() -> impl Strategy<Value = Vec<String>> {
+    prop_oneof![
+        4 => zadd_command(),
+        3 => zrange_command(),
+        2 => zread_command(),
+        1 => zpop_command(),
+        2 => zsetop_command(),
+        // Arity errors.
+        1 => pick(&["ZADD", "ZINCRBY", "ZRANGE", "ZRANGESTORE", "ZCOUNT", "ZMPOP", "ZUNION", "ZUNIONSTORE", "ZSCAN", "ZPOPMIN"])
+            .prop_map(|c| vec![c, "a".to_string()]),
     ]
 }
 
@@ -570,6 +844,7 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         3 => key_command(),
         3 => hash_command(),
         2 => transaction_command(),
+        4 => zset_command(),
         1 => malformed_command(),
         1 => expire_soon(),
     ];

@@ -20,6 +20,7 @@ pub mod server;
 pub mod strings;
 pub mod tracking;
 pub mod transactions;
+pub mod zsets;
 
 use std::sync::OnceLock;
 
@@ -221,6 +222,7 @@ pub fn registry() -> &'static Registry {
             hashes::COMMANDS,
             transactions::COMMANDS,
             tracking::COMMANDS,
+            zsets::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
         ]

@@ -17,6 +17,7 @@ pub mod object;
 mod shard;
 mod table;
 mod watch;
+pub mod zset;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,6 +34,7 @@ pub use object::{DecodeError, Object};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
 pub use shard::{Shard, SlotStats};
 pub use watch::Stamp;
+pub use zset::ZSet;
 
 /// Number of lock stripes. A power of two that divides `SLOT_COUNT`.
 pub const SHARDS: usize = 256;
@@ -821,7 +823,7 @@ mod tests {
                             Some((Val::Hash(m), _)) => {
                                 let done = slot.modify(&k, now, |e| match e.as_object_mut() {
                                     Some(Object::Hash(h)) => h.insert(&[field], &value),
-                                    None => false,
+                                    _ => false,
                                 });
                                 proptest::prop_assert_eq!(done, Some(!m.contains_key(&field)));
                                 m.insert(field, len);
@@ -859,6 +861,7 @@ mod tests {
                                 ValueRef::Obj(Object::Hash(h)) => Val::Hash(
                                     h.iter().map(|(f, v)| (f[0], v.len())).collect(),
                                 ),
+                                ValueRef::Obj(o) => panic!("this test stores no {}", o.type_name()),
                             };
                             (e.key().to_vec(), v, e.expire_at())
                         });

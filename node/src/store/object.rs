@@ -6,11 +6,13 @@
 use bytes::Bytes;
 
 use super::hash::Hash;
+use super::zset::{self, ZSet};
 
 /// A non-string value.
 #[derive(Debug, Clone)]
 pub enum Object {
     Hash(Hash),
+    ZSet(ZSet),
 }
 
 /// Why a wire form does not make a value.
@@ -27,6 +29,7 @@ impl Object {
     pub fn type_name(&self) -> &'static str {
         match self {
             Object::Hash(_) => "hash",
+            Object::ZSet(_) => "zset",
         }
     }
 
@@ -37,6 +40,7 @@ impl Object {
             // No compact form: a hash is always a table here (Redis uses a listpack up
             // to hash-max-listpack-entries fields).
             Object::Hash(_) => "hashtable",
+            Object::ZSet(z) => z.encoding(),
         }
     }
 
@@ -44,6 +48,7 @@ impl Object {
     pub fn mem_size(&self) -> usize {
         match self {
             Object::Hash(h) => h.mem_size(),
+            Object::ZSet(z) => z.mem_size(),
         }
     }
 
@@ -51,6 +56,7 @@ impl Object {
     pub fn is_empty(&self) -> bool {
         match self {
             Object::Hash(h) => h.is_empty(),
+            Object::ZSet(z) => z.is_empty(),
         }
     }
 
@@ -58,17 +64,25 @@ impl Object {
     pub fn wire_len(&self) -> usize {
         match self {
             Object::Hash(h) => 2 * h.len(),
+            Object::ZSet(z) => 2 * z.len(),
         }
     }
 
     /// Calls `f` with each element of the wire form, in the order [`Object::decode`]
-    /// reads them back. A hash: field, value, field, value, …
+    /// reads them back. A hash: field, value, field, value, … A sorted set: member,
+    /// score as text (Redis' "%.17g", which reads back to the same double), …
     pub fn for_each_wire(&self, mut f: impl FnMut(&[u8])) {
         match self {
             Object::Hash(h) => {
                 for (field, value) in h.iter() {
                     f(field);
                     f(value);
+                }
+            }
+            Object::ZSet(z) => {
+                for (member, score) in z.iter(0) {
+                    f(member);
+                    f(zset::format_score(score).as_bytes());
                 }
             }
         }
@@ -91,6 +105,18 @@ impl Object {
                 }
                 Object::Hash(h)
             }
+            b"zset" => {
+                let malformed = |why| DecodeError::Malformed { kind: "zset", why };
+                if !elements.len().is_multiple_of(2) {
+                    return Err(malformed("odd number of elements"));
+                }
+                let mut z = ZSet::default();
+                for pair in elements.chunks_exact(2) {
+                    let score = zset::parse_score(&pair[1]).ok_or_else(|| malformed("score is not a float"))?;
+                    z.insert(&pair[0], score);
+                }
+                Object::ZSet(z)
+            }
             other => return Err(DecodeError::UnknownType(String::from_utf8_lossy(other).into_owned())),
         };
         Ok((!object.is_empty()).then_some(object))
@@ -107,7 +133,15 @@ mod tests {
         let mut h = Hash::default();
         h.insert(b"f", b"v");
         h.insert(b"", b"\r\n");
-        let objects = [Object::Hash(h)];
+        let mut z = ZSet::default();
+        for (i, score) in [0.1, -0.0, f64::INFINITY, f64::NEG_INFINITY, 1e-300, 1.0 / 3.0]
+            .into_iter()
+            .enumerate()
+        {
+            z.insert(format!("m{i}").as_bytes(), score);
+        }
+        z.insert(b"", 2.5);
+        let objects = [Object::Hash(h), Object::ZSet(z)];
         for o in objects {
             let mut wire = Vec::new();
             o.for_each_wire(|e| wire.push(Bytes::copy_from_slice(e)));
