@@ -12,6 +12,7 @@ pub mod expiry;
 mod hash;
 mod memory;
 pub mod object;
+mod set;
 mod shard;
 mod table;
 
@@ -28,6 +29,7 @@ pub use hash::Hash;
 pub use memory::{Memory, OutOfMemory};
 pub use object::{DecodeError, Object};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
+pub use set::{Member, Set};
 pub use shard::{Shard, SlotStats};
 
 /// Number of lock stripes. A power of two that divides `SLOT_COUNT`.
@@ -683,7 +685,7 @@ mod tests {
                             Some((Val::Hash(m), _)) => {
                                 let done = slot.modify(&k, now, |e| match e.as_object_mut() {
                                     Some(Object::Hash(h)) => h.insert(&[field], &value),
-                                    None => false,
+                                    _ => false,
                                 });
                                 proptest::prop_assert_eq!(done, Some(!m.contains_key(&field)));
                                 m.insert(field, len);
@@ -721,6 +723,7 @@ mod tests {
                                 ValueRef::Obj(Object::Hash(h)) => Val::Hash(
                                     h.iter().map(|(f, v)| (f[0], v.len())).collect(),
                                 ),
+                                ValueRef::Obj(other) => panic!("this test stores no {}", other.type_name()),
                             };
                             (e.key().to_vec(), v, e.expire_at())
                         });

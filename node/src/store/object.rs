@@ -6,11 +6,13 @@
 use bytes::Bytes;
 
 use super::hash::Hash;
+use super::set::Set;
 
 /// A non-string value.
 #[derive(Debug, Clone)]
 pub enum Object {
     Hash(Hash),
+    Set(Set),
 }
 
 /// Why a wire form does not make a value.
@@ -27,6 +29,7 @@ impl Object {
     pub fn type_name(&self) -> &'static str {
         match self {
             Object::Hash(_) => "hash",
+            Object::Set(_) => "set",
         }
     }
 
@@ -34,6 +37,7 @@ impl Object {
     pub fn mem_size(&self) -> usize {
         match self {
             Object::Hash(h) => h.mem_size(),
+            Object::Set(s) => s.mem_size(),
         }
     }
 
@@ -41,6 +45,7 @@ impl Object {
     pub fn is_empty(&self) -> bool {
         match self {
             Object::Hash(h) => h.is_empty(),
+            Object::Set(s) => s.is_empty(),
         }
     }
 
@@ -48,11 +53,12 @@ impl Object {
     pub fn wire_len(&self) -> usize {
         match self {
             Object::Hash(h) => 2 * h.len(),
+            Object::Set(s) => s.len(),
         }
     }
 
     /// Calls `f` with each element of the wire form, in the order [`Object::decode`]
-    /// reads them back. A hash: field, value, field, value, …
+    /// reads them back. A hash: field, value, field, value, … A set: its members.
     pub fn for_each_wire(&self, mut f: impl FnMut(&[u8])) {
         match self {
             Object::Hash(h) => {
@@ -61,6 +67,7 @@ impl Object {
                     f(value);
                 }
             }
+            Object::Set(s) => s.iter().for_each(|m| f(&m)),
         }
     }
 
@@ -81,6 +88,13 @@ impl Object {
                 }
                 Object::Hash(h)
             }
+            b"set" => {
+                let mut s = Set::default();
+                for m in elements {
+                    s.insert(m);
+                }
+                Object::Set(s)
+            }
             other => return Err(DecodeError::UnknownType(String::from_utf8_lossy(other).into_owned())),
         };
         Ok((!object.is_empty()).then_some(object))
@@ -97,7 +111,14 @@ mod tests {
         let mut h = Hash::default();
         h.insert(b"f", b"v");
         h.insert(b"", b"\r\n");
-        let objects = [Object::Hash(h)];
+        let mut small = Set::default();
+        small.insert(b"7");
+        small.insert(b"-3");
+        let mut big = Set::default();
+        for m in [&b"m"[..], b"", b"\r\n", b"12"] {
+            big.insert(m);
+        }
+        let objects = [Object::Hash(h), Object::Set(small), Object::Set(big)];
         for o in objects {
             let mut wire = Vec::new();
             o.for_each_wire(|e| wire.push(Bytes::copy_from_slice(e)));
