@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod replication;
 pub mod route;
 pub mod server;
+pub mod sets;
 pub mod strings;
 
 use std::sync::OnceLock;
@@ -209,6 +210,7 @@ pub fn registry() -> &'static Registry {
             strings::COMMANDS,
             keys::COMMANDS,
             hashes::COMMANDS,
+            sets::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
         ]
