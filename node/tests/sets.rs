@@ -399,3 +399,30 @@ fn a_set_moves_with_its_slot_by_read_through() {
     a.shutdown();
     b.shutdown();
 }
+
+#[test]
+fn cluster_mode_refuses_sets_of_different_slots_counted_keys_included() {
+    let node = cluster_node("solo");
+    form(std::slice::from_ref(&node), 1);
+    let mut con = client(&node);
+    sadd(&mut con, "{x}a", ["1", "2"].map(String::from));
+    sadd(&mut con, "{x}b", ["2", "3"].map(String::from));
+    let crossslot = "CROSSSLOT Keys in request don't hash to the same slot";
+    for args in [
+        &["SINTER", "{x}a", "other"][..],
+        &["SUNIONSTORE", "other", "{x}a"],
+        &["SMOVE", "{x}a", "other", "1"],
+        &["SINTERCARD", "2", "{x}a", "other"],
+    ] {
+        assert_eq!(cmd_err(&mut con, args), crossslot, "{args:?}");
+    }
+    assert_eq!(
+        cmd::<i64>(&mut con, &["SINTERCARD", "2", "{x}a", "{x}b", "LIMIT", "5"]),
+        1
+    );
+    assert_eq!(
+        cmd::<HashSet<String>>(&mut con, &["SUNION", "{x}a", "{x}b"]),
+        strings(&["1", "2", "3"])
+    );
+    node.shutdown();
+}
