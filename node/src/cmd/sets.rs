@@ -308,7 +308,8 @@ impl<'a, 'k> Sources<'a, 'k> {
     }
 
     /// Reads every source as Redis does (a keyspace hit or miss each, in order, up to
-    /// the first key of another type): the sizes, `None` for a missing key.
+    /// the first key of another type): the sizes, `None` for a missing key. (Every
+    /// slot here was locked, so `LockedMany::slot` is never `None`.)
     fn sizes(&mut self) -> Result<Vec<Option<usize>>, CmdError> {
         let mut sizes = Vec::with_capacity(self.keys.len());
         for (key, &s) in self.keys.iter().zip(&self.slots) {
@@ -490,6 +491,7 @@ fn smove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let (src_slot, dst_slot) = (ctx.slot_of(src), ctx.slot_of(dst));
     let now = ctx.now;
     let mut locked = ctx.store.lock_many(&[src_slot, dst_slot]);
+    // Both slots are locked: `locked.slot` is never `None` below.
     let mut source = locked.slot(src_slot).ok_or(CmdError::WrongType)?;
     let Some(e) = source.get(src, now) else {
         ctx.out.int(0);

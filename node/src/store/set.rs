@@ -37,13 +37,13 @@ const SET_BASE: usize = 64;
 /// A member as bytes: borrowed from the table form, or an integer of the compact form
 /// rendered in place (at most 20 characters: `-9223372036854775808`).
 #[derive(Debug, Clone, Copy)]
-pub enum Member<'a> {
+pub enum SetMember<'a> {
     Bytes(&'a [u8]),
     Int { text: [u8; 20], len: u8 },
 }
 
-impl Member<'_> {
-    fn int(n: i64) -> Member<'static> {
+impl SetMember<'_> {
+    fn int(n: i64) -> SetMember<'static> {
         let mut text = [0u8; 20];
         let mut digits = [0u8; 20];
         let mut v = n.unsigned_abs();
@@ -65,17 +65,17 @@ impl Member<'_> {
             text[len] = c;
             len += 1;
         }
-        Member::Int { text, len: len as u8 }
+        SetMember::Int { text, len: len as u8 }
     }
 }
 
-impl Deref for Member<'_> {
+impl Deref for SetMember<'_> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
         match self {
-            Member::Bytes(b) => b,
-            Member::Int { text, len } => &text[..usize::from(*len)],
+            SetMember::Bytes(b) => b,
+            SetMember::Int { text, len } => &text[..usize::from(*len)],
         }
     }
 }
@@ -202,10 +202,10 @@ impl Set {
 
     /// The member at position `i` (0..len), in no particular order; used to pick
     /// random members.
-    pub fn at(&self, i: usize) -> Option<Member<'_>> {
+    pub fn at(&self, i: usize) -> Option<SetMember<'_>> {
         match &self.form {
-            Form::Compact(v) => v.get(i).map(|&n| Member::int(n)),
-            Form::Table(t) => t.members.get(i).map(|m| Member::Bytes(m)),
+            Form::Compact(v) => v.get(i).map(|&n| SetMember::int(n)),
+            Form::Table(t) => t.members.get(i).map(|m| SetMember::Bytes(m)),
         }
     }
 
@@ -262,14 +262,14 @@ impl Set {
             let mut t = Table::default();
             t.members.reserve(v.len() + 1);
             for &n in v {
-                t.insert(&Member::int(n));
+                t.insert(&SetMember::int(n));
             }
             self.form = Form::Table(t);
         }
     }
 
     /// The members, in no particular order (ascending for the compact form).
-    pub fn iter(&self) -> impl Iterator<Item = Member<'_>> {
+    pub fn iter(&self) -> impl Iterator<Item = SetMember<'_>> {
         (0..self.len()).filter_map(|i| self.at(i))
     }
 
@@ -343,7 +343,7 @@ mod tests {
     fn canonical_integers_only_are_compact() {
         for good in ["0", "-1", "9223372036854775807", "-9223372036854775808", "10"] {
             assert_eq!(as_int(good.as_bytes()).map(|n| n.to_string()), Some(good.to_string()));
-            assert_eq!(&*Member::int(good.parse().expect("an i64")), good.as_bytes());
+            assert_eq!(&*SetMember::int(good.parse().expect("an i64")), good.as_bytes());
         }
         for bad in [
             "",
