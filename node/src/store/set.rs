@@ -3,13 +3,14 @@
 //!
 //! Two forms, chosen by content like Redis 7.0's encodings:
 //! - compact: a sorted vector of `i64` while every member is an integer in canonical
-//!   form (Redis' intset) and there are at most [`SET_MAX_INTSET_ENTRIES`]; 8 bytes a
+//!   form (Redis' intset) and there are at most `max_intset` of them (Redis'
+//!   `set-max-intset-entries`, [`SET_MAX_INTSET_ENTRIES`] by default); 8 bytes a
 //!   member, binary search for membership (at most 9 probes);
 //! - table: members in a dense vector indexed by a hash table of positions (removal
 //!   swaps the last member into the hole), as in `hash.rs`.
 //!
 //! A table goes back to the compact form when removals leave it all-integer with at
-//! most half of [`SET_MAX_INTSET_ENTRIES`] members (half, so that adding and removing
+//! most half of `max_intset` members (half, so that adding and removing
 //! around the limit does not convert back and forth). Either way, membership is O(1)
 //! and a uniformly random member is one index away ([`Set::at`]).
 
@@ -18,11 +19,9 @@ use std::ops::Deref;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-/// Largest number of members of the compact form (Redis' `set-max-intset-entries`).
+/// Default largest number of members of the compact form (Redis'
+/// `set-max-intset-entries`).
 pub const SET_MAX_INTSET_ENTRIES: usize = 512;
-
-/// A table with at most this many members, all integers, becomes compact again.
-const BACK_TO_COMPACT: usize = SET_MAX_INTSET_ENTRIES / 2;
 
 /// Bytes charged per member of the compact form.
 const INT_MEMBER: usize = 8;
@@ -193,6 +192,15 @@ impl Set {
         matches!(self.form, Form::Compact(_))
     }
 
+    /// The form, as Redis' `OBJECT ENCODING` names it.
+    pub fn encoding(&self) -> &'static str {
+        if self.is_compact() {
+            "intset"
+        } else {
+            "hashtable"
+        }
+    }
+
     pub fn contains(&self, m: &[u8]) -> bool {
         match &self.form {
             Form::Compact(v) => as_int(m).is_some_and(|n| v.binary_search(&n).is_ok()),
@@ -211,11 +219,17 @@ impl Set {
 
     /// Adds a member; returns true when it is new.
     pub fn insert(&mut self, m: &[u8]) -> bool {
+        self.insert_within(m, SET_MAX_INTSET_ENTRIES)
+    }
+
+    /// Adds a member, with at most `max_intset` members in the compact form; returns
+    /// true when it is new.
+    pub fn insert_within(&mut self, m: &[u8], max_intset: usize) -> bool {
         if let Form::Compact(v) = &mut self.form {
             if let Some(n) = as_int(m) {
                 match v.binary_search(&n) {
                     Ok(_) => return false,
-                    Err(at) if v.len() < SET_MAX_INTSET_ENTRIES => {
+                    Err(at) if v.len() < max_intset => {
                         v.insert(at, n);
                         return true;
                     }
@@ -232,6 +246,12 @@ impl Set {
 
     /// Removes a member; returns true when it was there.
     pub fn remove(&mut self, m: &[u8]) -> bool {
+        self.remove_within(m, SET_MAX_INTSET_ENTRIES)
+    }
+
+    /// Removes a member; a table left all-integer with at most half of `max_intset`
+    /// members becomes compact. Returns true when the member was there.
+    pub fn remove_within(&mut self, m: &[u8], max_intset: usize) -> bool {
         match &mut self.form {
             Form::Compact(v) => {
                 let Some(Ok(at)) = as_int(m).map(|n| v.binary_search(&n)) else {
@@ -247,7 +267,7 @@ impl Set {
                 if !t.remove(m) {
                     return false;
                 }
-                if t.non_ints == 0 && t.members.len() <= BACK_TO_COMPACT {
+                if t.non_ints == 0 && t.members.len() <= max_intset / 2 {
                     let mut ints: Vec<i64> = t.members.iter().filter_map(|m| as_int(m)).collect();
                     ints.sort_unstable();
                     self.form = Form::Compact(ints);
@@ -311,22 +331,25 @@ mod tests {
         /// Any sequence of inserts and removes agrees with a plain set, the form follows
         /// the content, and the byte charge always equals what the model's contents cost.
         #[test]
-        fn set_matches_a_model(ops in proptest::collection::vec((0u8..3, member()), 0..1500)) {
+        fn set_matches_a_model(
+            limit in proptest::sample::select(&[0usize, 1, 4, 100, SET_MAX_INTSET_ENTRIES][..]),
+            ops in proptest::collection::vec((0u8..3, member()), 0..1500),
+        ) {
             let mut s = Set::default();
             let mut model = HashSet::<Vec<u8>>::new();
             for (op, m) in ops {
                 if op < 2 {
-                    prop_assert_eq!(s.insert(&m), model.insert(m.clone()));
+                    prop_assert_eq!(s.insert_within(&m, limit), model.insert(m.clone()));
                 } else {
-                    prop_assert_eq!(s.remove(&m), model.remove(&m));
+                    prop_assert_eq!(s.remove_within(&m, limit), model.remove(&m));
                 }
                 prop_assert_eq!(s.len(), model.len());
                 prop_assert_eq!(s.mem_size(), charge(&s, &model));
                 let all_ints = model.iter().all(|m| as_int(m).is_some());
                 if s.is_compact() {
-                    prop_assert!(all_ints && model.len() <= SET_MAX_INTSET_ENTRIES);
+                    prop_assert!(all_ints && model.len() <= limit);
                 } else {
-                    prop_assert!(!all_ints || model.len() > BACK_TO_COMPACT);
+                    prop_assert!(!all_ints || model.len() > limit / 2);
                 }
             }
             for m in &model {
@@ -396,5 +419,24 @@ mod tests {
         }
         assert!(s.is_empty());
         assert_eq!(s.mem_size(), empty);
+    }
+
+    #[test]
+    fn the_compact_limit_is_a_parameter_and_the_form_has_redis_name() {
+        let mut s = Set::default();
+        assert_eq!(s.encoding(), "intset");
+        for i in 0..4 {
+            assert!(s.insert_within(i.to_string().as_bytes(), 4));
+        }
+        assert_eq!(s.encoding(), "intset");
+        assert!(s.insert_within(b"4", 4));
+        assert_eq!(s.encoding(), "hashtable");
+        assert!(s.remove_within(b"4", 4) && s.remove_within(b"3", 4));
+        assert_eq!(s.encoding(), "hashtable", "3 members: more than half of 4");
+        assert!(s.remove_within(b"2", 4));
+        assert_eq!(s.encoding(), "intset");
+        let mut none = Set::default();
+        assert!(none.insert_within(b"1", 0));
+        assert_eq!(none.encoding(), "hashtable", "set-max-intset-entries 0");
     }
 }
