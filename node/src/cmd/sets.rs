@@ -76,16 +76,23 @@ fn read_set<R>(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(Option<&Set>, &mut 
 /// A missing key is created (when `create`) with an empty set that is stored only if
 /// `f` leaves members in it; a set that `f` empties is deleted. `f` must not change
 /// the set when it fails. Returns `None` when the key is missing and not created.
-fn modify_set<R>(
+///
+/// `changes` says whether `f` will change an existing set; when it will not, `f` does
+/// not run and the result is `R::default()`: the key is not written, which is what
+/// WATCH sees (Redis signals a set key only when a member came or went).
+fn modify_set<R: Default>(
     slot: &mut SlotRef<'_>,
     key: &[u8],
     now: u64,
     create: bool,
+    changes: impl FnOnce(&Set) -> bool,
     f: impl FnOnce(&mut Set) -> Result<R, CmdError>,
 ) -> Result<Option<R>, CmdError> {
     match slot.get(key, now) {
         Some(e) => {
-            set_ref(e)?;
+            if !changes(set_ref(e)?) {
+                return Ok(Some(R::default()));
+            }
         }
         None if create => {
             let mut s = Set::default();
@@ -111,19 +118,21 @@ fn modify_set<R>(
 }
 
 /// [`modify_set`] on a single key under its own lock.
-fn write_set<R>(
+fn write_set<R: Default>(
     ctx: &mut Ctx<'_>,
     key: &[u8],
     create: bool,
+    changes: impl FnOnce(&Set) -> bool,
     f: impl FnOnce(&mut Set) -> Result<R, CmdError>,
 ) -> Result<Option<R>, CmdError> {
     let mut locked = ctx.store.lock(ctx.slot_of(key));
-    modify_set(&mut locked.slot(), key, ctx.now, create, f)
+    modify_set(&mut locked.slot(), key, ctx.now, create, changes, f)
 }
 
 fn sadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let members = &args[2..];
-    let added = write_set(ctx, &args[1], true, |s| {
+    let new = |s: &Set| members.iter().any(|m| !s.contains(m));
+    let added = write_set(ctx, &args[1], true, new, |s| {
         Ok(members.iter().filter(|m| s.insert(m)).count())
     })?;
     ctx.out.int(added.unwrap_or(0) as i64);
@@ -132,7 +141,8 @@ fn sadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 fn srem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let members = &args[2..];
-    let removed = write_set(ctx, &args[1], false, |s| {
+    let present = |s: &Set| members.iter().any(|m| s.contains(m));
+    let removed = write_set(ctx, &args[1], false, present, |s| {
         Ok(members.iter().filter(|m| s.remove(m)).count())
     })?;
     ctx.out.int(removed.unwrap_or(0) as i64);
@@ -187,14 +197,20 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     }
     let key = &args[1];
     if args.len() == 2 {
-        let popped = write_set(ctx, key, false, |s| {
-            let i = rand::thread_rng().gen_range(0..s.len().max(1));
-            let m = s.at(i).map(|m| m.to_vec());
-            if let Some(m) = &m {
-                s.remove(m);
-            }
-            Ok(m)
-        })?;
+        let popped = write_set(
+            ctx,
+            key,
+            false,
+            |_| true,
+            |s| {
+                let i = rand::thread_rng().gen_range(0..s.len().max(1));
+                let m = s.at(i).map(|m| m.to_vec());
+                if let Some(m) = &m {
+                    s.remove(m);
+                }
+                Ok(m)
+            },
+        )?;
         match popped.flatten() {
             Some(m) => ctx.out.bulk(&m),
             None => ctx.out.null(),
@@ -212,6 +228,10 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(());
     };
     let len = set_ref(e)?.len();
+    if count == 0 {
+        ctx.out.set(0);
+        return Ok(());
+    }
     if count >= len as u64 {
         // Redis replies with the union of the one set, which reads the key once more
         // (a keyspace hit), then deletes it.
@@ -221,16 +241,23 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         slot.remove(key, now);
         return Ok(());
     }
-    let popped = modify_set(&mut slot, key, now, false, |s| {
-        let picked: Vec<Vec<u8>> = distinct_positions(s.len(), count)
-            .into_iter()
-            .filter_map(|i| s.at(i).map(|m| m.to_vec()))
-            .collect();
-        for m in &picked {
-            s.remove(m);
-        }
-        Ok(picked)
-    })?;
+    let popped = modify_set(
+        &mut slot,
+        key,
+        now,
+        false,
+        |_| true,
+        |s| {
+            let picked: Vec<Vec<u8>> = distinct_positions(s.len(), count)
+                .into_iter()
+                .filter_map(|i| s.at(i).map(|m| m.to_vec()))
+                .collect();
+            for m in &picked {
+                s.remove(m);
+            }
+            Ok(picked)
+        },
+    )?;
     let popped = popped.unwrap_or_default();
     ctx.out.set(popped.len());
     for m in &popped {
@@ -507,9 +534,10 @@ fn smove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     let mut source = locked.slot(src_slot).ok_or(CmdError::WrongType)?;
-    modify_set(&mut source, src, now, false, |s| Ok(s.remove(member)))?;
+    modify_set(&mut source, src, now, false, |_| true, |s| Ok(s.remove(member)))?;
     let mut target = locked.slot(dst_slot).ok_or(CmdError::WrongType)?;
-    modify_set(&mut target, dst, now, true, |s| Ok(s.insert(member)))?;
+    let absent = |s: &Set| !s.contains(member);
+    modify_set(&mut target, dst, now, true, absent, |s| Ok(s.insert(member)))?;
     ctx.out.int(1);
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! - compact: a sorted vector of `i64` while every member is an integer in canonical
 //!   form (Redis' intset) and there are at most `max_intset` of them (Redis'
 //!   `set-max-intset-entries`, [`SET_MAX_INTSET_ENTRIES`] by default); 8 bytes a
-//!   member, binary search for membership (at most 9 probes);
+//!   member, binary search for membership (9 probes at the default limit);
 //! - table: members in a dense vector indexed by a hash table of positions (removal
 //!   swaps the last member into the hole), as in `hash.rs`.
 //!
