@@ -16,7 +16,7 @@ use super::args::{int, is, parse_i64};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
 use crate::resp::Out;
-use crate::store::{Entry, LockedMany, Object, Set, SlotRef};
+use crate::store::{Entry, LockedMany, Object, Set, SlotRef, SET_MAX_INTSET_ENTRIES};
 use crate::util::glob;
 use ringcache_core::slot::Slot;
 
@@ -40,6 +40,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "smove", arity: 4, flags: WRITE | FAST, keys: (1, 2, 1), group: "set", summary: "Moves a member from one set to another.", handler: smove },
     CommandSpec { name: "sscan", arity: -3, flags: READONLY, keys: (1, 1, 1), group: "set", summary: "Iterates over members of a set.", handler: sscan },
 ];
+
+/// The largest set kept in the compact (integer) form: Redis'
+/// `set-max-intset-entries`, at its default.
+fn max_intset(_ctx: &Ctx<'_>) -> usize {
+    SET_MAX_INTSET_ENTRIES
+}
 
 /// Largest number of (possibly repeated) members a negative SRANDMEMBER count may ask
 /// for. Redis has no such limit; here it bounds the time the shard lock is held and
@@ -130,20 +136,20 @@ fn write_set<R: Default>(
 }
 
 fn sadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let members = &args[2..];
+    let (members, limit) = (&args[2..], max_intset(ctx));
     let new = |s: &Set| members.iter().any(|m| !s.contains(m));
     let added = write_set(ctx, &args[1], true, new, |s| {
-        Ok(members.iter().filter(|m| s.insert(m)).count())
+        Ok(members.iter().filter(|m| s.insert_within(m, limit)).count())
     })?;
     ctx.out.int(added.unwrap_or(0) as i64);
     Ok(())
 }
 
 fn srem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let members = &args[2..];
+    let (members, limit) = (&args[2..], max_intset(ctx));
     let present = |s: &Set| members.iter().any(|m| s.contains(m));
     let removed = write_set(ctx, &args[1], false, present, |s| {
-        Ok(members.iter().filter(|m| s.remove(m)).count())
+        Ok(members.iter().filter(|m| s.remove_within(m, limit)).count())
     })?;
     ctx.out.int(removed.unwrap_or(0) as i64);
     Ok(())
@@ -195,7 +201,7 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if args.len() > 3 {
         return Err(CmdError::Syntax);
     }
-    let key = &args[1];
+    let (key, limit) = (&args[1], max_intset(ctx));
     if args.len() == 2 {
         let popped = write_set(
             ctx,
@@ -206,7 +212,7 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 let i = rand::thread_rng().gen_range(0..s.len().max(1));
                 let m = s.at(i).map(|m| m.to_vec());
                 if let Some(m) = &m {
-                    s.remove(m);
+                    s.remove_within(m, limit);
                 }
                 Ok(m)
             },
@@ -253,7 +259,7 @@ fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 .filter_map(|i| s.at(i).map(|m| m.to_vec()))
                 .collect();
             for m in &picked {
-                s.remove(m);
+                s.remove_within(m, limit);
             }
             Ok(picked)
         },
@@ -319,6 +325,7 @@ struct Sources<'a, 'k> {
     keys: &'k [Bytes],
     slots: Vec<Slot>,
     now: u64,
+    max_intset: usize,
 }
 
 impl<'a, 'k> Sources<'a, 'k> {
@@ -331,6 +338,7 @@ impl<'a, 'k> Sources<'a, 'k> {
             keys,
             slots,
             now: ctx.now,
+            max_intset: max_intset(ctx),
         }
     }
 
@@ -389,11 +397,11 @@ impl<'a, 'k> Sources<'a, 'k> {
     /// Members in any source.
     fn union(&mut self) -> Result<Set, CmdError> {
         let sizes = self.sizes()?;
-        let mut out = Set::default();
+        let (mut out, limit) = (Set::default(), self.max_intset);
         for i in (0..sizes.len()).filter(|&i| sizes[i].is_some()) {
             self.with(i, |s| {
                 for m in s.into_iter().flat_map(Set::iter) {
-                    out.insert(&m);
+                    out.insert_within(&m, limit);
                 }
             });
         }
@@ -428,10 +436,10 @@ impl<'a, 'k> Sources<'a, 'k> {
     }
 }
 
-fn set_of(members: Vec<Vec<u8>>) -> Set {
+fn set_of(members: Vec<Vec<u8>>, max_intset: usize) -> Set {
     let mut s = Set::default();
     for m in members {
-        s.insert(&m);
+        s.insert_within(&m, max_intset);
     }
     s
 }
@@ -464,7 +472,7 @@ fn sdiff(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn sinterstore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let dst = &args[1];
     let mut sources = Sources::lock(ctx, &args[2..], Some(dst));
-    let result = set_of(sources.inter(0)?);
+    let result = set_of(sources.inter(0)?, sources.max_intset);
     sources.store(dst, ctx.slot_of(dst), result, ctx.out);
     Ok(())
 }
@@ -480,7 +488,7 @@ fn sunionstore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn sdiffstore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let dst = &args[1];
     let mut sources = Sources::lock(ctx, &args[2..], Some(dst));
-    let result = set_of(sources.diff()?);
+    let result = set_of(sources.diff()?, sources.max_intset);
     sources.store(dst, ctx.slot_of(dst), result, ctx.out);
     Ok(())
 }
@@ -515,6 +523,7 @@ fn sintercard(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 /// SMOVE source destination member.
 fn smove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let (src, dst, member) = (&args[1], &args[2], &args[3]);
+    let limit = max_intset(ctx);
     let (src_slot, dst_slot) = (ctx.slot_of(src), ctx.slot_of(dst));
     let now = ctx.now;
     let mut locked = ctx.store.lock_many(&[src_slot, dst_slot]);
@@ -534,10 +543,19 @@ fn smove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     let mut source = locked.slot(src_slot).ok_or(CmdError::WrongType)?;
-    modify_set(&mut source, src, now, false, |_| true, |s| Ok(s.remove(member)))?;
+    modify_set(
+        &mut source,
+        src,
+        now,
+        false,
+        |_| true,
+        |s| Ok(s.remove_within(member, limit)),
+    )?;
     let mut target = locked.slot(dst_slot).ok_or(CmdError::WrongType)?;
     let absent = |s: &Set| !s.contains(member);
-    modify_set(&mut target, dst, now, true, absent, |s| Ok(s.insert(member)))?;
+    modify_set(&mut target, dst, now, true, absent, |s| {
+        Ok(s.insert_within(member, limit))
+    })?;
     ctx.out.int(1);
     Ok(())
 }

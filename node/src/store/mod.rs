@@ -29,7 +29,7 @@ pub use hash::Hash;
 pub use memory::{Memory, OutOfMemory};
 pub use object::{DecodeError, Object};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
-pub use set::{Set, SetMember};
+pub use set::{Set, SetMember, SET_MAX_INTSET_ENTRIES};
 pub use shard::{Shard, SlotStats};
 
 /// Number of lock stripes. A power of two that divides `SLOT_COUNT`.
