@@ -377,7 +377,7 @@ impl<'a, 'k> Sources<'a, 'k> {
         self.with(i, |s| candidates.retain(|m| s.is_some_and(|s| s.contains(m)) == keep));
     }
 
-    /// Members in every source; `limit` (0: none) stops counting early.
+    /// Members in every source, at most `limit` of them (0: all).
     fn inter(&mut self, limit: usize) -> Result<Vec<Vec<u8>>, CmdError> {
         let sizes = self.sizes()?;
         if sizes.iter().any(Option::is_none) {
