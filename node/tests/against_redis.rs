@@ -356,7 +356,7 @@ fn key_command() -> impl Strategy<Value = Vec<String>> {
         // A COUNT above the keyspace's size: one call returns everything and cursor 0.
         (
             proptest::option::of(pick(&["*", "{a}*", "b", "[ab]", "*c"])),
-            proptest::option::of(pick(&["string", "hash", "list", "zset"]))
+            proptest::option::of(pick(&["string", "hash", "list", "set", "zset"]))
         )
             .prop_map(|(pattern, kind)| {
                 let mut c: Vec<String> = ["SCAN", "0", "COUNT", "1000"].map(String::from).to_vec();
@@ -627,6 +627,90 @@ fn zpop_command() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
+/// Set members: canonical integers (a compact set) and others ("01" is not canonical).
+const SET_MEMBERS: &[&str] = &["1", "2", "10", "-3", "x", "y", "", "01"];
+/// At least as many as `SET_MEMBERS`: such a count takes (or pops) the whole set, so the
+/// reply is not random.
+const ALL: &str = "100";
+
+fn sets_command() -> impl Strategy<Value = Vec<String>> {
+    let member = || pick(SET_MEMBERS);
+    let members = || proptest::collection::vec(pick(SET_MEMBERS), 1..4);
+    let keys = || proptest::collection::vec(key(), 1..4);
+    let with = |name: &str, rest: Vec<String>| [vec![name.to_string()], rest].concat();
+    prop_oneof![
+        (key(), members()).prop_map(move |(k, m)| with("SADD", [vec![k], m].concat())),
+        (key(), members()).prop_map(move |(k, m)| with("SREM", [vec![k], m].concat())),
+        pick(&["SMEMBERS", "SCARD"]).prop_flat_map(|c| key().prop_map(move |k| vec![c.clone(), k])),
+        (key(), member()).prop_map(|(k, m)| vec!["SISMEMBER".into(), k, m]),
+        (key(), members()).prop_map(move |(k, m)| with("SMISMEMBER", [vec![k], m].concat())),
+        // SPOP only where nothing random happens: the whole set, nothing, or an error.
+        (key(), pick(&[ALL, "9223372036854775807", "0", "-1", "x", "1.5"])).prop_map(|(k, n)| vec![
+            "SPOP".into(),
+            k,
+            n
+        ]),
+        key().prop_map(|k| vec!["SPOP".into(), k, "1".into(), "2".into()]),
+        // SRANDMEMBER: `normalise` keeps what is not random.
+        (
+            key(),
+            proptest::option::of(pick(&[
+                ALL,
+                "9223372036854775807",
+                "0",
+                "1",
+                "2",
+                "-1",
+                "-5",
+                "x",
+                "-9223372036854775808"
+            ]))
+        )
+            .prop_map(|(k, n)| [vec!["SRANDMEMBER".to_string(), k], n.into_iter().collect()].concat()),
+        key().prop_map(|k| vec!["SRANDMEMBER".into(), k, "1".into(), "2".into()]),
+        (pick(&["SINTER", "SUNION", "SDIFF"]), keys()).prop_map(move |(c, ks)| with(&c, ks)),
+        (pick(&["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"]), key(), keys())
+            .prop_map(move |(c, d, ks)| with(&c, [vec![d], ks].concat())),
+        (
+            pick(&["1", "2", "3", "0", "-1", "x"]),
+            proptest::collection::vec(key(), 2),
+            proptest::option::of((pick(&["LIMIT", "limit", "BOGUS"]), pick(&["0", "1", "2", "-1", "x"]))),
+            any::<bool>()
+        )
+            .prop_map(move |(n, ks, limit, cut)| {
+                let mut c = with("SINTERCARD", [vec![n], ks].concat());
+                if let Some((opt, v)) = limit {
+                    c.push(opt);
+                    if !cut {
+                        c.push(v);
+                    }
+                }
+                c
+            }),
+        (key(), key(), member()).prop_map(|(a, b, m)| vec!["SMOVE".into(), a, b, m]),
+        // Cursors other than 0 and COUNTs below the set's size are Redis' hash-table
+        // walk, which ringcache does not reproduce (see SSCAN in the README).
+        (
+            key(),
+            pick(&["0", "x"]),
+            proptest::option::of(pick(&["*", "1*", "[xy]", "?", "-*"])),
+            proptest::option::of(pick(&["10", "1000", "0", "x"])),
+            proptest::option::of(pick(&["TYPE", "NOVALUES"]))
+        )
+            .prop_map(|(k, cursor, pattern, count, bogus)| {
+                let mut c = vec!["SSCAN".to_string(), k, cursor];
+                if let Some(p) = pattern {
+                    c.extend(["MATCH".to_string(), p]);
+                }
+                if let Some(n) = count {
+                    c.extend(["COUNT".to_string(), n]);
+                }
+                c.extend(bogus);
+                c
+            }),
+    ]
+}
+
 fn zsetop_command() -> impl Strategy<Value = Vec<String>> {
     let options = proptest::collection::vec(
         prop_oneof![
@@ -731,6 +815,23 @@ const NAMES: &[&str] = &[
     "HKEYS",
     "HVALS",
     "HSTRLEN",
+    "SADD",
+    "SREM",
+    "SMEMBERS",
+    "SISMEMBER",
+    "SMISMEMBER",
+    "SCARD",
+    "SPOP",
+    "SRANDMEMBER",
+    "SINTER",
+    "SUNION",
+    "SDIFF",
+    "SINTERSTORE",
+    "SUNIONSTORE",
+    "SDIFFSTORE",
+    "SINTERCARD",
+    "SMOVE",
+    "SSCAN",
     "ECHO",
     "PING",
     "DBSIZE",
@@ -845,6 +946,7 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         3 => hash_command(),
         2 => transaction_command(),
         4 => zset_command(),
+        3 => sets_command(),
         1 => malformed_command(),
         1 => expire_soon(),
     ];
@@ -968,7 +1070,24 @@ fn normalise(cmd: &[String], reply: Vec<u8>) -> Vec<u8> {
         // `*2`, the cursor (`$1`, `0`), then the array of items: sort the items.
         "SCAN" => sorted(&reply, 3, 1),
         "HSCAN" => sorted(&reply, 3, 2),
+        "SMEMBERS" | "SINTER" | "SUNION" | "SDIFF" | "SPOP" => sorted(&reply, 0, 1),
+        "SSCAN" => sorted(&reply, 3, 1),
+        "SRANDMEMBER" => srandmember_shape(cmd, reply),
         _ => reply,
+    }
+}
+
+/// What of an SRANDMEMBER reply is not random: errors and nil; without a count, that a
+/// member came; with a count, the whole set (sorted) for a count above the set's size,
+/// else how many members came.
+fn srandmember_shape(cmd: &[String], reply: Vec<u8>) -> Vec<u8> {
+    if !(reply.starts_with(b"$") || reply.starts_with(b"*")) || reply.starts_with(b"$-1") {
+        return reply;
+    }
+    match cmd.get(2).map(String::as_str) {
+        None => b"a member".to_vec(),
+        Some(n) if n == ALL || n == "9223372036854775807" => sorted(&reply, 0, 1),
+        Some(_) => reply.split(|&b| b == b'\n').next().unwrap_or_default().to_vec(),
     }
 }
 
@@ -977,11 +1096,20 @@ fn normalise(cmd: &[String], reply: Vec<u8>) -> Vec<u8> {
 /// element there is a bulk string; other replies (errors) are left alone.
 fn sorted(reply: &[u8], skip: usize, per: usize) -> Vec<u8> {
     let text = String::from_utf8_lossy(reply).to_string();
-    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
-    if lines.len() <= skip || !(lines[skip].starts_with('*') || lines[skip].starts_with('%')) {
+    let mut lines: Vec<&str> = text.split("\r\n").collect();
+    lines.pop(); // after the last CRLF
+    if lines.len() <= skip || !lines[skip].starts_with(['*', '%', '~']) {
         return reply.to_vec();
     }
-    let items: Vec<String> = lines[skip + 1..].chunks(2).map(|c| c.join("\r\n")).collect();
+    // A bulk string is its length line and its (possibly empty) body line.
+    let mut items: Vec<String> = Vec::new();
+    let mut rest = lines[skip + 1..].iter();
+    while let Some(line) = rest.next() {
+        match (line.starts_with('$'), rest.next()) {
+            (true, Some(body)) => items.push(format!("{line}\r\n{body}")),
+            _ => return reply.to_vec(),
+        }
+    }
     let mut groups: Vec<String> = items.chunks(per).map(|c| c.join("\r\n")).collect();
     groups.sort();
     format!("{} {}", lines[..=skip].join("\r\n"), groups.join(" ")).into_bytes()

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod replication;
 pub mod route;
 pub mod server;
+pub mod sets;
 pub mod strings;
 pub mod tracking;
 pub mod transactions;
@@ -223,6 +224,7 @@ pub fn registry() -> &'static Registry {
             transactions::COMMANDS,
             tracking::COMMANDS,
             zsets::COMMANDS,
+            sets::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
         ]

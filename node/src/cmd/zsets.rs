@@ -913,7 +913,11 @@ fn set_op(
         };
         sizes.push(match slot.read(key, now) {
             None => 0,
-            Some(e) => zset_ref(e)?.len(),
+            Some(e) => match e.as_object() {
+                // Plain sets take part with every member scored 1, as in Redis.
+                Some(Object::Set(set)) => set.len(),
+                _ => zset_ref(e)?.len(),
+            },
         });
     }
     let mut weights = vec![1.0; setnum];
@@ -958,7 +962,16 @@ fn set_op(
             return Err(CmdError::NoSuchKey);
         };
         if let Some(e) = slot.get(&keys[i], now) {
-            f(zset_ref(e)?);
+            match e.as_object() {
+                Some(Object::Set(set)) => {
+                    let mut scored = ZSet::default();
+                    for m in set.iter() {
+                        scored.insert(&m, 1.0);
+                    }
+                    f(&scored);
+                }
+                _ => f(zset_ref(e)?),
+            }
         }
         Ok(())
     };

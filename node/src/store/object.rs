@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use super::hash::Hash;
+use super::set::Set;
 use super::zset::{self, ZSet};
 
 /// A non-string value.
@@ -13,6 +14,7 @@ use super::zset::{self, ZSet};
 pub enum Object {
     Hash(Hash),
     ZSet(ZSet),
+    Set(Set),
 }
 
 /// Why a wire form does not make a value.
@@ -30,6 +32,7 @@ impl Object {
         match self {
             Object::Hash(_) => "hash",
             Object::ZSet(_) => "zset",
+            Object::Set(_) => "set",
         }
     }
 
@@ -41,6 +44,7 @@ impl Object {
             // to hash-max-listpack-entries fields).
             Object::Hash(_) => "hashtable",
             Object::ZSet(z) => z.encoding(),
+            Object::Set(s) => s.encoding(),
         }
     }
 
@@ -49,6 +53,7 @@ impl Object {
         match self {
             Object::Hash(h) => h.mem_size(),
             Object::ZSet(z) => z.mem_size(),
+            Object::Set(s) => s.mem_size(),
         }
     }
 
@@ -57,6 +62,7 @@ impl Object {
         match self {
             Object::Hash(h) => h.is_empty(),
             Object::ZSet(z) => z.is_empty(),
+            Object::Set(s) => s.is_empty(),
         }
     }
 
@@ -65,12 +71,14 @@ impl Object {
         match self {
             Object::Hash(h) => 2 * h.len(),
             Object::ZSet(z) => 2 * z.len(),
+            Object::Set(s) => s.len(),
         }
     }
 
     /// Calls `f` with each element of the wire form, in the order [`Object::decode`]
     /// reads them back. A hash: field, value, field, value, … A sorted set: member,
-    /// score as text (Redis' "%.17g", which reads back to the same double), …
+    /// score as text (Redis' "%.17g", which reads back to the same double), … A set:
+    /// its members.
     pub fn for_each_wire(&self, mut f: impl FnMut(&[u8])) {
         match self {
             Object::Hash(h) => {
@@ -85,6 +93,7 @@ impl Object {
                     f(zset::format_score(score).as_bytes());
                 }
             }
+            Object::Set(s) => s.iter().for_each(|m| f(&m)),
         }
     }
 
@@ -117,6 +126,13 @@ impl Object {
                 }
                 Object::ZSet(z)
             }
+            b"set" => {
+                let mut s = Set::default();
+                for m in elements {
+                    s.insert(m);
+                }
+                Object::Set(s)
+            }
             other => return Err(DecodeError::UnknownType(String::from_utf8_lossy(other).into_owned())),
         };
         Ok((!object.is_empty()).then_some(object))
@@ -141,7 +157,14 @@ mod tests {
             z.insert(format!("m{i}").as_bytes(), score);
         }
         z.insert(b"", 2.5);
-        let objects = [Object::Hash(h), Object::ZSet(z)];
+        let mut small = Set::default();
+        small.insert(b"7");
+        small.insert(b"-3");
+        let mut big = Set::default();
+        for m in [&b"m"[..], b"", b"\r\n", b"12"] {
+            big.insert(m);
+        }
+        let objects = [Object::Hash(h), Object::ZSet(z), Object::Set(small), Object::Set(big)];
         for o in objects {
             let mut wire = Vec::new();
             o.for_each_wire(|e| wire.push(Bytes::copy_from_slice(e)));
