@@ -13,6 +13,7 @@ pub mod handover;
 pub mod hashes;
 pub mod keys;
 pub mod keyspec;
+pub mod lists;
 pub mod pipeline;
 pub mod replication;
 pub mod route;
@@ -209,6 +210,7 @@ pub fn registry() -> &'static Registry {
             strings::COMMANDS,
             keys::COMMANDS,
             hashes::COMMANDS,
+            lists::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
         ]

@@ -10,6 +10,7 @@ pub mod entry;
 pub mod eviction;
 pub mod expiry;
 mod hash;
+mod list;
 mod memory;
 pub mod object;
 mod shard;
@@ -25,6 +26,7 @@ use arena::ViewSlot;
 pub use entry::{Entry, ValueRef};
 pub use eviction::Policy;
 pub use hash::Hash;
+pub use list::{List, LIST_MAX_ELEMENT};
 pub use memory::{Memory, OutOfMemory};
 pub use object::{DecodeError, Object};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
@@ -683,7 +685,7 @@ mod tests {
                             Some((Val::Hash(m), _)) => {
                                 let done = slot.modify(&k, now, |e| match e.as_object_mut() {
                                     Some(Object::Hash(h)) => h.insert(&[field], &value),
-                                    None => false,
+                                    _ => false,
                                 });
                                 proptest::prop_assert_eq!(done, Some(!m.contains_key(&field)));
                                 m.insert(field, len);
@@ -721,6 +723,7 @@ mod tests {
                                 ValueRef::Obj(Object::Hash(h)) => Val::Hash(
                                     h.iter().map(|(f, v)| (f[0], v.len())).collect(),
                                 ),
+                                ValueRef::Obj(other) => panic!("this test stores no {}", other.type_name()),
                             };
                             (e.key().to_vec(), v, e.expire_at())
                         });

@@ -6,11 +6,13 @@
 use bytes::Bytes;
 
 use super::hash::Hash;
+use super::list::List;
 
 /// A non-string value.
 #[derive(Debug, Clone)]
 pub enum Object {
     Hash(Hash),
+    List(List),
 }
 
 /// Why a wire form does not make a value.
@@ -27,6 +29,7 @@ impl Object {
     pub fn type_name(&self) -> &'static str {
         match self {
             Object::Hash(_) => "hash",
+            Object::List(_) => "list",
         }
     }
 
@@ -34,6 +37,7 @@ impl Object {
     pub fn mem_size(&self) -> usize {
         match self {
             Object::Hash(h) => h.mem_size(),
+            Object::List(l) => l.mem_size(),
         }
     }
 
@@ -41,6 +45,7 @@ impl Object {
     pub fn is_empty(&self) -> bool {
         match self {
             Object::Hash(h) => h.is_empty(),
+            Object::List(l) => l.is_empty(),
         }
     }
 
@@ -48,11 +53,13 @@ impl Object {
     pub fn wire_len(&self) -> usize {
         match self {
             Object::Hash(h) => 2 * h.len(),
+            Object::List(l) => l.len(),
         }
     }
 
     /// Calls `f` with each element of the wire form, in the order [`Object::decode`]
-    /// reads them back. A hash: field, value, field, value, …
+    /// reads them back. A hash: field, value, field, value, …; a list: its elements
+    /// from the head.
     pub fn for_each_wire(&self, mut f: impl FnMut(&[u8])) {
         match self {
             Object::Hash(h) => {
@@ -61,6 +68,7 @@ impl Object {
                     f(value);
                 }
             }
+            Object::List(l) => l.iter().for_each(f),
         }
     }
 
@@ -81,6 +89,13 @@ impl Object {
                 }
                 Object::Hash(h)
             }
+            b"list" => {
+                let mut l = List::default();
+                for e in elements {
+                    l.push_back(e);
+                }
+                Object::List(l)
+            }
             other => return Err(DecodeError::UnknownType(String::from_utf8_lossy(other).into_owned())),
         };
         Ok((!object.is_empty()).then_some(object))
@@ -97,7 +112,11 @@ mod tests {
         let mut h = Hash::default();
         h.insert(b"f", b"v");
         h.insert(b"", b"\r\n");
-        let objects = [Object::Hash(h)];
+        let mut l = List::default();
+        l.push_back(b"x");
+        l.push_front(b"");
+        l.push_back(b"\r\n");
+        let objects = [Object::Hash(h), Object::List(l)];
         for o in objects {
             let mut wire = Vec::new();
             o.for_each_wire(|e| wire.push(Bytes::copy_from_slice(e)));

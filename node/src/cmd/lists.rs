@@ -1,0 +1,594 @@
+//! List commands: LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LLEN LRANGE LINDEX LSET LINSERT
+//! LREM LTRIM LPOS LMOVE RPOPLPUSH LMPOP.
+//!
+//! A list key exists only while it has elements: pushes create it, and removing its
+//! last element deletes the key. Commands on two or more keys (LMOVE, RPOPLPUSH,
+//! LMPOP) hold all their keys' shard locks at once, so they are atomic. Argument
+//! checks come in the order Redis 7.0 makes them (some before the key is looked up,
+//! some after), so that the same request gets the same error.
+
+use bytes::Bytes;
+use ringcache_core::slot::Slot;
+
+use super::args::{int, is, parse_i64};
+use super::flag::*;
+use super::{CmdError, CmdResult, CommandSpec, Ctx};
+use crate::resp::Out;
+use crate::store::{Entry, List, Object, SlotRef, LIST_MAX_ELEMENT};
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec { name: "lpush", arity: -3, flags: WRITE | DENYOOM | FAST, keys: (1, 1, 1), group: "list", summary: "Prepends one or more elements to a list. Creates the key if it doesn't exist.", handler: lpush },
+    CommandSpec { name: "rpush", arity: -3, flags: WRITE | DENYOOM | FAST, keys: (1, 1, 1), group: "list", summary: "Appends one or more elements to a list. Creates the key if it doesn't exist.", handler: rpush },
+    CommandSpec { name: "lpushx", arity: -3, flags: WRITE | DENYOOM | FAST, keys: (1, 1, 1), group: "list", summary: "Prepends one or more elements to a list only when the list exists.", handler: lpushx },
+    CommandSpec { name: "rpushx", arity: -3, flags: WRITE | DENYOOM | FAST, keys: (1, 1, 1), group: "list", summary: "Appends an element to a list only when the list exists.", handler: rpushx },
+    CommandSpec { name: "lpop", arity: -2, flags: WRITE | FAST, keys: (1, 1, 1), group: "list", summary: "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.", handler: lpop },
+    CommandSpec { name: "rpop", arity: -2, flags: WRITE | FAST, keys: (1, 1, 1), group: "list", summary: "Returns and removes the last elements of a list. Deletes the list if the last element was popped.", handler: rpop },
+    CommandSpec { name: "llen", arity: 2, flags: READONLY | FAST, keys: (1, 1, 1), group: "list", summary: "Returns the length of a list.", handler: llen },
+    CommandSpec { name: "lrange", arity: 4, flags: READONLY, keys: (1, 1, 1), group: "list", summary: "Returns a range of elements from a list.", handler: lrange },
+    CommandSpec { name: "lindex", arity: 3, flags: READONLY, keys: (1, 1, 1), group: "list", summary: "Returns an element from a list by its index.", handler: lindex },
+    CommandSpec { name: "lset", arity: 4, flags: WRITE | DENYOOM, keys: (1, 1, 1), group: "list", summary: "Sets the value of an element in a list by its index.", handler: lset },
+    CommandSpec { name: "linsert", arity: 5, flags: WRITE | DENYOOM, keys: (1, 1, 1), group: "list", summary: "Inserts an element before or after another element in a list.", handler: linsert },
+    CommandSpec { name: "lrem", arity: 4, flags: WRITE, keys: (1, 1, 1), group: "list", summary: "Removes elements from a list. Deletes the list if the last element was removed.", handler: lrem },
+    CommandSpec { name: "ltrim", arity: 4, flags: WRITE, keys: (1, 1, 1), group: "list", summary: "Removes elements from both ends a list. Deletes the list if all elements were trimmed.", handler: ltrim },
+    CommandSpec { name: "lpos", arity: -3, flags: READONLY, keys: (1, 1, 1), group: "list", summary: "Returns the index of matching elements in a list.", handler: lpos },
+    CommandSpec { name: "lmove", arity: 5, flags: WRITE | DENYOOM, keys: (1, 2, 1), group: "list", summary: "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", handler: lmove },
+    CommandSpec { name: "rpoplpush", arity: 3, flags: WRITE | DENYOOM, keys: (1, 2, 1), group: "list", summary: "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", handler: rpoplpush },
+    CommandSpec { name: "lmpop", arity: -4, flags: WRITE | MOVABLEKEYS, keys: (0, 0, 0), group: "list", summary: "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", handler: lmpop },
+];
+
+/// Which end of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Head,
+    Tail,
+}
+
+fn list_ref(e: &Entry) -> Result<&List, CmdError> {
+    match e.as_object() {
+        Some(Object::List(l)) => Ok(l),
+        _ => Err(CmdError::WrongType),
+    }
+}
+
+fn list_mut(e: &mut Entry) -> Result<&mut List, CmdError> {
+    match e.as_object_mut() {
+        Some(Object::List(l)) => Ok(l),
+        _ => Err(CmdError::WrongType),
+    }
+}
+
+/// Whether `key` holds a list (a write's lookup: no hit or miss counted); WRONGTYPE
+/// for another type.
+fn probe(slot: &mut SlotRef<'_>, key: &[u8], now: u64) -> Result<bool, CmdError> {
+    match slot.get(key, now) {
+        None => Ok(false),
+        Some(e) => list_ref(e).map(|_| true),
+    }
+}
+
+/// Runs `f` on the list at `key` for a write, keeping memory accounting exact. A
+/// missing key is created (when `create`) with an empty list that is stored only if
+/// `f` leaves elements in it; a list that `f` empties is deleted. `f` must not change
+/// the list when it fails. `None` when the key is missing and not created.
+fn update<R>(
+    slot: &mut SlotRef<'_>,
+    key: &[u8],
+    now: u64,
+    create: bool,
+    f: impl FnOnce(&mut List) -> Result<R, CmdError>,
+) -> Result<Option<R>, CmdError> {
+    if !probe(slot, key, now)? {
+        if !create {
+            return Ok(None);
+        }
+        let mut l = List::default();
+        let r = f(&mut l)?;
+        if !l.is_empty() {
+            slot.insert(Entry::object(key, Object::List(l), 0, 0), now);
+        }
+        return Ok(Some(r));
+    }
+    let changed = slot.modify(key, now, |e| -> Result<(R, bool), CmdError> {
+        let l = list_mut(e)?;
+        let r = f(l)?;
+        Ok((r, l.is_empty()))
+    });
+    match changed {
+        None => Ok(None),
+        Some(res) => {
+            let (r, now_empty) = res?;
+            if now_empty {
+                slot.remove(key, now);
+            }
+            Ok(Some(r))
+        }
+    }
+}
+
+/// [`update`] on `key` under its own shard lock, with the reply buffer for `f`.
+fn write_list<R>(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    create: bool,
+    f: impl FnOnce(&mut List, &mut Out) -> Result<R, CmdError>,
+) -> Result<Option<R>, CmdError> {
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
+    let (now, out) = (ctx.now, &mut *ctx.out);
+    let mut slot = locked.slot();
+    update(&mut slot, key, now, create, |l| f(l, out))
+}
+
+/// Runs `f` on the list at `key` for a read command (counting a keyspace hit or
+/// miss): `None` when the key does not exist, WRONGTYPE for other types.
+fn read_list<R>(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    f: impl FnOnce(Option<&List>, &mut Out) -> Result<R, CmdError>,
+) -> Result<R, CmdError> {
+    let store = ctx.store;
+    let mut locked = store.lock(ctx.slot_of(key));
+    let mut slot = locked.slot();
+    match slot.read(key, ctx.now) {
+        None => f(None, ctx.out),
+        Some(e) => f(Some(list_ref(e)?), ctx.out),
+    }
+}
+
+/// Refuses elements longer than a list holds (only reachable with a
+/// `proto-max-bulk-len` above 4 GiB).
+fn check_sizes(values: &[Bytes]) -> CmdResult {
+    if values.iter().any(|v| v.len() > LIST_MAX_ELEMENT) {
+        return Err(CmdError::Other("element too large for a list".into()));
+    }
+    Ok(())
+}
+
+fn push(l: &mut List, end: End, value: &[u8]) {
+    match end {
+        End::Head => l.push_front(value),
+        End::Tail => l.push_back(value),
+    }
+}
+
+fn pop(l: &mut List, end: End) -> Option<Vec<u8>> {
+    match end {
+        End::Head => l.pop_front(),
+        End::Tail => l.pop_back(),
+    }
+}
+
+/// Replies with up to `count` elements from `end` (the tail's in tail-first order)
+/// and removes them.
+fn pop_many(l: &mut List, end: End, count: usize, out: &mut Out) {
+    let n = count.min(l.len());
+    out.array(n);
+    match end {
+        End::Head => {
+            l.range(0, n).for_each(|e| out.bulk(e));
+            l.drain_front(n);
+        }
+        End::Tail => {
+            l.range(l.len() - n, l.len()).rev().for_each(|e| out.bulk(e));
+            l.drain_back(n);
+        }
+    }
+}
+
+/// The position of an index (negative: from the tail) in a list of `len`.
+fn resolve(index: i64, len: usize) -> Option<usize> {
+    if index >= 0 {
+        usize::try_from(index).ok().filter(|&i| i < len)
+    } else {
+        let back = usize::try_from(index.unsigned_abs()).ok()?;
+        len.checked_sub(back)
+    }
+}
+
+/// The inclusive range `start..=end` (negative: from the tail) clamped to a list of
+/// `len`, as LRANGE and LTRIM read it; `None` when empty.
+fn clamp_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let n = len as i64;
+    let start = if start < 0 { n + start } else { start }.max(0);
+    let end = if end < 0 { n + end } else { end };
+    if start > end || start >= n {
+        return None;
+    }
+    Some((start as usize, end.min(n - 1) as usize))
+}
+
+/// `LEFT` or `RIGHT`, or a syntax error.
+fn end_arg(b: &[u8]) -> Result<End, CmdError> {
+    if is(b, "LEFT") {
+        Ok(End::Head)
+    } else if is(b, "RIGHT") {
+        Ok(End::Tail)
+    } else {
+        Err(CmdError::Syntax)
+    }
+}
+
+/// An integer in `min..` or the error `msg`, which Redis also gives for a value that
+/// is not an integer (its `getRangeLongFromObjectOrReply` with a message).
+fn int_at_least(b: &[u8], min: i64, msg: &str) -> Result<i64, CmdError> {
+    parse_i64(b)
+        .filter(|&v| v >= min)
+        .ok_or_else(|| CmdError::Other(msg.into()))
+}
+
+fn push_generic(ctx: &mut Ctx<'_>, args: &[Bytes], end: End, only_existing: bool) -> CmdResult {
+    let values = &args[2..];
+    check_sizes(values)?;
+    let len = write_list(ctx, &args[1], !only_existing, |l, _| {
+        for v in values {
+            push(l, end, v);
+        }
+        Ok(l.len())
+    })?;
+    ctx.out.int(len.unwrap_or(0) as i64);
+    Ok(())
+}
+
+fn lpush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    push_generic(ctx, args, End::Head, false)
+}
+
+fn rpush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    push_generic(ctx, args, End::Tail, false)
+}
+
+fn lpushx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    push_generic(ctx, args, End::Head, true)
+}
+
+fn rpushx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    push_generic(ctx, args, End::Tail, true)
+}
+
+/// LPOP/RPOP key [count]: one element as a bulk string, or with a count an array.
+fn pop_generic(ctx: &mut Ctx<'_>, args: &[Bytes], end: End, name: &str) -> CmdResult {
+    if args.len() > 3 {
+        return Err(CmdError::WrongArity(name.into()));
+    }
+    let count = match args.get(2) {
+        None => None,
+        Some(c) => Some(int_at_least(c, 0, "value is out of range, must be positive")? as u64),
+    };
+    let done = write_list(ctx, &args[1], false, |l, out| {
+        match count {
+            None => match pop(l, end) {
+                Some(v) => out.bulk(&v),
+                None => out.null(),
+            },
+            Some(c) => pop_many(l, end, usize::try_from(c).unwrap_or(usize::MAX), out),
+        }
+        Ok(())
+    })?;
+    if done.is_none() {
+        match count {
+            None => ctx.out.null(),
+            Some(_) => ctx.out.null_array(),
+        }
+    }
+    Ok(())
+}
+
+fn lpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    pop_generic(ctx, args, End::Head, "lpop")
+}
+
+fn rpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    pop_generic(ctx, args, End::Tail, "rpop")
+}
+
+fn llen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    read_list(ctx, &args[1], |l, out| {
+        out.int(l.map_or(0, List::len) as i64);
+        Ok(())
+    })
+}
+
+fn lrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let (start, end) = (int(&args[2])?, int(&args[3])?);
+    read_list(ctx, &args[1], |l, out| {
+        match l.and_then(|l| clamp_range(start, end, l.len()).map(|r| (l, r))) {
+            None => out.array(0),
+            Some((l, (s, e))) => {
+                out.array(e - s + 1);
+                l.range(s, e + 1).for_each(|v| out.bulk(v));
+            }
+        }
+        Ok(())
+    })
+}
+
+fn lindex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    read_list(ctx, &args[1], |l, out| {
+        let Some(l) = l else {
+            out.null();
+            return Ok(());
+        };
+        match resolve(int(&args[2])?, l.len()).and_then(|i| l.get(i)) {
+            Some(v) => out.bulk(v),
+            None => out.null(),
+        }
+        Ok(())
+    })
+}
+
+fn lset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    check_sizes(&args[3..])?;
+    let done = write_list(ctx, &args[1], false, |l, _| {
+        let index = int(&args[2])?;
+        match resolve(index, l.len()) {
+            Some(i) if l.set(i, &args[3]) => Ok(()),
+            _ => Err(CmdError::Other("index out of range".into())),
+        }
+    })?;
+    if done.is_none() {
+        return Err(CmdError::NoSuchKey);
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
+fn linsert(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let after = if is(&args[2], "AFTER") {
+        true
+    } else if is(&args[2], "BEFORE") {
+        false
+    } else {
+        return Err(CmdError::Syntax);
+    };
+    let (pivot, value) = (&args[3], &args[4]);
+    check_sizes(&args[4..])?;
+    let len = write_list(ctx, &args[1], false, |l, _| {
+        let Some(i) = l.iter().position(|e| e == &pivot[..]) else {
+            return Ok(-1);
+        };
+        l.insert(if after { i + 1 } else { i }, value);
+        Ok(l.len() as i64)
+    })?;
+    ctx.out.int(len.unwrap_or(0));
+    Ok(())
+}
+
+fn lrem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let count = int(&args[2])?;
+    let value = &args[3];
+    let removed = write_list(ctx, &args[1], false, |l, _| {
+        // i64::MIN has no positive counterpart; any count that large means "all".
+        let n = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+        Ok(l.remove_equal(value, n, count < 0))
+    })?;
+    ctx.out.int(removed.unwrap_or(0) as i64);
+    Ok(())
+}
+
+fn ltrim(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let (start, end) = (int(&args[2])?, int(&args[3])?);
+    write_list(ctx, &args[1], false, |l, _| {
+        let len = l.len();
+        let (front, back) = match clamp_range(start, end, len) {
+            None => (len, 0),
+            Some((s, e)) => (s, len - e - 1),
+        };
+        l.drain_front(front);
+        l.drain_back(back);
+        Ok(())
+    })?;
+    ctx.out.ok();
+    Ok(())
+}
+
+/// LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len].
+fn lpos(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let element = &args[2];
+    let (mut rank, mut count, mut maxlen): (i64, Option<u64>, u64) = (1, None, 0);
+    let mut j = 3;
+    while j < args.len() {
+        let more = j + 1 < args.len();
+        if is(&args[j], "RANK") && more {
+            rank = int(&args[j + 1])?;
+            if rank == 0 {
+                return Err(CmdError::Other(
+                    "RANK can't be zero: use 1 to start from the first match, 2 from the second ... \
+                     or use negative to start from the end of the list"
+                        .into(),
+                ));
+            }
+        } else if is(&args[j], "COUNT") && more {
+            count = Some(int_at_least(&args[j + 1], 0, "COUNT can't be negative")? as u64);
+        } else if is(&args[j], "MAXLEN") && more {
+            maxlen = int_at_least(&args[j + 1], 0, "MAXLEN can't be negative")? as u64;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        j += 2;
+    }
+    let from_tail = rank < 0;
+    // Redis negates the rank in a C long: -LONG_MIN stays negative, so every match
+    // counts as reaching it and a COUNT never stops the scan.
+    let (skip, count) = if rank == i64::MIN {
+        (0, count.map(|_| 0))
+    } else {
+        (rank.unsigned_abs() - 1, count)
+    };
+    read_list(ctx, &args[1], |l, out| {
+        let Some(l) = l else {
+            match count {
+                Some(_) => out.array(0),
+                None => out.null(),
+            }
+            return Ok(());
+        };
+        let len = l.len();
+        let scanned = usize::try_from(maxlen).ok().filter(|&m| m > 0).unwrap_or(usize::MAX);
+        let limit = count.map_or(1, |c| if c == 0 { u64::MAX } else { c });
+        let positions = |order: &mut dyn Iterator<Item = (usize, &[u8])>| -> Vec<usize> {
+            order
+                .take(scanned)
+                .filter(|(_, e)| *e == &element[..])
+                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .map(|(i, _)| if from_tail { len - 1 - i } else { i })
+                .collect()
+        };
+        let found = if from_tail {
+            positions(&mut l.iter().rev().enumerate())
+        } else {
+            positions(&mut l.iter().enumerate())
+        };
+        match count {
+            Some(_) => {
+                out.array(found.len());
+                found.iter().for_each(|&i| out.int(i as i64));
+            }
+            None => match found.first() {
+                Some(&i) => out.int(i as i64),
+                None => out.null(),
+            },
+        }
+        Ok(())
+    })
+}
+
+/// Pops from `src`'s `from` end and pushes to `dst`'s `to` end under both keys'
+/// locks; the moved element, or `None` when `src` does not exist. A `dst` holding
+/// another type is WRONGTYPE and nothing moves.
+pub fn move_element(
+    ctx: &mut Ctx<'_>,
+    src: &[u8],
+    dst: &[u8],
+    from: End,
+    to: End,
+) -> Result<Option<Vec<u8>>, CmdError> {
+    let now = ctx.now;
+    let (src_slot, dst_slot) = (ctx.slot_of(src), ctx.slot_of(dst));
+    let mut locked = ctx.store.lock_many(&[src_slot, dst_slot]);
+    let unlocked = || CmdError::Other("internal error: slot not locked".into());
+    if !probe(&mut locked.slot(src_slot).ok_or_else(unlocked)?, src, now)? {
+        return Ok(None);
+    }
+    probe(&mut locked.slot(dst_slot).ok_or_else(unlocked)?, dst, now)?;
+    let mut from_slot = locked.slot(src_slot).ok_or_else(unlocked)?;
+    let Some(value) = update(&mut from_slot, src, now, false, |l| Ok(pop(l, from)))?.flatten() else {
+        return Ok(None);
+    };
+    drop(from_slot);
+    let mut to_slot = locked.slot(dst_slot).ok_or_else(unlocked)?;
+    update(&mut to_slot, dst, now, true, |l| {
+        push(l, to, &value);
+        Ok(())
+    })?;
+    Ok(Some(value))
+}
+
+fn lmove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let (from, to) = (end_arg(&args[3])?, end_arg(&args[4])?);
+    let moved = move_element(ctx, &args[1], &args[2], from, to)?;
+    match moved {
+        Some(v) => ctx.out.bulk(&v),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+fn rpoplpush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let moved = move_element(ctx, &args[1], &args[2], End::Tail, End::Head)?;
+    match moved {
+        Some(v) => ctx.out.bulk(&v),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+/// The parsed arguments of LMPOP/BLMPOP: the keys, the end, the count.
+pub struct Mpop<'a> {
+    pub keys: &'a [Bytes],
+    pub end: End,
+    pub count: usize,
+}
+
+/// Parses `numkeys key… LEFT|RIGHT [COUNT count]` starting at `args[at]`.
+pub fn parse_mpop(args: &[Bytes], at: usize) -> Result<Mpop<'_>, CmdError> {
+    let numkeys = int_at_least(&args[at], 1, "numkeys should be greater than 0")?;
+    let first = at + 1;
+    let end_at = usize::try_from(numkeys)
+        .ok()
+        .and_then(|n| first.checked_add(n))
+        .filter(|&i| i < args.len())
+        .ok_or(CmdError::Syntax)?;
+    let end = end_arg(&args[end_at])?;
+    let mut count = None;
+    let mut j = end_at + 1;
+    while j < args.len() {
+        if count.is_none() && is(&args[j], "COUNT") && j + 1 < args.len() {
+            count = Some(int_at_least(&args[j + 1], 1, "count should be greater than 0")?);
+            j += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    Ok(Mpop {
+        keys: &args[first..end_at],
+        end,
+        count: count.map_or(1, |c| usize::try_from(c).unwrap_or(usize::MAX)),
+    })
+}
+
+/// Pops from the first non-empty list of `mpop.keys`, under all their locks, and
+/// replies `[key, [element…]]`; false (nothing written) when every key is missing. A
+/// key of another type met before a list is WRONGTYPE.
+pub fn mpop_first(ctx: &mut Ctx<'_>, mpop: &Mpop<'_>) -> Result<bool, CmdError> {
+    let now = ctx.now;
+    let slots: Vec<Slot> = mpop.keys.iter().map(|k| ctx.slot_of(k)).collect();
+    let mut locked = ctx.store.lock_many(&slots);
+    for (key, &s) in mpop.keys.iter().zip(&slots) {
+        let Some(mut slot) = locked.slot(s) else { continue };
+        if !probe(&mut slot, key, now)? {
+            continue;
+        }
+        let out = &mut *ctx.out;
+        out.array(2);
+        out.bulk(key);
+        update(&mut slot, key, now, false, |l| {
+            pop_many(l, mpop.end, mpop.count, out);
+            Ok(())
+        })?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+fn lmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let mpop = parse_mpop(args, 1)?;
+    if !mpop_first(ctx, &mpop)? {
+        ctx.out.null_array();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_and_ranges_follow_redis() {
+        assert_eq!(resolve(0, 3), Some(0));
+        assert_eq!(resolve(2, 3), Some(2));
+        assert_eq!(resolve(3, 3), None);
+        assert_eq!(resolve(-1, 3), Some(2));
+        assert_eq!(resolve(-3, 3), Some(0));
+        assert_eq!(resolve(-4, 3), None);
+        assert_eq!(resolve(i64::MIN, 3), None);
+        assert_eq!(resolve(i64::MAX, 3), None);
+        assert_eq!(clamp_range(0, -1, 3), Some((0, 2)));
+        assert_eq!(clamp_range(-100, 100, 3), Some((0, 2)));
+        assert_eq!(clamp_range(2, 1, 3), None);
+        assert_eq!(clamp_range(3, 5, 3), None);
+        assert_eq!(clamp_range(i64::MIN, i64::MAX, 3), Some((0, 2)));
+        assert_eq!(clamp_range(0, i64::MIN, 3), None);
+        assert_eq!(clamp_range(0, 0, 0), None);
+    }
+}
