@@ -11,6 +11,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::access::Access;
+use crate::blocking::Blocking;
 use crate::cluster::ClusterState;
 use crate::handover::Handovers;
 use crate::metrics::{rss_bytes, Gauges, Metrics};
@@ -39,6 +40,8 @@ pub struct ServerState {
     /// happened since. The counters themselves never go back (per-slot hits and misses
     /// feed the control plane's hit rates and /metrics, which expect monotonic totals).
     pub stats_baseline: parking_lot::Mutex<StatCounters>,
+    /// Clients blocked until a key is written (BLPOP and the like).
+    pub blocking: Blocking,
 }
 
 /// The counters of INFO's stats section, as totals or as what changed since a baseline.
@@ -98,6 +101,7 @@ impl ServerState {
             handovers: Arc::new(Handovers::default()),
             cluster,
             stats_baseline: parking_lot::Mutex::new(StatCounters::default()),
+            blocking: Blocking::default(),
         }
     }
 

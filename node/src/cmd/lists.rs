@@ -1,5 +1,11 @@
 //! List commands: LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LLEN LRANGE LINDEX LSET LINSERT
-//! LREM LTRIM LPOS LMOVE RPOPLPUSH LMPOP.
+//! LREM LTRIM LPOS LMOVE RPOPLPUSH LMPOP, and the blocking BLPOP BRPOP BLMOVE
+//! BRPOPLPUSH BLMPOP.
+//!
+//! A blocking command with nothing to serve answers nothing and returns
+//! [`Next::Block`] on its source keys; the connection runs it again when one of them
+//! is written (see [`crate::blocking`]), so a woken command takes the same path, with
+//! the same checks and errors, as one that found data at once.
 //!
 //! A list key exists only while it has elements: pushes create it, and removing its
 //! last element deletes the key. Commands on two or more keys (LMOVE, RPOPLPUSH,
@@ -7,12 +13,15 @@
 //! checks come in the order Redis 7.0 makes them (some before the key is looked up,
 //! some after), so that the same request gets the same error.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use ringcache_core::slot::Slot;
 
-use super::args::{int, is, parse_i64};
+use super::args::{int, is, parse_f64, parse_i64};
 use super::flag::*;
-use super::{CmdError, CmdResult, CommandSpec, Ctx};
+use super::{CmdError, CmdResult, CommandSpec, Ctx, Next};
+use crate::blocking::BlockOn;
 use crate::resp::Out;
 use crate::store::{Entry, List, Object, SlotRef, LIST_MAX_ELEMENT};
 
@@ -35,6 +44,11 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "lmove", arity: 5, flags: WRITE | DENYOOM, keys: (1, 2, 1), group: "list", summary: "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", handler: lmove },
     CommandSpec { name: "rpoplpush", arity: 3, flags: WRITE | DENYOOM, keys: (1, 2, 1), group: "list", summary: "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", handler: rpoplpush },
     CommandSpec { name: "lmpop", arity: -4, flags: WRITE | MOVABLEKEYS, keys: (0, 0, 0), group: "list", summary: "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", handler: lmpop },
+    CommandSpec { name: "blpop", arity: -3, flags: WRITE | BLOCKING, keys: (1, -2, 1), group: "list", summary: "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", handler: blpop },
+    CommandSpec { name: "brpop", arity: -3, flags: WRITE | BLOCKING, keys: (1, -2, 1), group: "list", summary: "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", handler: brpop },
+    CommandSpec { name: "blmove", arity: 6, flags: WRITE | DENYOOM | BLOCKING, keys: (1, 2, 1), group: "list", summary: "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", handler: blmove },
+    CommandSpec { name: "brpoplpush", arity: 4, flags: WRITE | DENYOOM | BLOCKING, keys: (1, 2, 1), group: "list", summary: "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", handler: brpoplpush },
+    CommandSpec { name: "blmpop", arity: -5, flags: WRITE | BLOCKING | MOVABLEKEYS, keys: (0, 0, 0), group: "list", summary: "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", handler: blmpop },
 ];
 
 /// Which end of a list.
@@ -456,13 +470,7 @@ fn lpos(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 /// Pops from `src`'s `from` end and pushes to `dst`'s `to` end under both keys'
 /// locks; the moved element, or `None` when `src` does not exist. A `dst` holding
 /// another type is WRONGTYPE and nothing moves.
-pub fn move_element(
-    ctx: &mut Ctx<'_>,
-    src: &[u8],
-    dst: &[u8],
-    from: End,
-    to: End,
-) -> Result<Option<Vec<u8>>, CmdError> {
+fn move_element(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -> Result<Option<Vec<u8>>, CmdError> {
     let now = ctx.now;
     let (src_slot, dst_slot) = (ctx.slot_of(src), ctx.slot_of(dst));
     let mut locked = ctx.store.lock_many(&[src_slot, dst_slot]);
@@ -504,14 +512,14 @@ fn rpoplpush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 /// The parsed arguments of LMPOP/BLMPOP: the keys, the end, the count.
-pub struct Mpop<'a> {
-    pub keys: &'a [Bytes],
-    pub end: End,
-    pub count: usize,
+struct Mpop<'a> {
+    keys: &'a [Bytes],
+    end: End,
+    count: usize,
 }
 
 /// Parses `numkeys key… LEFT|RIGHT [COUNT count]` starting at `args[at]`.
-pub fn parse_mpop(args: &[Bytes], at: usize) -> Result<Mpop<'_>, CmdError> {
+fn parse_mpop(args: &[Bytes], at: usize) -> Result<Mpop<'_>, CmdError> {
     let numkeys = int_at_least(&args[at], 1, "numkeys should be greater than 0")?;
     let first = at + 1;
     let end_at = usize::try_from(numkeys)
@@ -537,14 +545,15 @@ pub fn parse_mpop(args: &[Bytes], at: usize) -> Result<Mpop<'_>, CmdError> {
     })
 }
 
-/// Pops from the first non-empty list of `mpop.keys`, under all their locks, and
-/// replies `[key, [element…]]`; false (nothing written) when every key is missing. A
-/// key of another type met before a list is WRONGTYPE.
-pub fn mpop_first(ctx: &mut Ctx<'_>, mpop: &Mpop<'_>) -> Result<bool, CmdError> {
+/// Pops from the first non-empty list of `keys`, under all their locks, and replies
+/// `[key, element]` (`count` None: BLPOP/BRPOP) or `[key, [element…]]` (LMPOP);
+/// false (nothing written) when every key is missing. A key of another type met
+/// before a list is WRONGTYPE.
+fn pop_first(ctx: &mut Ctx<'_>, keys: &[Bytes], end: End, count: Option<usize>) -> Result<bool, CmdError> {
     let now = ctx.now;
-    let slots: Vec<Slot> = mpop.keys.iter().map(|k| ctx.slot_of(k)).collect();
+    let slots: Vec<Slot> = keys.iter().map(|k| ctx.slot_of(k)).collect();
     let mut locked = ctx.store.lock_many(&slots);
-    for (key, &s) in mpop.keys.iter().zip(&slots) {
+    for (key, &s) in keys.iter().zip(&slots) {
         let Some(mut slot) = locked.slot(s) else { continue };
         if !probe(&mut slot, key, now)? {
             continue;
@@ -553,7 +562,13 @@ pub fn mpop_first(ctx: &mut Ctx<'_>, mpop: &Mpop<'_>) -> Result<bool, CmdError> 
         out.array(2);
         out.bulk(key);
         update(&mut slot, key, now, false, |l| {
-            pop_many(l, mpop.end, mpop.count, out);
+            match count {
+                Some(n) => pop_many(l, end, n, out),
+                None => match pop(l, end) {
+                    Some(v) => out.bulk(&v),
+                    None => out.null(),
+                },
+            }
             Ok(())
         })?;
         return Ok(true);
@@ -563,8 +578,80 @@ pub fn mpop_first(ctx: &mut Ctx<'_>, mpop: &Mpop<'_>) -> Result<bool, CmdError> 
 
 fn lmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let mpop = parse_mpop(args, 1)?;
-    if !mpop_first(ctx, &mpop)? {
+    if !pop_first(ctx, mpop.keys, mpop.end, Some(mpop.count))? {
         ctx.out.null_array();
+    }
+    Ok(())
+}
+
+/// The timeout of a blocking command, in seconds as Redis reads it (a float, rounded
+/// up to whole milliseconds); `None` waits forever (0). Redis converts the
+/// milliseconds to a C `long long`: values beyond its range (and infinities) come out
+/// negative there, so they are "negative" here too.
+fn timeout_arg(b: &[u8]) -> Result<Option<Duration>, CmdError> {
+    let secs = parse_f64(b).ok_or_else(|| CmdError::Other("timeout is not a float or out of range".into()))?;
+    let ms = (secs * 1000.0).ceil();
+    if !(0.0..9.223_372_036_854_775e18).contains(&ms) {
+        // `-0.0` (from a tiny negative timeout) is in range: it waits forever, as in Redis.
+        return Err(CmdError::Other("timeout is negative".into()));
+    }
+    Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
+}
+
+/// Asks the connection to wait for a write to `keys`, then run the command again.
+fn block(ctx: &mut Ctx<'_>, keys: &[Bytes], timeout: Option<Duration>) {
+    ctx.next = Next::Block(BlockOn {
+        keys: keys.to_vec(),
+        timeout,
+    });
+}
+
+/// BLPOP/BRPOP key [key …] timeout.
+fn blocking_pop(ctx: &mut Ctx<'_>, args: &[Bytes], end: End) -> CmdResult {
+    let (timeout, keys) = match args[1..].split_last() {
+        Some((t, keys)) => (timeout_arg(t)?, keys),
+        None => return Err(CmdError::Syntax),
+    };
+    if !pop_first(ctx, keys, end, None)? {
+        block(ctx, keys, timeout);
+    }
+    Ok(())
+}
+
+fn blpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    blocking_pop(ctx, args, End::Head)
+}
+
+fn brpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    blocking_pop(ctx, args, End::Tail)
+}
+
+/// BLMOVE/BRPOPLPUSH once the arguments are read: blocks on `src` while it is missing.
+fn blocking_move(ctx: &mut Ctx<'_>, args: &[Bytes], from: End, to: End, timeout: Option<Duration>) -> CmdResult {
+    match move_element(ctx, &args[1], &args[2], from, to)? {
+        Some(v) => ctx.out.bulk(&v),
+        None => block(ctx, &args[1..2], timeout),
+    }
+    Ok(())
+}
+
+fn blmove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let (from, to) = (end_arg(&args[3])?, end_arg(&args[4])?);
+    let timeout = timeout_arg(&args[5])?;
+    blocking_move(ctx, args, from, to, timeout)
+}
+
+fn brpoplpush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let timeout = timeout_arg(&args[3])?;
+    blocking_move(ctx, args, End::Tail, End::Head, timeout)
+}
+
+/// BLMPOP timeout numkeys key … LEFT|RIGHT [COUNT count].
+fn blmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let mpop = parse_mpop(args, 2)?;
+    let timeout = timeout_arg(&args[1])?;
+    if !pop_first(ctx, mpop.keys, mpop.end, Some(mpop.count))? {
+        block(ctx, mpop.keys, timeout);
     }
     Ok(())
 }
@@ -590,5 +677,21 @@ mod tests {
         assert_eq!(clamp_range(i64::MIN, i64::MAX, 3), Some((0, 2)));
         assert_eq!(clamp_range(0, i64::MIN, 3), None);
         assert_eq!(clamp_range(0, 0, 0), None);
+    }
+
+    #[test]
+    fn timeouts_follow_redis() {
+        assert_eq!(timeout_arg(b"0"), Ok(None));
+        assert_eq!(timeout_arg(b"-0.0001"), Ok(None));
+        assert_eq!(timeout_arg(b"0.0001"), Ok(Some(Duration::from_millis(1))));
+        assert_eq!(timeout_arg(b"1.5"), Ok(Some(Duration::from_millis(1500))));
+        let negative = Err(CmdError::Other("timeout is negative".into()));
+        for bad in [&b"-1"[..], b"inf", b"-inf", b"1e30"] {
+            assert_eq!(timeout_arg(bad), negative, "{bad:?}");
+        }
+        assert_eq!(
+            timeout_arg(b"x"),
+            Err(CmdError::Other("timeout is not a float or out of range".into()))
+        );
     }
 }

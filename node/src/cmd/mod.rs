@@ -26,6 +26,7 @@ use bytes::Bytes;
 use ringcache_core::slot::{key_slot, Slot};
 use ringcache_core::view::View;
 
+use crate::blocking::BlockOn;
 use crate::handover::FetchRequest;
 use crate::replication::{AckWait, SyncRequest};
 use crate::resp::Out;
@@ -78,6 +79,10 @@ pub enum Next {
     WaitForAcks(AckWait),
     /// `RINGCACHE.SYNC`: the connection now carries a replication stream.
     TakeOver(SyncRequest),
+    /// The command found nothing to serve and wrote no reply: wait until one of the
+    /// keys is written (or the timeout passes), then run the command again (see
+    /// [`crate::blocking`]).
+    Block(BlockOn),
 }
 
 /// Everything a handler can touch.
@@ -121,6 +126,8 @@ pub mod flag {
     /// Key positions depend on the arguments (a `numkeys` count, see
     /// [`super::keyspec`]); `keys` holds only the fixed ones, as `COMMAND` reports.
     pub const MOVABLEKEYS: u32 = 512;
+    /// May block the client (returns [`super::Next::Block`]).
+    pub const BLOCKING: u32 = 1024;
     /// Empties the keyspace (FLUSHALL, FLUSHDB): handovers stop reading through and the
     /// replicas are told. Internal, not reported by COMMAND.
     pub const FLUSH: u32 = 1 << 16;
@@ -136,6 +143,7 @@ pub mod flag {
         (ADMIN, "admin"),
         (NOSCRIPT, "noscript"),
         (MOVABLEKEYS, "movablekeys"),
+        (BLOCKING, "blocking"),
     ];
 }
 

@@ -1,6 +1,7 @@
 //! Running one request: lookup → arity → authentication → routing (once, [`route`]) →
 //! the handover step (read-through, read counters, written keys) → memory check →
-//! handler → the replication step (records for the replicas, an acknowledgement wait).
+//! handler → wake-ups of clients blocked on the written keys → the replication step
+//! (records for the replicas, an acknowledgement wait).
 //! What the connection must do next comes back as one [`Next`].
 
 use bytes::Bytes;
@@ -81,6 +82,16 @@ fn run(
         ctx.store.ensure_memory()?;
     }
     let result = (spec.handler)(ctx, args);
+    if matches!(ctx.next, Next::Block(_)) {
+        // Nothing changed and nothing was answered: no records, no wake-ups.
+        return result.map(|()| None);
+    }
+    if spec.flags & WRITE != 0 && server.blocking.has_waiters() {
+        // Clients blocked on these keys run their commands again.
+        for p in spec.key_positions(args) {
+            server.blocking.key_written(&args[p]);
+        }
+    }
     if spec.flags & WRITE != 0 {
         // Also after an error: a handler may have changed a key before failing.
         if let Some(wait) = replicate(ctx, spec, args, result.is_ok()) {

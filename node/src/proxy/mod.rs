@@ -355,6 +355,12 @@ impl Conn {
                 }
                 Flow::Continue
             }
+            Next::Block(_) => {
+                // The proxy port does not hold blocked clients: as for a client that
+                // may not block in Redis, nothing to pop is a timeout at once.
+                self.out.null_array();
+                Flow::Continue
+            }
             Next::TakeOver(_) => {
                 self.out
                     .error("ERR replication streams are served on the main port, not the proxy port");
