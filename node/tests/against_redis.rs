@@ -399,6 +399,9 @@ const INDEXES: &[&str] = &[
     "1.5",
 ];
 const COUNTS: &[&str] = &["0", "1", "2", "3", "10", "-1", "x", "9223372036854775807"];
+/// Blocking timeouts: short enough that an empty key times out at once on both servers
+/// (never 0, which waits forever), and the invalid ones.
+const TIMEOUTS: &[&str] = &["0.01", "-1", "x", "inf", "1e30", "-0.5"];
 
 fn list_command() -> impl Strategy<Value = Vec<String>> {
     let elem = || pick(ELEMENTS);
@@ -437,6 +440,26 @@ fn list_command() -> impl Strategy<Value = Vec<String>> {
             }),
         1 => (key(), key(), end(), end()).prop_map(|(a, b, f, t)| vec!["LMOVE".into(), a, b, f, t]),
         1 => (key(), key()).prop_map(|(a, b)| vec!["RPOPLPUSH".into(), a, b]),
+        1 => (pick(&["BLPOP", "BRPOP"]), proptest::collection::vec(key(), 1..3), pick(TIMEOUTS))
+            .prop_map(|(c, keys, t)| [vec![c], keys, vec![t]].concat()),
+        1 => (key(), key(), end(), end(), pick(TIMEOUTS)).prop_map(|(a, b, f, t, w)| vec!["BLMOVE".into(), a, b, f, t, w]),
+        1 => (key(), key(), pick(TIMEOUTS)).prop_map(|(a, b, t)| vec!["BRPOPLPUSH".into(), a, b, t]),
+        1 => (
+            pick(TIMEOUTS),
+            pick(&["1", "2", "0", "x"]),
+            proptest::collection::vec(key(), 1..3),
+            end(),
+            proptest::option::of(pick(COUNTS)),
+        )
+            .prop_map(|(t, n, keys, e, count)| {
+                let mut c = vec!["BLMPOP".to_string(), t, n];
+                c.extend(keys);
+                c.push(e);
+                if let Some(count) = count {
+                    c.extend(["COUNT".to_string(), count]);
+                }
+                c
+            }),
         2 => (
             pick(&["1", "2", "3", "0", "-1", "x"]),
             proptest::collection::vec(key(), 1..3),
@@ -522,6 +545,9 @@ const NAMES: &[&str] = &[
     "LMOVE",
     "RPOPLPUSH",
     "LMPOP",
+    "BLPOP",
+    "BLMOVE",
+    "BLMPOP",
     "ECHO",
     "PING",
     "DBSIZE",
