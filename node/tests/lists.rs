@@ -1,7 +1,7 @@
 //! List commands with a real client and raw RESP, for what the differential test
 //! (tests/against_redis.rs) cannot reach: memory accounting, blocking commands woken
 //! from other connections (order, timeouts, dropped clients), lists on replicas, and a
-//! blocked client whose slot moves to another node.
+//! blocked client whose slot moves to another node, and the proxy port's refusal.
 
 mod common;
 
@@ -267,6 +267,8 @@ fn a_blocked_client_that_disconnects_leaves_no_waiter() {
     wait_until("the client to block", Duration::from_secs(5), || {
         node.state.blocking.waiting_on(b"q") == 1
     });
+    let info: String = cmd(&mut con, &["INFO", "clients"]);
+    assert!(info.contains("blocked_clients:1"), "{info}");
     drop(s);
     wait_until("the waiter to leave", Duration::from_secs(5), || {
         node.state.blocking.blocked_clients() == 0
@@ -373,4 +375,19 @@ fn a_blocked_client_is_redirected_when_its_slot_moves() {
     assert_eq!(err.code(), Some("MOVED"));
     assert_eq!(err.detail(), Some(format!("{slot} {}", there.resp_addr).as_str()));
     assert_eq!(here.state.blocking.blocked_clients(), 0);
+}
+
+#[test]
+fn the_proxy_port_refuses_blocking_commands() {
+    let node = start();
+    let url = format!("redis://{}/", node.proxy_addr);
+    let mut con = redis::Client::open(url)
+        .expect("url")
+        .get_connection()
+        .expect("connects");
+    cmd::<i64>(&mut con, &["RPUSH", "q", "x"]);
+    for args in [&["BLPOP", "q", "0"][..], &["BLMOVE", "q", "d", "LEFT", "LEFT", "0"]] {
+        assert_eq!(cmd_err(&mut con, args), ringcache_node::proxy::BLOCKING_REFUSED);
+    }
+    assert_eq!(cmd::<String>(&mut con, &["LPOP", "q"]), "x");
 }
