@@ -14,14 +14,6 @@ use ringcache_core::slot::key_slot;
 use ringcache_core::topology::Topology;
 use ringcache_node::launch::NodeHandle;
 
-fn used_memory(con: &mut redis::Connection) -> u64 {
-    let info: String = cmd(con, &["INFO", "memory"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no used_memory in {info:?}"))
-}
-
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {

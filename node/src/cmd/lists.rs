@@ -19,11 +19,12 @@ use bytes::Bytes;
 use ringcache_core::slot::Slot;
 
 use super::args::{int, is, parse_f64, parse_i64};
+use super::collection::{self, Collection};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx, Next};
 use crate::blocking::BlockOn;
 use crate::resp::Out;
-use crate::store::{Entry, List, Object, SlotRef, LIST_MAX_ELEMENT};
+use crate::store::{Entry, List, SlotRef, LIST_MAX_ELEMENT};
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
@@ -59,32 +60,15 @@ pub enum End {
 }
 
 fn list_ref(e: &Entry) -> Result<&List, CmdError> {
-    match e.as_object() {
-        Some(Object::List(l)) => Ok(l),
-        _ => Err(CmdError::WrongType),
-    }
+    List::of(e).ok_or(CmdError::WrongType)
 }
 
-fn list_mut(e: &mut Entry) -> Result<&mut List, CmdError> {
-    match e.as_object_mut() {
-        Some(Object::List(l)) => Ok(l),
-        _ => Err(CmdError::WrongType),
-    }
-}
-
-/// Whether `key` holds a list (a write's lookup: no hit or miss counted); WRONGTYPE
-/// for another type.
+/// Whether `key` holds a list (a write's lookup: no hit or miss counted).
 fn probe(slot: &mut SlotRef<'_>, key: &[u8], now: u64) -> Result<bool, CmdError> {
-    match slot.get(key, now) {
-        None => Ok(false),
-        Some(e) => list_ref(e).map(|_| true),
-    }
+    collection::probe::<List>(slot, key, now)
 }
 
-/// Runs `f` on the list at `key` for a write, keeping memory accounting exact. A
-/// missing key is created (when `create`) with an empty list that is stored only if
-/// `f` leaves elements in it; a list that `f` empties is deleted. `f` must not change
-/// the list when it fails. `None` when the key is missing and not created.
+/// [`collection::update`] for lists.
 fn update<R>(
     slot: &mut SlotRef<'_>,
     key: &[u8],
@@ -92,32 +76,7 @@ fn update<R>(
     create: bool,
     f: impl FnOnce(&mut List) -> Result<R, CmdError>,
 ) -> Result<Option<R>, CmdError> {
-    if !probe(slot, key, now)? {
-        if !create {
-            return Ok(None);
-        }
-        let mut l = List::default();
-        let r = f(&mut l)?;
-        if !l.is_empty() {
-            slot.insert(Entry::object(key, Object::List(l), 0, 0), now);
-        }
-        return Ok(Some(r));
-    }
-    let changed = slot.modify(key, now, |e| -> Result<(R, bool), CmdError> {
-        let l = list_mut(e)?;
-        let r = f(l)?;
-        Ok((r, l.is_empty()))
-    });
-    match changed {
-        None => Ok(None),
-        Some(res) => {
-            let (r, now_empty) = res?;
-            if now_empty {
-                slot.remove(key, now);
-            }
-            Ok(Some(r))
-        }
-    }
+    collection::update(slot, key, now, create, f)
 }
 
 /// [`update`] on `key` under its own shard lock, with the reply buffer for `f`.

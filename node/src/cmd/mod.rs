@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod cluster;
+pub mod collection;
 pub mod connection;
 pub mod float;
 pub mod handover;
