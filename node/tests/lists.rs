@@ -383,3 +383,29 @@ fn the_proxy_port_refuses_blocking_commands() {
     }
     assert_eq!(cmd::<String>(&mut con, &["LPOP", "q"]), "x");
 }
+
+#[test]
+fn a_blocked_client_on_a_primary_that_becomes_a_replica_is_redirected_to_the_new_primary() {
+    let nodes: Vec<NodeHandle> = ["a", "b"].iter().map(|id| cluster_node(id)).collect();
+    let topo = form(&nodes, 2);
+    let key = "waiting";
+    let slot = key_slot(key.as_bytes());
+    let owners = topo.owners_of(slot).to_vec();
+    let by_id = |id: &str| nodes.iter().find(|n| n.state.cluster.node_id == id).expect("node");
+    let (primary, replica) = (by_id(&owners[0]), by_id(&owners[1]));
+    let waiter = in_background(primary, &["BRPOP", key, "0"]);
+    wait_until("the client to block", Duration::from_secs(5), || {
+        primary.state.blocking.waiting_on(key.as_bytes()) == 1
+    });
+    // Failover: the replica is promoted, the old primary keeps a copy as replica.
+    let mut slot_owners = topo.to_slot_owners();
+    slot_owners[usize::from(slot)] = vec![owners[1].clone(), owners[0].clone()];
+    let promoted = Topology::from_slot_owners(topo.epoch + 1, topo.nodes.clone(), slot_owners).expect("valid topology");
+    for n in &nodes {
+        n.state.cluster.apply(promoted.clone()).expect("topology applies");
+    }
+    let err = waiter.join().expect("thread").expect_err("redirected");
+    assert_eq!(err.code(), Some("MOVED"));
+    assert_eq!(err.detail(), Some(format!("{slot} {}", replica.resp_addr).as_str()));
+    assert_eq!(primary.state.blocking.blocked_clients(), 0);
+}
