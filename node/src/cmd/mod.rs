@@ -143,8 +143,8 @@ pub mod flag {
         (STALE, "stale"),
         (ADMIN, "admin"),
         (NOSCRIPT, "noscript"),
-        (MOVABLEKEYS, "movablekeys"),
         (BLOCKING, "blocking"),
+        (MOVABLEKEYS, "movablekeys"),
     ];
 }
 
