@@ -75,16 +75,23 @@ impl List {
     }
 
     fn length_of(value: &[u8]) -> u32 {
-        // Commands refuse longer elements (LIST_MAX_ELEMENT) before they get here.
         u32::try_from(value.len()).unwrap_or(u32::MAX)
     }
 
+    /// `value`, cut to the longest element a list holds, so that the lengths always
+    /// match the bytes. Commands refuse longer elements before they get here.
+    fn clip(value: &[u8]) -> &[u8] {
+        &value[..value.len().min(LIST_MAX_ELEMENT)]
+    }
+
     pub fn push_back(&mut self, value: &[u8]) {
+        let value = Self::clip(value);
         self.buf.extend_from_slice(value);
         self.lens.push_back(Self::length_of(value));
     }
 
     pub fn push_front(&mut self, value: &[u8]) {
+        let value = Self::clip(value);
         if self.head < value.len() {
             // Make room in front: as much as the list holds, so that a run of pushes
             // at the head costs O(1) each, amortised.
@@ -146,6 +153,7 @@ impl List {
 
     /// Replaces element `i`; false when out of range.
     pub fn set(&mut self, i: usize, value: &[u8]) -> bool {
+        let value = Self::clip(value);
         if i >= self.len() {
             return false;
         }
@@ -159,6 +167,7 @@ impl List {
 
     /// Inserts `value` so that it becomes element `i` (`i == len` appends).
     pub fn insert(&mut self, i: usize, value: &[u8]) {
+        let value = Self::clip(value);
         if i == 0 {
             return self.push_front(value);
         }
