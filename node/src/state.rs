@@ -223,6 +223,10 @@ pub struct ClientState {
     /// Whether this connection can await a handover read-through (the RESP port's
     /// connection loop can; the proxy port cannot).
     pub can_read_through: bool,
+    /// Set while a blocked command runs again after a wake-up: a key of another type
+    /// then counts as empty, as Redis serves a blocked client only from a key of the
+    /// type it waits for (a first run answers WRONGTYPE).
+    pub blocked: bool,
 }
 
 impl ClientState {

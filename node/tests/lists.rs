@@ -409,3 +409,29 @@ fn a_blocked_client_on_a_primary_that_becomes_a_replica_is_redirected_to_the_new
     assert_eq!(err.detail(), Some(format!("{slot} {}", replica.resp_addr).as_str()));
     assert_eq!(primary.state.blocking.blocked_clients(), 0);
 }
+
+#[test]
+fn a_blocked_client_keeps_waiting_while_its_key_holds_another_type() {
+    let node = start();
+    let mut con = client(&node);
+    let pop = in_background(&node, &["BLPOP", "k", "0"]);
+    let mv = in_background(&node, &["BLMOVE", "k", "dst", "LEFT", "LEFT", "0"]);
+    wait_until("both clients to block", Duration::from_secs(5), || {
+        node.state.blocking.waiting_on(b"k") == 2
+    });
+    // Redis serves a blocked client only from a list: a string written there wakes
+    // nobody for good.
+    cmd::<()>(&mut con, &["SET", "k", "x"]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!pop.is_finished() && !mv.is_finished());
+    assert_eq!(node.state.blocking.waiting_on(b"k"), 2);
+    cmd::<i64>(&mut con, &["DEL", "k"]);
+    cmd::<i64>(&mut con, &["RPUSH", "k", "1", "2"]);
+    assert_eq!(pop.join().expect("thread").expect("reply"), pair("k", "1"));
+    assert_eq!(mv.join().expect("thread").expect("reply"), bulk("2"));
+    assert_eq!(cmd::<Vec<String>>(&mut con, &["LRANGE", "dst", "0", "-1"]), ["2"]);
+    // A first run still answers WRONGTYPE.
+    cmd::<()>(&mut con, &["SET", "k", "x"]);
+    assert!(cmd_err(&mut con, &["BLPOP", "k", "0"]).starts_with("WRONGTYPE"));
+    assert!(cmd_err(&mut con, &["BLMOVE", "k", "dst", "LEFT", "LEFT", "0"]).starts_with("WRONGTYPE"));
+}

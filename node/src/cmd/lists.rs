@@ -68,6 +68,16 @@ fn probe(slot: &mut SlotRef<'_>, key: &[u8], now: u64) -> Result<bool, CmdError>
     collection::probe::<List>(slot, key, now)
 }
 
+/// Whether a key to pop from holds a list. Another type is WRONGTYPE, except for a
+/// blocked command running again after a wake-up (`woken`): Redis keeps such a client
+/// blocked until the key holds a list, so the key counts as empty.
+fn source_is_list(slot: &mut SlotRef<'_>, key: &[u8], now: u64, woken: bool) -> Result<bool, CmdError> {
+    match probe(slot, key, now) {
+        Err(CmdError::WrongType) if woken => Ok(false),
+        other => other,
+    }
+}
+
 /// [`collection::update`] for lists.
 fn update<R>(
     slot: &mut SlotRef<'_>,
@@ -430,11 +440,11 @@ fn lpos(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 /// locks; the moved element, or `None` when `src` does not exist. A `dst` holding
 /// another type is WRONGTYPE and nothing moves.
 fn move_element(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -> Result<Option<Vec<u8>>, CmdError> {
-    let now = ctx.now;
+    let (now, woken) = (ctx.now, ctx.client.blocked);
     let (src_slot, dst_slot) = (ctx.slot_of(src), ctx.slot_of(dst));
     let mut locked = ctx.store.lock_many(&[src_slot, dst_slot]);
     let unlocked = || CmdError::Other("internal error: slot not locked".into());
-    if !probe(&mut locked.slot(src_slot).ok_or_else(unlocked)?, src, now)? {
+    if !source_is_list(&mut locked.slot(src_slot).ok_or_else(unlocked)?, src, now, woken)? {
         return Ok(None);
     }
     probe(&mut locked.slot(dst_slot).ok_or_else(unlocked)?, dst, now)?;
@@ -509,12 +519,12 @@ fn parse_mpop(args: &[Bytes], at: usize) -> Result<Mpop<'_>, CmdError> {
 /// false (nothing written) when every key is missing. A key of another type met
 /// before a list is WRONGTYPE.
 fn pop_first(ctx: &mut Ctx<'_>, keys: &[Bytes], end: End, count: Option<usize>) -> Result<bool, CmdError> {
-    let now = ctx.now;
+    let (now, woken) = (ctx.now, ctx.client.blocked);
     let slots: Vec<Slot> = keys.iter().map(|k| ctx.slot_of(k)).collect();
     let mut locked = ctx.store.lock_many(&slots);
     for (key, &s) in keys.iter().zip(&slots) {
         let Some(mut slot) = locked.slot(s) else { continue };
-        if !probe(&mut slot, key, now)? {
+        if !source_is_list(&mut slot, key, now, woken)? {
             continue;
         }
         let out = &mut *ctx.out;

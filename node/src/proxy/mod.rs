@@ -229,6 +229,7 @@ impl Conn {
             readonly: false,
             // Local commands read through a handover's source like on the RESP port.
             can_read_through: true,
+            blocked: false,
         };
         Ok(Conn {
             store,

@@ -55,6 +55,7 @@ pub async fn serve(
         readonly: false,
         // This loop runs the handover read-throughs commands ask for.
         can_read_through: true,
+        blocked: false,
     };
     let result = run(&mut stream, &store, &state, worker, &shutdown, &mut client).await;
     state.clients.unregister(client.id());
@@ -294,7 +295,9 @@ async fn wait_blocked(
         // Registered first, run again second: a write in between is not missed.
         ticket.rearm();
         let view = state.cluster.view();
+        client.blocked = true;
         let (index, next, _) = run_command(store, state, client, out, view.as_deref(), args, found, now_ms()).await;
+        client.blocked = false;
         if !matches!(next, Next::Block(_)) {
             return Ok((index, next));
         }
