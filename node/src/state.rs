@@ -223,10 +223,17 @@ pub struct ClientState {
     /// Whether this connection can await a handover read-through (the RESP port's
     /// connection loop can; the proxy port cannot).
     pub can_read_through: bool,
+    /// Whether this connection can hold a blocked command (the RESP port's loop can;
+    /// the proxy port cannot).
+    pub can_block: bool,
     /// Set while a blocked command runs again after a wake-up: a key of another type
     /// then counts as empty, as Redis serves a blocked client only from a key of the
     /// type it waits for (a first run answers WRONGTYPE).
     pub blocked: bool,
+    /// How many commands are running on this connection, one inside the other (a
+    /// command run by another command, as EXEC runs its queue, is at depth 2). Kept
+    /// by the pipeline.
+    pub depth: u32,
 }
 
 impl ClientState {

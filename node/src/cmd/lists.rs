@@ -567,8 +567,14 @@ fn timeout_arg(b: &[u8]) -> Result<Option<Duration>, CmdError> {
     Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
 }
 
-/// Asks the connection to wait for a write to `keys`, then run the command again.
+/// Asks the connection to wait for a write to `keys`, then run the command again; a
+/// command that may not block (see [`Ctx::may_block`]) answers a null array instead,
+/// as Redis answers it then and on a timeout.
 fn block(ctx: &mut Ctx<'_>, keys: &[Bytes], timeout: Option<Duration>) {
+    if !ctx.may_block() {
+        ctx.out.null_array();
+        return;
+    }
     ctx.next = Next::Block(BlockOn {
         keys: keys.to_vec(),
         timeout,
@@ -599,6 +605,9 @@ fn brpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn blocking_move(ctx: &mut Ctx<'_>, args: &[Bytes], from: End, to: End, timeout: Option<Duration>) -> CmdResult {
     match move_element(ctx, &args[1], &args[2], from, to)? {
         Some(v) => ctx.out.bulk(&v),
+        // Redis answers a BLMOVE that may not block with a null bulk string (but a
+        // timed-out one with a null array).
+        None if !ctx.may_block() => ctx.out.null(),
         None => block(ctx, &args[1..2], timeout),
     }
     Ok(())
@@ -646,6 +655,74 @@ mod tests {
         assert_eq!(clamp_range(i64::MIN, i64::MAX, 3), Some((0, 2)));
         assert_eq!(clamp_range(0, i64::MIN, 3), None);
         assert_eq!(clamp_range(0, 0, 0), None);
+    }
+
+    /// Runs `words` through the pipeline on a fresh standalone node's state, on a
+    /// client at nesting depth `depth` (1: inside another command, as EXEC runs its
+    /// queue) that `can_block`; the reply and what comes next.
+    fn run(words: &[&str], depth: u32, can_block: bool) -> (String, super::super::Next) {
+        use std::sync::Arc;
+
+        use crate::access::Access;
+        use crate::cluster::ClusterState;
+        use crate::resp::Limits;
+        use crate::state::{ClientState, ServerState};
+        use crate::store::{Policy, Store};
+
+        let store = Store::new(0, Policy::S3Fifo);
+        let cluster = Arc::new(ClusterState::new(false, None));
+        let access = Access::new(None, Limits::default(), 1 << 30);
+        let state = ServerState::new(0, access, 1, super::super::registry().commands.len(), cluster);
+        let addr = "127.0.0.1:1".parse().expect("address");
+        let mut client = ClientState {
+            shared: state.clients.register(addr, addr),
+            authenticated: true,
+            no_evict: false,
+            readonly: false,
+            can_read_through: false,
+            can_block,
+            blocked: false,
+            depth,
+        };
+        let mut out = Out::new();
+        let args: Vec<Bytes> = words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
+        let mut ctx = Ctx {
+            store: &store,
+            server: &state,
+            client: &mut client,
+            out: &mut out,
+            now: crate::store::now_ms(),
+            view: None,
+            slot: None,
+            next: Next::Continue,
+        };
+        let (_, next) = super::super::execute(&mut ctx, &args, super::super::find(&args), None);
+        assert_eq!(client.depth, depth, "the pipeline restores the depth");
+        (String::from_utf8_lossy(&out.buf).into_owned(), next)
+    }
+
+    #[test]
+    fn a_blocking_command_that_may_not_block_answers_as_redis_does_for_such_clients() {
+        let (reply, next) = run(&["BLPOP", "k", "0"], 0, true);
+        assert_eq!(reply, "");
+        assert!(matches!(next, Next::Block(BlockOn { ref keys, timeout: None }) if keys.len() == 1));
+        let (reply, next) = run(&["BLMPOP", "1.5", "1", "k", "LEFT"], 0, true);
+        assert_eq!(reply, "");
+        assert!(matches!(next, Next::Block(BlockOn { timeout: Some(t), .. }) if t == Duration::from_millis(1500)));
+        // Inside another command (EXEC), or on a connection that cannot hold it.
+        for (depth, can_block) in [(1, true), (0, false)] {
+            for (words, want) in [
+                (&["BLPOP", "k", "0"][..], "*-1\r\n"),
+                (&["BRPOP", "k", "0"], "*-1\r\n"),
+                (&["BLMPOP", "0", "1", "k", "LEFT"], "*-1\r\n"),
+                (&["BLMOVE", "k", "d", "LEFT", "LEFT", "0"], "$-1\r\n"),
+                (&["BRPOPLPUSH", "k", "d", "0"], "$-1\r\n"),
+            ] {
+                let (reply, next) = run(words, depth, can_block);
+                assert_eq!(reply, want, "{words:?}");
+                assert!(matches!(next, Next::Continue), "{words:?}");
+            }
+        }
     }
 
     #[test]

@@ -104,6 +104,14 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Whether the command now running may block (return [`Next::Block`]): only a
+    /// command the connection runs itself, on a connection that can hold it. A
+    /// blocking command that may not block answers as if it timed out at once, as
+    /// Redis does for a client that may not block (inside MULTI, for instance).
+    pub fn may_block(&self) -> bool {
+        self.client.can_block && self.client.depth <= 1
+    }
+
     /// The slot of `key`, one of this command's keys: the routed slot in cluster mode,
     /// computed otherwise.
     pub fn slot_of(&self, key: &[u8]) -> Slot {

@@ -26,7 +26,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes], found: Found, filled: Option<&
     };
     ctx.next = Next::Continue;
     ctx.slot = None;
-    match run(ctx, spec, args, filled) {
+    ctx.client.depth += 1;
+    let result = run(ctx, spec, args, filled);
+    ctx.client.depth -= 1;
+    match result {
         Ok(Some(next)) => return (Some(index), next),
         Ok(None) => {}
         Err(e) => ctx.out.error(&e.to_string()),
@@ -84,6 +87,12 @@ fn run(
     let result = (spec.handler)(ctx, args);
     if matches!(ctx.next, Next::Block(_)) {
         // Nothing changed and nothing was answered: no records, no wake-ups.
+        if !ctx.may_block() {
+            // Handlers ask `may_block` first; should one block anyway, it answers
+            // as a timed-out blocking command.
+            ctx.next = Next::Continue;
+            ctx.out.null_array();
+        }
         return result.map(|()| None);
     }
     if spec.flags & WRITE != 0 && server.blocking.has_waiters() {

@@ -229,7 +229,9 @@ impl Conn {
             readonly: false,
             // Local commands read through a handover's source like on the RESP port.
             can_read_through: true,
+            can_block: false,
             blocked: false,
+            depth: 0,
         };
         Ok(Conn {
             store,

@@ -55,7 +55,10 @@ pub async fn serve(
         readonly: false,
         // This loop runs the handover read-throughs commands ask for.
         can_read_through: true,
+        // This loop holds blocked commands (BLPOP and the like).
+        can_block: true,
         blocked: false,
+        depth: 0,
     };
     let result = run(&mut stream, &store, &state, worker, &shutdown, &mut client).await;
     state.clients.unregister(client.id());
