@@ -3,7 +3,9 @@
 //!
 //! The protocol, which knows nothing of value types:
 //! 1. A command that finds nothing to serve returns [`Next::Block`](crate::cmd::Next)
-//!    with a [`BlockOn`]: its keys and timeout. It has changed and written nothing.
+//!    with a [`BlockOn`]: its keys and timeout (`Ctx::block` in the commands layer;
+//!    `args::blocking_timeout` reads Redis' timeout argument). It has changed and
+//!    written nothing.
 //! 2. The connection [`register`](Blocking::register)s a [`Ticket`] on those keys,
 //!    then runs the command again (a write between the first run and the
 //!    registration is not missed), and again each time the ticket is woken, until the

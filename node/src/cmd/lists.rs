@@ -2,10 +2,13 @@
 //! LREM LTRIM LPOS LMOVE RPOPLPUSH LMPOP, and the blocking BLPOP BRPOP BLMOVE
 //! BRPOPLPUSH BLMPOP.
 //!
-//! A blocking command with nothing to serve answers nothing and returns
-//! [`Next::Block`] on its source keys; the connection runs it again when one of them
-//! is written (see [`crate::blocking`]), so a woken command takes the same path, with
-//! the same checks and errors, as one that found data at once.
+//! A blocking command with nothing to serve answers nothing and blocks on its source
+//! keys ([`Ctx::block`]); the connection runs it again when one of them is written
+//! (see [`crate::blocking`]), so a woken command takes the same path, with the same
+//! checks and errors, as one that found data at once (except that a source key of
+//! another type then counts as empty, as in Redis: [`ClientState::blocked`]).
+//!
+//! [`ClientState::blocked`]: crate::state::ClientState::blocked
 //!
 //! A list key exists only while it has elements: pushes create it, and removing its
 //! last element deletes the key. Commands on two or more keys (LMOVE, RPOPLPUSH,
@@ -18,11 +21,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use ringcache_core::slot::Slot;
 
-use super::args::{int, is, parse_f64, parse_i64};
+use super::args::{blocking_timeout, int, is, parse_i64};
 use super::collection::{self, Collection};
 use super::flag::*;
-use super::{CmdError, CmdResult, CommandSpec, Ctx, Next};
-use crate::blocking::BlockOn;
+use super::{CmdError, CmdResult, CommandSpec, Ctx};
 use crate::resp::Out;
 use crate::store::{Entry, List, SlotRef, LIST_MAX_ELEMENT};
 
@@ -553,42 +555,14 @@ fn lmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
-/// The timeout of a blocking command, in seconds as Redis reads it (a float, rounded
-/// up to whole milliseconds); `None` waits forever (0). Redis converts the
-/// milliseconds to a C `long long`: values beyond its range (and infinities) come out
-/// negative there, so they are "negative" here too.
-fn timeout_arg(b: &[u8]) -> Result<Option<Duration>, CmdError> {
-    let secs = parse_f64(b).ok_or_else(|| CmdError::Other("timeout is not a float or out of range".into()))?;
-    let ms = (secs * 1000.0).ceil();
-    if !(0.0..9.223_372_036_854_775e18).contains(&ms) {
-        // `-0.0` (from a tiny negative timeout) is in range: it waits forever, as in Redis.
-        return Err(CmdError::Other("timeout is negative".into()));
-    }
-    Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
-}
-
-/// Asks the connection to wait for a write to `keys`, then run the command again; a
-/// command that may not block (see [`Ctx::may_block`]) answers a null array instead,
-/// as Redis answers it then and on a timeout.
-fn block(ctx: &mut Ctx<'_>, keys: &[Bytes], timeout: Option<Duration>) {
-    if !ctx.may_block() {
-        ctx.out.null_array();
-        return;
-    }
-    ctx.next = Next::Block(BlockOn {
-        keys: keys.to_vec(),
-        timeout,
-    });
-}
-
 /// BLPOP/BRPOP key [key …] timeout.
 fn blocking_pop(ctx: &mut Ctx<'_>, args: &[Bytes], end: End) -> CmdResult {
     let (timeout, keys) = match args[1..].split_last() {
-        Some((t, keys)) => (timeout_arg(t)?, keys),
+        Some((t, keys)) => (blocking_timeout(t)?, keys),
         None => return Err(CmdError::Syntax),
     };
     if !pop_first(ctx, keys, end, None)? {
-        block(ctx, keys, timeout);
+        ctx.block(keys, timeout);
     }
     Ok(())
 }
@@ -608,28 +582,28 @@ fn blocking_move(ctx: &mut Ctx<'_>, args: &[Bytes], from: End, to: End, timeout:
         // Redis answers a BLMOVE that may not block with a null bulk string (but a
         // timed-out one with a null array).
         None if !ctx.may_block() => ctx.out.null(),
-        None => block(ctx, &args[1..2], timeout),
+        None => ctx.block(&args[1..2], timeout),
     }
     Ok(())
 }
 
 fn blmove(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let (from, to) = (end_arg(&args[3])?, end_arg(&args[4])?);
-    let timeout = timeout_arg(&args[5])?;
+    let timeout = blocking_timeout(&args[5])?;
     blocking_move(ctx, args, from, to, timeout)
 }
 
 fn brpoplpush(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let timeout = timeout_arg(&args[3])?;
+    let timeout = blocking_timeout(&args[3])?;
     blocking_move(ctx, args, End::Tail, End::Head, timeout)
 }
 
 /// BLMPOP timeout numkeys key … LEFT|RIGHT [COUNT count].
 fn blmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let mpop = parse_mpop(args, 2)?;
-    let timeout = timeout_arg(&args[1])?;
+    let timeout = blocking_timeout(&args[1])?;
     if !pop_first(ctx, mpop.keys, mpop.end, Some(mpop.count))? {
-        block(ctx, mpop.keys, timeout);
+        ctx.block(mpop.keys, timeout);
     }
     Ok(())
 }
@@ -637,6 +611,8 @@ fn blmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocking::BlockOn;
+    use crate::cmd::Next;
 
     #[test]
     fn indexes_and_ranges_follow_redis() {
@@ -660,7 +636,7 @@ mod tests {
     /// Runs `words` through the pipeline on a fresh standalone node's state, on a
     /// client at nesting depth `depth` (1: inside another command, as EXEC runs its
     /// queue) that `can_block`; the reply and what comes next.
-    fn run(words: &[&str], depth: u32, can_block: bool) -> (String, super::super::Next) {
+    fn run(words: &[&str], depth: u32, can_block: bool) -> (String, Next) {
         use std::sync::Arc;
 
         use crate::access::Access;
@@ -723,21 +699,5 @@ mod tests {
                 assert!(matches!(next, Next::Continue), "{words:?}");
             }
         }
-    }
-
-    #[test]
-    fn timeouts_follow_redis() {
-        assert_eq!(timeout_arg(b"0"), Ok(None));
-        assert_eq!(timeout_arg(b"-0.0001"), Ok(None));
-        assert_eq!(timeout_arg(b"0.0001"), Ok(Some(Duration::from_millis(1))));
-        assert_eq!(timeout_arg(b"1.5"), Ok(Some(Duration::from_millis(1500))));
-        let negative = Err(CmdError::Other("timeout is negative".into()));
-        for bad in [&b"-1"[..], b"inf", b"-inf", b"1e30"] {
-            assert_eq!(timeout_arg(bad), negative, "{bad:?}");
-        }
-        assert_eq!(
-            timeout_arg(b"x"),
-            Err(CmdError::Other("timeout is not a float or out of range".into()))
-        );
     }
 }

@@ -112,6 +112,21 @@ impl Ctx<'_> {
         self.client.can_block && self.client.depth <= 1
     }
 
+    /// For a blocking command with nothing to serve: asks the connection to wait for a
+    /// write to `keys` (or `timeout`), then run the command again. A command that may
+    /// not block answers a null array instead, as Redis answers it then and on a
+    /// timeout. Nothing else may be written to the reply.
+    pub fn block(&mut self, keys: &[Bytes], timeout: Option<std::time::Duration>) {
+        if !self.may_block() {
+            self.out.null_array();
+            return;
+        }
+        self.next = Next::Block(BlockOn {
+            keys: keys.to_vec(),
+            timeout,
+        });
+    }
+
     /// The slot of `key`, one of this command's keys: the routed slot in cluster mode,
     /// computed otherwise.
     pub fn slot_of(&self, key: &[u8]) -> Slot {
