@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | base | [`util`], [`resp`] | glob matching; RESP2/RESP3 frames, parse and encode |
 //! | store | [`store`] | per-slot tables, memory accounting, eviction, expiry |
-//! | domain | [`access`], [`cluster`], [`replication`], [`handover`], [`metrics`] | password and limits; this node's view and lease; replication streams; slot handovers; counters and their Prometheus text |
+//! | domain | [`access`], [`cluster`], [`replication`], [`handover`], [`metrics`], [`blocking`] | password and limits; this node's view and lease; replication streams; slot handovers; counters and their Prometheus text; clients waiting for keys to be written |
 //! | state | [`state`], [`tracking`] | what every connection shares and what one connection holds; client-side caching's tracking tables and Pub/Sub, and the pushes they send |
 //! | commands | [`cmd`] | the command pipeline (routes once, returns what the connection does next) and one file per command family |
 //! | adapters | [`server`], [`proxy`], [`control`], [`admin`] | the RESP port, the proxy port, the gRPC control port, the HTTP admin port |
@@ -18,6 +18,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod blocking;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
@@ -39,7 +40,7 @@ pub mod util;
 pub const LAYERS: &[&[&str]] = &[
     &["util", "resp"],
     &["store"],
-    &["access", "cluster", "replication", "handover", "metrics"],
+    &["access", "cluster", "replication", "handover", "metrics", "blocking"],
     &["state", "tracking"],
     &["cmd"],
     &["server", "proxy", "control", "admin"],

@@ -11,6 +11,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::access::Access;
+use crate::blocking::Blocking;
 use crate::cluster::ClusterState;
 use crate::handover::Handovers;
 use crate::metrics::{rss_bytes, Gauges, Metrics};
@@ -41,6 +42,8 @@ pub struct ServerState {
     pub stats_baseline: parking_lot::Mutex<StatCounters>,
     /// CLIENT TRACKING and Pub/Sub: who may have which key cached, who subscribed.
     pub tracking: crate::tracking::Tracking,
+    /// Clients blocked until a key is written (BLPOP and the like).
+    pub blocking: Blocking,
 }
 
 /// The counters of INFO's stats section, as totals or as what changed since a baseline.
@@ -101,6 +104,7 @@ impl ServerState {
             cluster,
             stats_baseline: parking_lot::Mutex::new(StatCounters::default()),
             tracking: crate::tracking::Tracking::default(),
+            blocking: Blocking::default(),
         }
     }
 
@@ -227,6 +231,17 @@ pub struct ClientState {
     pub tx: Transaction,
     /// Client-side caching and Pub/Sub of this connection (the RESP port only).
     pub pushes: Pushes,
+    /// Whether this connection can hold a blocked command (the RESP port's loop can;
+    /// the proxy port cannot).
+    pub can_block: bool,
+    /// Set while a blocked command runs again after a wake-up: a key of another type
+    /// then counts as empty, as Redis serves a blocked client only from a key of the
+    /// type it waits for (a first run answers WRONGTYPE).
+    pub blocked: bool,
+    /// How many commands are running on this connection, one inside the other (a
+    /// command run by another command, as EXEC runs its queue, is at depth 2). Kept
+    /// by the pipeline.
+    pub depth: u32,
 }
 
 /// A connection's CLIENT TRACKING mode and subscriptions.

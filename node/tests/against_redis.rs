@@ -762,6 +762,103 @@ fn zset_command() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
+/// List elements: repeats so that LREM, LPOS and LINSERT find several matches.
+const ELEMENTS: &[&str] = &["a", "b", "c", "", "1", "a"];
+/// List indexes and counts: in range, negative, out of range, extremes, not integers.
+const INDEXES: &[&str] = &[
+    "0",
+    "1",
+    "2",
+    "-1",
+    "-2",
+    "-5",
+    "7",
+    "100",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "x",
+    "1.5",
+];
+const COUNTS: &[&str] = &["0", "1", "2", "3", "10", "-1", "x", "9223372036854775807"];
+/// Blocking timeouts: short enough that an empty key times out at once on both servers
+/// (never 0, which waits forever), and the invalid ones.
+const TIMEOUTS: &[&str] = &["0.01", "-1", "x", "inf", "1e30", "-0.5"];
+
+fn list_command() -> impl Strategy<Value = Vec<String>> {
+    let elem = || pick(ELEMENTS);
+    let end = || pick(&["LEFT", "RIGHT", "left", "MIDDLE"]);
+    prop_oneof![
+        3 => (pick(&["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"]), key(), proptest::collection::vec(elem(), 1..4))
+            .prop_map(|(c, k, es)| [vec![c, k], es].concat()),
+        2 => (pick(&["LPOP", "RPOP"]), key(), proptest::option::of(pick(COUNTS)))
+            .prop_map(|(c, k, n)| [vec![c, k], n.into_iter().collect()].concat()),
+        1 => key().prop_map(|k| vec!["LLEN".into(), k]),
+        2 => (key(), pick(INDEXES), pick(INDEXES)).prop_map(|(k, a, b)| vec!["LRANGE".into(), k, a, b]),
+        1 => (key(), pick(INDEXES)).prop_map(|(k, i)| vec!["LINDEX".into(), k, i]),
+        1 => (key(), pick(INDEXES), elem()).prop_map(|(k, i, e)| vec!["LSET".into(), k, i, e]),
+        1 => (key(), pick(&["BEFORE", "after", "AROUND"]), elem(), elem())
+            .prop_map(|(k, w, p, e)| vec!["LINSERT".into(), k, w, p, e]),
+        1 => (key(), pick(COUNTS), elem()).prop_map(|(k, n, e)| vec!["LREM".into(), k, n, e]),
+        1 => (key(), pick(INDEXES), pick(INDEXES)).prop_map(|(k, a, b)| vec!["LTRIM".into(), k, a, b]),
+        2 => (
+            key(),
+            elem(),
+            proptest::collection::vec(
+                (pick(&["RANK", "COUNT", "MAXLEN", "BOGUS"]), pick(&["1", "2", "-1", "-2", "0", "x", "-9223372036854775808"])),
+                0..3
+            ),
+            any::<bool>(),
+        )
+            .prop_map(|(k, e, opts, dangling)| {
+                let mut c = vec!["LPOS".to_string(), k, e];
+                for (o, v) in opts {
+                    c.extend([o, v]);
+                }
+                if dangling {
+                    c.push("COUNT".into());
+                }
+                c
+            }),
+        1 => (key(), key(), end(), end()).prop_map(|(a, b, f, t)| vec!["LMOVE".into(), a, b, f, t]),
+        1 => (key(), key()).prop_map(|(a, b)| vec!["RPOPLPUSH".into(), a, b]),
+        1 => (pick(&["BLPOP", "BRPOP"]), proptest::collection::vec(key(), 1..3), pick(TIMEOUTS))
+            .prop_map(|(c, keys, t)| [vec![c], keys, vec![t]].concat()),
+        1 => (key(), key(), end(), end(), pick(TIMEOUTS)).prop_map(|(a, b, f, t, w)| vec!["BLMOVE".into(), a, b, f, t, w]),
+        1 => (key(), key(), pick(TIMEOUTS)).prop_map(|(a, b, t)| vec!["BRPOPLPUSH".into(), a, b, t]),
+        1 => (
+            pick(TIMEOUTS),
+            pick(&["1", "2", "0", "x"]),
+            proptest::collection::vec(key(), 1..3),
+            end(),
+            proptest::option::of(pick(COUNTS)),
+        )
+            .prop_map(|(t, n, keys, e, count)| {
+                let mut c = vec!["BLMPOP".to_string(), t, n];
+                c.extend(keys);
+                c.push(e);
+                if let Some(count) = count {
+                    c.extend(["COUNT".to_string(), count]);
+                }
+                c
+            }),
+        2 => (
+            pick(&["1", "2", "3", "0", "-1", "x"]),
+            proptest::collection::vec(key(), 1..3),
+            end(),
+            proptest::option::of(pick(COUNTS)),
+        )
+            .prop_map(|(n, keys, e, count)| {
+                let mut c = vec!["LMPOP".to_string(), n];
+                c.extend(keys);
+                c.push(e);
+                if let Some(count) = count {
+                    c.extend(["COUNT".to_string(), count]);
+                }
+                c
+            }),
+    ]
+}
+
 /// Every command family's names, for arity errors.
 const NAMES: &[&str] = &[
     "GET",
@@ -815,6 +912,23 @@ const NAMES: &[&str] = &[
     "HKEYS",
     "HVALS",
     "HSTRLEN",
+    "LPUSH",
+    "LPOP",
+    "RPOP",
+    "LLEN",
+    "LRANGE",
+    "LINDEX",
+    "LSET",
+    "LINSERT",
+    "LREM",
+    "LTRIM",
+    "LPOS",
+    "LMOVE",
+    "RPOPLPUSH",
+    "LMPOP",
+    "BLPOP",
+    "BLMOVE",
+    "BLMPOP",
     "SADD",
     "SREM",
     "SMEMBERS",
@@ -944,6 +1058,7 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         4 => string_command(),
         3 => key_command(),
         3 => hash_command(),
+        3 => list_command(),
         2 => transaction_command(),
         4 => zset_command(),
         3 => sets_command(),

@@ -7,14 +7,6 @@ use std::collections::{HashMap, HashSet};
 
 use common::*;
 
-fn used_memory(con: &mut redis::Connection) -> u64 {
-    let info: String = cmd(con, &["INFO", "memory"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no used_memory in {info:?}"))
-}
-
 #[test]
 fn set_get_and_multi_field_commands() {
     let node = start();

@@ -1,5 +1,7 @@
 //! Argument parsing shared by command families, with Redis' error semantics.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use super::CmdError;
@@ -61,6 +63,20 @@ pub fn parse_f64(b: &[u8]) -> Option<f64> {
 /// A float argument, or `ERR value is not a valid float`.
 pub fn float(b: &Bytes) -> Result<f64, CmdError> {
     parse_f64(b).ok_or(CmdError::NotFloat)
+}
+
+/// The timeout of a blocking command (BLPOP, BZPOPMIN, …), in seconds as Redis reads
+/// it (a float, rounded up to whole milliseconds); `None` waits forever (0). Redis
+/// converts the milliseconds to a C `long long`: values beyond its range (and
+/// infinities) come out negative there, so they are "negative" here too.
+pub fn blocking_timeout(b: &[u8]) -> Result<Option<Duration>, CmdError> {
+    let secs = parse_f64(b).ok_or_else(|| CmdError::Other("timeout is not a float or out of range".into()))?;
+    let ms = (secs * 1000.0).ceil();
+    if !(0.0..9.223_372_036_854_775e18).contains(&ms) {
+        // `-0.0` (from a tiny negative timeout) is in range: it waits forever, as in Redis.
+        return Err(CmdError::Other("timeout is negative".into()));
+    }
+    Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
 }
 
 /// Redis 7's errors for a container command (CLIENT, CONFIG, COMMAND, CLUSTER): a
@@ -134,5 +150,21 @@ mod tests {
         assert_eq!(parse_f64(b"nan"), None);
         assert_eq!(parse_f64(b" 1"), None);
         assert_eq!(parse_f64(b"abc"), None);
+    }
+
+    #[test]
+    fn timeouts_follow_redis() {
+        assert_eq!(blocking_timeout(b"0"), Ok(None));
+        assert_eq!(blocking_timeout(b"-0.0001"), Ok(None));
+        assert_eq!(blocking_timeout(b"0.0001"), Ok(Some(Duration::from_millis(1))));
+        assert_eq!(blocking_timeout(b"1.5"), Ok(Some(Duration::from_millis(1500))));
+        let negative = Err(CmdError::Other("timeout is negative".into()));
+        for bad in [&b"-1"[..], b"inf", b"-inf", b"1e30"] {
+            assert_eq!(blocking_timeout(bad), negative, "{bad:?}");
+        }
+        assert_eq!(
+            blocking_timeout(b"x"),
+            Err(CmdError::Other("timeout is not a float or out of range".into()))
+        );
     }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::args::{int, is, parse_i64};
+use super::collection;
 use super::flag::*;
 use super::float::{self, AddError, Parsed};
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
@@ -174,13 +175,6 @@ fn hash_ref(e: &Entry) -> Result<&Hash, CmdError> {
     }
 }
 
-fn hash_mut(e: &mut Entry) -> Result<&mut Hash, CmdError> {
-    match e.as_object_mut() {
-        Some(Object::Hash(h)) => Ok(h),
-        _ => Err(CmdError::WrongType),
-    }
-}
-
 /// Runs `f` on the hash at `key` for a read command (counting a keyspace hit or miss):
 /// `None` when the key does not exist, WRONGTYPE for other types.
 fn read_hash<R>(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(Option<&Hash>, &mut Out) -> R) -> Result<R, CmdError> {
@@ -205,40 +199,19 @@ fn write_hash<R>(
 ) -> Result<Option<R>, CmdError> {
     let now = ctx.now;
     let mut locked = ctx.store.lock(ctx.slot_of(key));
-    let mut slot = locked.slot();
-    let exists = match slot.get(key, now) {
-        Some(e) => {
-            hash_ref(e)?;
-            true
-        }
-        None => false,
-    };
-    if !exists {
-        if !create {
-            return Ok(None);
-        }
-        let mut h = Hash::default();
-        let r = f(&mut h)?;
-        if !h.is_empty() {
-            slot.insert(Entry::object(key, Object::Hash(h), 0, 0), now);
-        }
-        return Ok(Some(r));
-    }
-    let changed = slot.modify(key, now, |e| -> Result<(R, bool), CmdError> {
-        let h = hash_mut(e)?;
-        let r = f(h)?;
-        Ok((r, h.is_empty()))
-    });
-    match changed {
-        None => Ok(None),
-        Some(res) => {
-            let (r, now_empty) = res?;
-            if now_empty {
-                slot.remove(key, now);
-            }
-            Ok(Some(r))
-        }
-    }
+    collection::update(&mut locked.slot(), key, now, create, f)
+}
+
+/// [`write_hash`] for a write that may change nothing (`changed` tells from the result).
+fn write_hash_if<R>(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    f: impl FnOnce(&mut Hash) -> Result<R, CmdError>,
+    changed: impl FnOnce(&R) -> bool,
+) -> Result<Option<R>, CmdError> {
+    let now = ctx.now;
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
+    collection::update_if(&mut locked.slot(), key, now, false, f, changed)
 }
 
 /// Field/value pairs of HSET and HMSET; an odd count is an arity error.
@@ -355,9 +328,12 @@ fn hstrlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 fn hdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let fields = &args[2..];
-    let removed = write_hash(ctx, &args[1], false, |h| {
-        Ok(fields.iter().filter(|f| h.remove(f)).count())
-    })?;
+    let removed = write_hash_if(
+        ctx,
+        &args[1],
+        |h| Ok(fields.iter().filter(|f| h.remove(f)).count()),
+        |&n| n > 0,
+    )?;
     ctx.out.int(removed.unwrap_or(0) as i64);
     Ok(())
 }

@@ -7,12 +7,14 @@
 
 pub mod args;
 pub mod cluster;
+pub mod collection;
 pub mod connection;
 pub mod float;
 pub mod handover;
 pub mod hashes;
 pub mod keys;
 pub mod keyspec;
+pub mod lists;
 pub mod pipeline;
 pub mod replication;
 pub mod route;
@@ -29,6 +31,7 @@ use bytes::Bytes;
 use ringcache_core::slot::{key_slot, Slot};
 use ringcache_core::view::View;
 
+use crate::blocking::BlockOn;
 use crate::handover::FetchRequest;
 use crate::replication::{AckWait, SyncRequest};
 use crate::resp::Out;
@@ -81,6 +84,10 @@ pub enum Next {
     WaitForAcks(AckWait),
     /// `RINGCACHE.SYNC`: the connection now carries a replication stream.
     TakeOver(SyncRequest),
+    /// The command found nothing to serve and wrote no reply: wait until one of the
+    /// keys is written (or the timeout passes), then run the command again (see
+    /// [`crate::blocking`]).
+    Block(BlockOn),
 }
 
 /// Everything a handler can touch.
@@ -101,6 +108,29 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Whether the command now running may block (return [`Next::Block`]): only a
+    /// command the connection runs itself, on a connection that can hold it. A
+    /// blocking command that may not block answers as if it timed out at once, as
+    /// Redis does for a client that may not block (inside MULTI, for instance).
+    pub fn may_block(&self) -> bool {
+        self.client.can_block && self.client.depth <= 1
+    }
+
+    /// For a blocking command with nothing to serve: asks the connection to wait for a
+    /// write to `keys` (or `timeout`), then run the command again. A command that may
+    /// not block answers a null array instead, as Redis answers it then and on a
+    /// timeout. Nothing else may be written to the reply.
+    pub fn block(&mut self, keys: &[Bytes], timeout: Option<std::time::Duration>) {
+        if !self.may_block() {
+            self.out.null_array();
+            return;
+        }
+        self.next = Next::Block(BlockOn {
+            keys: keys.to_vec(),
+            timeout,
+        });
+    }
+
     /// The slot of `key`, one of this command's keys: the routed slot in cluster mode,
     /// computed otherwise.
     pub fn slot_of(&self, key: &[u8]) -> Slot {
@@ -124,6 +154,8 @@ pub mod flag {
     /// Key positions depend on the arguments (a `numkeys` count, see
     /// [`super::keyspec`]); `keys` holds only the fixed ones, as `COMMAND` reports.
     pub const MOVABLEKEYS: u32 = 512;
+    /// May block the client (returns [`super::Next::Block`]).
+    pub const BLOCKING: u32 = 1024;
     /// Empties the keyspace (FLUSHALL, FLUSHDB): handovers stop reading through and the
     /// replicas are told. Internal, not reported by COMMAND.
     pub const FLUSH: u32 = 1 << 16;
@@ -146,6 +178,7 @@ pub mod flag {
         (STALE, "stale"),
         (ADMIN, "admin"),
         (NOSCRIPT, "noscript"),
+        (BLOCKING, "blocking"),
         (MOVABLEKEYS, "movablekeys"),
     ];
 }
@@ -225,6 +258,7 @@ pub fn registry() -> &'static Registry {
             tracking::COMMANDS,
             zsets::COMMANDS,
             sets::COMMANDS,
+            lists::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
         ]

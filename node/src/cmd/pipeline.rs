@@ -1,7 +1,8 @@
 //! Running one request: lookup → arity → authentication → routing (once, [`route`]) →
 //! inside MULTI, queueing instead of what follows (`transactions.rs`) →
 //! the handover step (read-through, read counters, written keys) → memory check →
-//! handler → the replication step (records for the replicas, an acknowledgement wait).
+//! handler → wake-ups of clients blocked on the written keys → the replication step
+//! (records for the replicas, an acknowledgement wait).
 //! What the connection must do next comes back as one [`Next`].
 
 use bytes::Bytes;
@@ -28,7 +29,10 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes], found: Found, filled: Option<&
     };
     ctx.next = Next::Continue;
     ctx.slot = None;
-    match run(ctx, spec, args, filled) {
+    ctx.client.depth += 1;
+    let result = run(ctx, spec, args, filled);
+    ctx.client.depth -= 1;
+    match result {
         Ok(Some(next)) => return (Some(index), next),
         Ok(None) => {}
         Err(e) => ctx.out.error(&e.to_string()),
@@ -82,6 +86,22 @@ fn run(
         ctx.store.ensure_memory()?;
     }
     let result = (spec.handler)(ctx, args);
+    if matches!(ctx.next, Next::Block(_)) {
+        // Nothing changed and nothing was answered: no records, no wake-ups.
+        if !ctx.may_block() {
+            // Handlers ask `may_block` first; should one block anyway, it answers
+            // as a timed-out blocking command.
+            ctx.next = Next::Continue;
+            ctx.out.null_array();
+        }
+        return result.map(|()| None);
+    }
+    if spec.flags & WRITE != 0 && server.blocking.has_waiters() {
+        // Clients blocked on these keys run their commands again.
+        for p in spec.key_positions(args) {
+            server.blocking.key_written(&args[p]);
+        }
+    }
     if server.tracking.active() || ctx.client.pushes.tracking.is_some() {
         super::tracking::after_command(ctx, spec, args);
     }

@@ -145,8 +145,9 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if want("clients") {
         let _ = write!(
             s,
-            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:0\r\n\r\n",
-            g.connected_clients
+            "# Clients\r\nconnected_clients:{}\r\nblocked_clients:{}\r\n\r\n",
+            g.connected_clients,
+            st.blocking.blocked_clients()
         );
     }
     if want("memory") {

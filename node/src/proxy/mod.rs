@@ -16,6 +16,9 @@
 //! RESP3: after `HELLO 3` the client's forwarded requests use upstream connections
 //! that also said `HELLO 3`, so relayed replies are in the client's protocol.
 //!
+//! Blocking commands (BLPOP, BLMOVE, …) are refused: a blocked request would hold up
+//! the pooled upstream connection every client of the worker shares.
+//!
 //! Not cluster-wide: keyless commands that report on keys (DBSIZE, KEYS, SCAN,
 //! RANDOMKEY, FLUSHALL, INFO keyspace) see this node only. Upstream connections
 //! authenticate with this node's `requirepass` (all nodes of a cluster share it).
@@ -46,6 +49,10 @@ use crate::state::{ClientState, ServerState};
 use crate::store::{now_ms, Store};
 use pool::{Pool, PoolError, ReplyRx};
 use split::{Merge, Plan};
+
+/// The answer to a blocking command (BLPOP, BLMOVE, …) on the proxy port.
+pub const BLOCKING_REFUSED: &str =
+    "ERR blocking commands are not served on the proxy port; send them to the key's node on its RESP port";
 
 /// Sub-requests a client connection dispatches before it waits for their replies.
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -225,6 +232,9 @@ impl Conn {
             // Each command goes to its own node: no transactions here.
             tx: crate::state::Transaction::default(),
             pushes: crate::state::Pushes::default(),
+            can_block: false,
+            blocked: false,
+            depth: 0,
         };
         Ok(Conn {
             store,
@@ -358,6 +368,13 @@ impl Conn {
                 }
                 Flow::Continue
             }
+            Next::Block(_) => {
+                // Blocking commands are refused before they get here; should one
+                // block anyway, it is answered as Redis answers a client that may not
+                // block: as if it timed out at once.
+                self.out.null_array();
+                Flow::Continue
+            }
             Next::TakeOver(_) => {
                 self.out
                     .error("ERR replication streams are served on the main port, not the proxy port");
@@ -379,6 +396,13 @@ impl Conn {
             .first()
             .and_then(|name| cmd::registry().lookup(name))
             .map(|(_, s)| s);
+        if spec.is_some_and(|s| s.flags & cmd::flag::BLOCKING != 0) && self.client.authenticated {
+            // A blocked command would hold up a pooled upstream connection, which
+            // every client of this worker shares.
+            let mut out = Out::new();
+            out.error(BLOCKING_REFUSED);
+            return (Pending::Ready(out.buf.freeze()), Flow::Continue);
+        }
         let (Some(view), Some(spec)) = (view, spec) else {
             let (reply, flow) = self.execute_local(args).await;
             return (Pending::Ready(reply), flow);

@@ -3,7 +3,7 @@
 //! error answers `-ERR Protocol error: ...` and closes this connection only.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, Interest};
@@ -11,6 +11,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
+use ringcache_core::view::View;
+
+use crate::blocking::BlockOn;
 use crate::cmd::{self, Ctx, Next};
 use crate::resp::{Out, Request, RequestParser};
 use crate::state::{ClientState, ServerState};
@@ -56,6 +59,10 @@ pub async fn serve(
         can_read_through: true,
         tx: crate::state::Transaction::supported(),
         pushes: crate::state::Pushes::supported(),
+        // This loop holds blocked commands (BLPOP and the like).
+        can_block: true,
+        blocked: false,
+        depth: 0,
     };
     // Invalidations and Pub/Sub messages for this connection arrive here.
     let (inbox, mut pushes) = tokio::sync::mpsc::unbounded_channel();
@@ -125,41 +132,27 @@ async fn run(
         let mut now = now_ms();
         let mut started = Instant::now();
         for (args, found) in batch.drain(..) {
-            let mark = out.buf.len();
-            let mut ctx = Ctx {
-                store,
-                server: state,
-                client,
-                out: &mut out,
-                now,
-                view: view.as_deref(),
-                slot: None,
-                next: Next::Continue,
-            };
-            let (mut index, mut next) = cmd::execute(&mut ctx, &args, found, None);
-            if let Next::ReadThrough(fetch) = next {
-                // Handover read-through: the command wrote no reply; fill its missing
-                // keys from the slots' previous owner, then run it again (once).
-                out.buf.truncate(mark);
-                let filled = crate::handover::fetch::read_through(&fetch, store, &state.access).await;
+            let mut mark = out.buf.len();
+            let (mut index, mut next, waited) =
+                run_command(store, state, client, &mut out, view.as_deref(), &args, found, now).await;
+            if waited {
                 now = now_ms();
-                let mut ctx = Ctx {
-                    store,
-                    server: state,
-                    client,
-                    out: &mut out,
-                    now,
-                    view: view.as_deref(),
-                    slot: None,
-                    next: Next::Continue,
-                };
-                (index, next) = cmd::execute(&mut ctx, &args, found, Some(&filled));
+            }
+            if let Next::Block(block) = next {
+                (index, next) = wait_blocked(
+                    stream, &mut rbuf, store, state, client, &mut out, pushes, shutdown, &args, found, block,
+                )
+                .await?;
+                // The replies before it were sent.
+                mark = 0;
+                now = now_ms();
+                started = Instant::now();
             }
             let finished = Instant::now();
             metrics.record(index, finished.duration_since(started));
             started = finished;
             match next {
-                Next::Continue | Next::ReadThrough(_) => {}
+                Next::Continue | Next::ReadThrough(_) | Next::Block(_) => {}
                 Next::WaitForAcks(wait) => {
                     // minReplicasToAck: the reply goes out once enough replicas have the write.
                     if !state.replication.wait_for_acks(wait).await {
@@ -255,6 +248,132 @@ async fn run(
 fn drain_pushes(pushes: &mut UnboundedReceiver<Push>, out: &mut Out, client: &ClientState) {
     while let Ok(push) = pushes.try_recv() {
         push.encode(out, !client.pushes.channels.is_empty());
+    }
+}
+
+/// Runs one request through the pipeline; when the command asks for a handover
+/// read-through first (it wrote no reply), fills its missing keys from the slots'
+/// previous owner and runs it again (once). The flag says whether it waited for one.
+#[allow(clippy::too_many_arguments)]
+async fn run_command(
+    store: &Store,
+    state: &ServerState,
+    client: &mut ClientState,
+    out: &mut Out,
+    view: Option<&View>,
+    args: &Request,
+    found: cmd::Found,
+    now: u64,
+) -> (Option<usize>, Next, bool) {
+    let mark = out.buf.len();
+    let mut ctx = Ctx {
+        store,
+        server: state,
+        client,
+        out,
+        now,
+        view,
+        slot: None,
+        next: Next::Continue,
+    };
+    let (index, next) = cmd::execute(&mut ctx, args, found, None);
+    let Next::ReadThrough(fetch) = next else {
+        return (index, next, false);
+    };
+    out.buf.truncate(mark);
+    let filled = crate::handover::fetch::read_through(&fetch, store, &state.access).await;
+    let mut ctx = Ctx {
+        store,
+        server: state,
+        client,
+        out,
+        now: now_ms(),
+        view,
+        slot: None,
+        next: Next::Continue,
+    };
+    let (index, next) = cmd::execute(&mut ctx, args, found, Some(&filled));
+    (index, next, true)
+}
+
+/// How often a blocked client in cluster mode looks for a new topology.
+const TOPOLOGY_CHECK: Duration = Duration::from_millis(100);
+
+/// A command that blocked ([`Next::Block`]): the replies before it are sent, then it
+/// runs again each time a write to one of its keys wakes it, and after a topology
+/// change (so that it is redirected, or told the cluster is down, when its slot
+/// moved), until it does something other than block. Its timeout answers a null
+/// array, as Redis does. While blocked the connection keeps reading (what the client
+/// sends waits its turn), so a closed connection ends the wait; leaving drops the
+/// ticket, which takes the client off every key's queue.
+#[allow(clippy::too_many_arguments)]
+async fn wait_blocked(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    store: &Store,
+    state: &ServerState,
+    client: &mut ClientState,
+    out: &mut Out,
+    pushes: &mut UnboundedReceiver<Push>,
+    shutdown: &CancellationToken,
+    args: &Request,
+    found: cmd::Found,
+    block: BlockOn,
+) -> Result<(Option<usize>, Next), ConnectionError> {
+    stream.write_all(&out.buf).await?;
+    out.buf.clear();
+    let deadline = block.timeout.map(|t| tokio::time::Instant::now() + t);
+    let ticket = state.blocking.register(block.keys);
+    let mut epoch = state.cluster.epoch();
+    loop {
+        // Registered first, run again second: a write in between is not missed.
+        ticket.rearm();
+        let view = state.cluster.view();
+        client.blocked = true;
+        let (index, next, _) = run_command(store, state, client, out, view.as_deref(), args, found, now_ms()).await;
+        client.blocked = false;
+        if !matches!(next, Next::Block(_)) {
+            return Ok((index, next));
+        }
+        let timeout = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let topology_changed = async {
+            if !state.cluster.enabled {
+                return std::future::pending().await;
+            }
+            while state.cluster.epoch() == epoch {
+                tokio::time::sleep(TOPOLOGY_CHECK).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok((index, Next::Close)),
+            _ = ticket.woken() => {}
+            Some(push) = pushes.recv() => {
+                // A blocked client still gets its invalidations and messages.
+                push.encode(out, !client.pushes.channels.is_empty());
+                drain_pushes(pushes, out, client);
+                stream.write_all(&out.buf).await?;
+                out.buf.clear();
+            }
+            _ = topology_changed => epoch = state.cluster.epoch(),
+            _ = timeout => {
+                out.null_array();
+                return Ok((index, Next::Continue));
+            }
+            n = read_available(stream, rbuf) => {
+                if n? == 0 {
+                    return Ok((index, Next::Close));
+                }
+                if rbuf.len() > state.access.max_query_buffer {
+                    return Err(ConnectionError::QueryBufferLimit(state.access.max_query_buffer));
+                }
+            }
+        }
     }
 }
 

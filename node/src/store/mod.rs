@@ -12,6 +12,7 @@ pub mod eviction;
 pub mod expiry;
 mod hash;
 mod held;
+mod list;
 mod memory;
 pub mod object;
 mod set;
@@ -30,6 +31,7 @@ use arena::ViewSlot;
 pub use entry::{Entry, ValueRef};
 pub use eviction::Policy;
 pub use hash::Hash;
+pub use list::{List, LIST_MAX_ELEMENT};
 pub use memory::{Memory, OutOfMemory};
 pub use object::{DecodeError, Object};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
@@ -517,20 +519,26 @@ impl SlotRef<'_> {
 
     /// Changes a live entry in place (object values, TTL), keeping accounting right.
     pub fn modify<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+        self.modify_if(key, now, |e| (f(e), true))
+    }
+
+    /// [`SlotRef::modify`] for a change that may turn out to be none: `f` says whether
+    /// it changed the value (a WATCH of the key sees only real changes, as in Redis).
+    pub fn modify_if<R>(&mut self, key: &[u8], now: u64, f: impl FnOnce(&mut Entry) -> (R, bool)) -> Option<R> {
         let idx = self.idx;
         let store = self.store;
         let e = self.get(key, now)?;
         let before = e.mem_size();
         let had_ttl = e.expire_at().is_some();
         let small = !e.in_main();
-        let r = f(e);
+        let (r, changed) = f(e);
         let after = e.mem_size();
         let has_ttl = e.expire_at().is_some();
         store.mem.add(after, small);
         store.mem.sub(before, small);
         self.shard
             .adjust(idx, after as isize - before as isize, had_ttl, has_ttl);
-        if !self.shard.watches.is_empty() {
+        if changed && !self.shard.watches.is_empty() {
             self.shard.watches.changed(key);
         }
         Some(r)

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use super::hash::Hash;
+use super::list::List;
 use super::set::Set;
 use super::zset::{self, ZSet};
 
@@ -15,6 +16,7 @@ pub enum Object {
     Hash(Hash),
     ZSet(ZSet),
     Set(Set),
+    List(List),
 }
 
 /// Why a wire form does not make a value.
@@ -33,6 +35,7 @@ impl Object {
             Object::Hash(_) => "hash",
             Object::ZSet(_) => "zset",
             Object::Set(_) => "set",
+            Object::List(_) => "list",
         }
     }
 
@@ -45,6 +48,7 @@ impl Object {
             Object::Hash(_) => "hashtable",
             Object::ZSet(z) => z.encoding(),
             Object::Set(s) => s.encoding(),
+            Object::List(_) => "quicklist",
         }
     }
 
@@ -54,6 +58,7 @@ impl Object {
             Object::Hash(h) => h.mem_size(),
             Object::ZSet(z) => z.mem_size(),
             Object::Set(s) => s.mem_size(),
+            Object::List(l) => l.mem_size(),
         }
     }
 
@@ -63,6 +68,7 @@ impl Object {
             Object::Hash(h) => h.is_empty(),
             Object::ZSet(z) => z.is_empty(),
             Object::Set(s) => s.is_empty(),
+            Object::List(l) => l.is_empty(),
         }
     }
 
@@ -72,13 +78,14 @@ impl Object {
             Object::Hash(h) => 2 * h.len(),
             Object::ZSet(z) => 2 * z.len(),
             Object::Set(s) => s.len(),
+            Object::List(l) => l.len(),
         }
     }
 
     /// Calls `f` with each element of the wire form, in the order [`Object::decode`]
     /// reads them back. A hash: field, value, field, value, … A sorted set: member,
     /// score as text (Redis' "%.17g", which reads back to the same double), … A set:
-    /// its members.
+    /// its members. A list: its elements from the head.
     pub fn for_each_wire(&self, mut f: impl FnMut(&[u8])) {
         match self {
             Object::Hash(h) => {
@@ -94,6 +101,7 @@ impl Object {
                 }
             }
             Object::Set(s) => s.iter().for_each(|m| f(&m)),
+            Object::List(l) => l.iter().for_each(f),
         }
     }
 
@@ -133,6 +141,13 @@ impl Object {
                 }
                 Object::Set(s)
             }
+            b"list" => {
+                let mut l = List::default();
+                for e in elements {
+                    l.push_back(e);
+                }
+                Object::List(l)
+            }
             other => return Err(DecodeError::UnknownType(String::from_utf8_lossy(other).into_owned())),
         };
         Ok((!object.is_empty()).then_some(object))
@@ -164,7 +179,17 @@ mod tests {
         for m in [&b"m"[..], b"", b"\r\n", b"12"] {
             big.insert(m);
         }
-        let objects = [Object::Hash(h), Object::ZSet(z), Object::Set(small), Object::Set(big)];
+        let mut l = List::default();
+        l.push_back(b"x");
+        l.push_front(b"");
+        l.push_back(b"\r\n");
+        let objects = [
+            Object::Hash(h),
+            Object::ZSet(z),
+            Object::Set(small),
+            Object::Set(big),
+            Object::List(l),
+        ];
         for o in objects {
             let mut wire = Vec::new();
             o.for_each_wire(|e| wire.push(Bytes::copy_from_slice(e)));

@@ -77,6 +77,15 @@ pub fn cmd_err(con: &mut redis::Connection, args: &[&str]) -> String {
     }
 }
 
+/// `used_memory` from INFO memory.
+pub fn used_memory(con: &mut redis::Connection) -> u64 {
+    let info: String = cmd(con, &["INFO", "memory"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no used_memory in {info:?}"))
+}
+
 /// A cluster-mode node with id `id`, changed by `tweak`.
 pub fn cluster_node_with(id: &str, tweak: impl FnOnce(&mut Config)) -> NodeHandle {
     let id = id.to_string();
