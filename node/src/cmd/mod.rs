@@ -6,6 +6,7 @@
 //! replication step, and returns what the connection must do next ([`Next`]).
 
 pub mod args;
+pub mod bits;
 pub mod cluster;
 pub mod connection;
 pub mod float;
@@ -207,6 +208,7 @@ pub fn registry() -> &'static Registry {
             server::COMMANDS,
             cluster::COMMANDS,
             strings::COMMANDS,
+            bits::COMMANDS,
             keys::COMMANDS,
             hashes::COMMANDS,
             replication::COMMANDS,
