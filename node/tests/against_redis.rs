@@ -537,6 +537,43 @@ fn bits_command() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
+/// Strings that look like sketches: too short, a valid empty sparse one (256 ZERO
+/// opcodes), truncated sparse ones with a valid and a stale cache, a dense one of the
+/// wrong length, an unknown encoding.
+fn crafted_sketch() -> impl Strategy<Value = String> {
+    let header = "HYLL\u{1}\0\0\0\0\0\0\0\0\0\0\0";
+    // "\u{80}" is the two bytes c2 80: the cache's top bit set (stale).
+    let stale = "HYLL\u{1}\0\0\0\0\0\0\0\0\0\u{80}";
+    proptest::sample::select(vec![
+        "HYLL".to_string(),
+        format!("{header}{}", "?".repeat(256)),
+        format!("{header}{}", "?".repeat(10)),
+        format!("{stale}{}", "?".repeat(10)),
+        format!("{stale}{}", "?".repeat(256)),
+        format!("HYLL\0\0\0\0\0\0\0\0\0\0\0\0{}", "?".repeat(30)),
+        format!("HYLL\u{2}\0\0\0\0\0\0\0\0\0\0\0{}", "?".repeat(30)),
+        "aaaaaaaaaaaaaaaaaaaa".to_string(),
+    ])
+}
+
+fn hll_command() -> impl Strategy<Value = Vec<String>> {
+    let element = || pick(&["a", "b", "c", "d", "e", "f", "", "1", "foo", "bar", "hello world"]);
+    prop_oneof![
+        (key(), proptest::collection::vec(element(), 0..5))
+            .prop_map(|(k, e)| [vec!["PFADD".to_string(), k], e].concat()),
+        // Many elements: a sparse sketch passes hll-sparse-max-bytes and turns dense.
+        (key(), 0u32..1_000_000, prop_oneof![1usize..300, 1500usize..2200]).prop_map(|(k, from, n)| {
+            let mut c = vec!["PFADD".to_string(), k];
+            c.extend((from..from + n as u32).map(|i| format!("e{i}")));
+            c
+        }),
+        (key(), crafted_sketch()).prop_map(|(k, v)| vec!["SET".into(), k, v]),
+        proptest::collection::vec(key(), 1..4).prop_map(|k| [vec!["PFCOUNT".to_string()], k].concat()),
+        proptest::collection::vec(key(), 1..4).prop_map(|k| [vec!["PFMERGE".to_string()], k].concat()),
+        key().prop_map(|k| vec!["GET".into(), k]),
+    ]
+}
+
 /// Every command family's names, for arity errors.
 const NAMES: &[&str] = &[
     "GET",
@@ -601,6 +638,9 @@ const NAMES: &[&str] = &[
     "BITFIELD",
     "BITFIELD_RO",
     "LCS",
+    "PFADD",
+    "PFCOUNT",
+    "PFMERGE",
 ];
 
 /// Wrong arity, clashing options and unknown commands, whose error strings clients match on.
@@ -689,6 +729,7 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         3 => key_command(),
         3 => hash_command(),
         2 => bits_command(),
+        2 => hll_command(),
         1 => malformed_command(),
         1 => expire_soon(),
     ];

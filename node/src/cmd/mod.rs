@@ -12,6 +12,7 @@ pub mod connection;
 pub mod float;
 pub mod handover;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
 pub mod keyspec;
 pub mod pipeline;
@@ -209,6 +210,7 @@ pub fn registry() -> &'static Registry {
             cluster::COMMANDS,
             strings::COMMANDS,
             bits::COMMANDS,
+            hyperloglog::COMMANDS,
             keys::COMMANDS,
             hashes::COMMANDS,
             replication::COMMANDS,

@@ -10,6 +10,7 @@ pub mod entry;
 pub mod eviction;
 pub mod expiry;
 mod hash;
+pub mod hyperloglog;
 mod memory;
 pub mod object;
 mod shard;
