@@ -74,6 +74,17 @@ fn a_grown_bitmap_is_charged_like_the_same_string_and_freed_on_delete() {
         assert_eq!(cmd::<i64>(&mut con, &["SETBIT", "bk", offset, "1"]), 0);
     }
     assert_eq!(cmd::<i64>(&mut con, &["STRLEN", "bk"]), 100_000);
+    // Writes inside the string change it in place.
+    assert_eq!(cmd::<i64>(&mut con, &["SETBIT", "bk", "8", "1"]), 0);
+    assert_eq!(cmd::<i64>(&mut con, &["SETBIT", "bk", "7", "0"]), 1);
+    assert_eq!(
+        cmd::<Vec<i64>>(
+            &mut con,
+            &["BITFIELD", "bk", "SET", "u16", "#10", "65535", "GET", "u8", "#20"]
+        ),
+        vec![0, 255]
+    );
+    assert_eq!(cmd::<i64>(&mut con, &["BITCOUNT", "bk"]), 1 + 1 + 1 + 16);
     let grown = used_memory(&mut con) - start_mem;
     let value: Vec<u8> = cmd(&mut con, &["GET", "bk"]);
     assert_eq!(cmd::<i64>(&mut con, &["DEL", "bk"]), 1);

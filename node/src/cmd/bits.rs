@@ -72,23 +72,33 @@ fn set_bit(v: &mut [u8], offset: u64, on: bool) {
 }
 
 /// Runs `f` on the string value of `key` grown with zero bytes to hold bit `max_bit`
-/// (created when missing), then stores it with its TTL: Redis' lookup for bit writes
-/// (a write lookup, no hit or miss counted; WRONGTYPE for other types).
-fn write_bits<R>(
-    ctx: &mut Ctx<'_>,
-    key: &[u8],
-    max_bit: u64,
-    f: impl FnOnce(&mut Vec<u8>) -> R,
-) -> Result<R, CmdError> {
+/// (created when missing), keeping its TTL: Redis' lookup for bit writes (a write
+/// lookup, no hit or miss counted; WRONGTYPE for other types). A string already long
+/// enough is changed in place; a shorter one is rebuilt at its new length.
+fn write_bits<R>(ctx: &mut Ctx<'_>, key: &[u8], max_bit: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, CmdError> {
     let now = ctx.now;
-    let mut locked = ctx.store.lock(ctx.slot_of(key));
-    let mut slot = locked.slot();
-    let (mut value, expire_at) = string_for_write(&mut slot, key, now)?.unwrap_or_default();
     // The offset was checked against proto-max-bulk-len, so this fits in memory terms.
     let need = usize::try_from((max_bit >> 3) + 1).map_err(|_| CmdError::Other(BAD_OFFSET.into()))?;
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
+    let mut slot = locked.slot();
+    let len = match slot.get(key, now) {
+        None => None,
+        Some(e) => Some(e.as_str().ok_or(CmdError::WrongType)?.len()),
+    };
+    let mut f = Some(f);
+    if len.is_some_and(|len| len >= need) {
+        let done = slot.modify(key, now, |e| e.as_str_mut().and_then(|v| f.take().map(|f| f(v))));
+        if let Some(Some(r)) = done {
+            return Ok(r);
+        }
+    }
+    let (mut value, expire_at) = string_for_write(&mut slot, key, now)?.unwrap_or_default();
     if value.len() < need {
         value.resize(need, 0);
     }
+    let Some(f) = f else {
+        return Err(CmdError::Other("string changed while it was written".into()));
+    };
     let r = f(&mut value);
     slot.insert(Entry::string(key, &value, expire_at, 0), now);
     Ok(r)

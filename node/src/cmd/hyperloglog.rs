@@ -39,6 +39,21 @@ fn read_sketch(slot: &mut SlotRef<'_>, key: &[u8], now: u64) -> Result<Option<(V
     Ok(Some((v.to_vec(), e.expire_at().unwrap_or(0))))
 }
 
+/// Stores a sketch under `key`: over the old bytes when the length is unchanged (a
+/// dense sketch, a cache update), as a new entry otherwise.
+fn store_sketch(slot: &mut SlotRef<'_>, key: &[u8], sketch: &[u8], expire_at: u64, now: u64) {
+    let in_place = slot.modify(key, now, |e| match e.as_str_mut() {
+        Some(v) if v.len() == sketch.len() => {
+            v.copy_from_slice(sketch);
+            true
+        }
+        _ => false,
+    });
+    if in_place != Some(true) {
+        slot.insert(Entry::string(key, sketch, expire_at, 0), now);
+    }
+}
+
 fn pfadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let key = &args[1];
     let now = ctx.now;
@@ -68,7 +83,7 @@ fn pfadd(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         hll::invalidate_cache(&mut sketch);
     }
     if updated || failed.is_some() {
-        slot.insert(Entry::string(key, &sketch, expire_at, 0), now);
+        store_sketch(&mut slot, key, &sketch, expire_at, now);
     }
     if let Some(e) = failed {
         return Err(e.into());
@@ -106,7 +121,7 @@ fn pfcount(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         None => {
             let card = hll::count(&sketch)?;
             hll::set_cached(&mut sketch, card);
-            slot.insert(Entry::string(key, &sketch, expire_at, 0), now);
+            store_sketch(&mut slot, key, &sketch, expire_at, now);
             card
         }
     };
@@ -143,7 +158,7 @@ fn pfmerge(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     };
     if use_dense {
         if let Err(e) = hll::to_dense(&mut sketch) {
-            slot.insert(Entry::string(dest, &sketch, expire_at, 0), now);
+            store_sketch(&mut slot, dest, &sketch, expire_at, now);
             return Err(e.into());
         }
     }
@@ -154,7 +169,7 @@ fn pfmerge(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         }
     }
     hll::invalidate_cache(&mut sketch);
-    slot.insert(Entry::string(dest, &sketch, expire_at, 0), now);
+    store_sketch(&mut slot, dest, &sketch, expire_at, now);
     ctx.out.ok();
     Ok(())
 }
