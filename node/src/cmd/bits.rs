@@ -73,24 +73,39 @@ fn set_bit(v: &mut [u8], offset: u64, on: bool) {
 
 /// Runs `f` on the string value of `key` grown with zero bytes to hold bit `max_bit`
 /// (created when missing), keeping its TTL: Redis' lookup for bit writes (a write
-/// lookup, no hit or miss counted; WRONGTYPE for other types). A string already long
-/// enough is changed in place; a shorter one is rebuilt at its new length.
-fn write_bits<R>(ctx: &mut Ctx<'_>, key: &[u8], max_bit: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, CmdError> {
+/// lookup, no hit or miss counted; WRONGTYPE for other types). `f` returns its result
+/// and whether it changed a bit. A string already long enough is changed in place and
+/// counts as written (for WATCH) only when a bit changed, as in Redis; a shorter one is
+/// rebuilt at its new length.
+fn write_bits<R>(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    max_bit: u64,
+    f: impl FnOnce(&mut [u8]) -> (R, bool),
+) -> Result<R, CmdError> {
     let now = ctx.now;
     // The offset was checked against proto-max-bulk-len, so this fits in memory terms.
     let need = usize::try_from((max_bit >> 3) + 1).map_err(|_| CmdError::Other(BAD_OFFSET.into()))?;
     let mut locked = ctx.store.lock(ctx.slot_of(key));
     let mut slot = locked.slot();
-    let len = match slot.get(key, now) {
-        None => None,
-        Some(e) => Some(e.as_str().ok_or(CmdError::WrongType)?.len()),
-    };
     let mut f = Some(f);
-    if len.is_some_and(|len| len >= need) {
-        let done = slot.modify(key, now, |e| e.as_str_mut().and_then(|v| f.take().map(|f| f(v))));
-        if let Some(Some(r)) = done {
-            return Ok(r);
+    let in_place = match slot.get(key, now) {
+        None => None,
+        Some(e) => {
+            if e.as_str().ok_or(CmdError::WrongType)?.len() >= need {
+                // Same length: the accounting does not move; `modify` below records
+                // the write.
+                e.as_str_mut().and_then(|v| f.take().map(|f| f(v)))
+            } else {
+                None
+            }
         }
+    };
+    if let Some((r, changed)) = in_place {
+        if changed {
+            slot.modify(key, now, |_| ());
+        }
+        return Ok(r);
     }
     let (mut value, expire_at) = string_for_write(&mut slot, key, now)?.unwrap_or_default();
     if value.len() < need {
@@ -99,7 +114,7 @@ fn write_bits<R>(ctx: &mut Ctx<'_>, key: &[u8], max_bit: u64, f: impl FnOnce(&mu
     let Some(f) = f else {
         return Err(CmdError::Other("string changed while it was written".into()));
     };
-    let r = f(&mut value);
+    let (r, _) = f(&mut value);
     slot.insert(Entry::string(key, &value, expire_at, 0), now);
     Ok(r)
 }
@@ -127,7 +142,7 @@ fn setbit(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let old = write_bits(ctx, &args[1], offset, |v| {
         let old = get_bit(v, offset);
         set_bit(v, offset, on);
-        old
+        (old, old != on)
     })?;
     ctx.out.int(i64::from(old));
     Ok(())
@@ -541,7 +556,19 @@ fn bitfield_generic(ctx: &mut Ctx<'_>, args: &[Bytes], read_only: bool) -> CmdRe
         Some(_) if read_only => {
             return Err(CmdError::Other("BITFIELD_RO only supports the GET subcommand".into()));
         }
-        Some(max_bit) => write_bits(ctx, key, max_bit, |v| fields.iter().map(|f| run_field(v, f)).collect())?,
+        Some(max_bit) => write_bits(ctx, key, max_bit, |v| {
+            let mut changed = false;
+            let replies = fields
+                .iter()
+                .map(|f| {
+                    let before = get_field(v, f.offset, f.bits);
+                    let reply = run_field(v, f);
+                    changed |= get_field(v, f.offset, f.bits) != before;
+                    reply
+                })
+                .collect();
+            (replies, changed)
+        })?,
     };
     reply_fields(ctx, &replies);
     Ok(())
