@@ -859,6 +859,199 @@ fn list_command() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
+/// String values for the bit commands and LCS: byte boundaries, all-ones bytes, and
+/// strings with common subsequences.
+const BIT_VALUES: &[&str] = &[
+    "a",
+    "\u{7f}",
+    "ÿ",
+    "\u{0}\u{0}\u{1}",
+    "ohmytext",
+    "mynewtext",
+    "\u{ff}\u{ff}\u{ff}\u{ff}",
+    "AAAA",
+];
+/// Bit offsets and BITFIELD offsets (`#n` counts in the field's width); 4294967296 is
+/// one bit past the 512 MB limit.
+const BIT_OFFSETS: &[&str] = &[
+    "0",
+    "1",
+    "7",
+    "8",
+    "9",
+    "15",
+    "16",
+    "23",
+    "31",
+    "100",
+    "-1",
+    "x",
+    "#1",
+    "#3",
+    "4294967296",
+    "9223372036854775807",
+];
+/// BITCOUNT/BITPOS range ends, negative ones included.
+const BIT_RANGES: &[&str] = &["0", "1", "2", "-1", "-2", "-3", "5", "9", "17", "-100", "100", "x"];
+const FIELD_TYPES: &[&str] = &[
+    "i1", "u1", "i5", "u8", "i8", "i16", "u16", "i63", "i64", "u63", "u64", "i65", "i0", "I8", "x",
+];
+const FIELD_VALUES: &[&str] = &[
+    "0",
+    "1",
+    "-1",
+    "100",
+    "127",
+    "128",
+    "255",
+    "256",
+    "-129",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "x",
+];
+
+fn bitfield_op() -> impl Strategy<Value = Vec<String>> {
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    prop_oneof![
+        (pick(FIELD_TYPES), pick(BIT_OFFSETS)).prop_map(|(t, o)| vec!["GET".to_string(), t, o]),
+        (pick(FIELD_TYPES), pick(BIT_OFFSETS), pick(FIELD_VALUES)).prop_map(|(t, o, v)| vec![
+            "SET".to_string(),
+            t,
+            o,
+            v
+        ]),
+        (pick(FIELD_TYPES), pick(BIT_OFFSETS), pick(FIELD_VALUES)).prop_map(|(t, o, v)| vec![
+            "INCRBY".to_string(),
+            t,
+            o,
+            v
+        ]),
+        pick(&["WRAP", "SAT", "FAIL", "sat", "BOGUS"]).prop_map(|m| vec!["OVERFLOW".to_string(), m]),
+        Just(words(&["GET", "u8"])),
+        Just(words(&["BOGUS", "u8", "0"])),
+    ]
+}
+
+fn bits_command() -> impl Strategy<Value = Vec<String>> {
+    let unit = || proptest::option::of(pick(&["BYTE", "BIT", "bit", "BOGUS"]));
+    prop_oneof![
+        (key(), pick(BIT_VALUES)).prop_map(|(k, v)| vec!["SET".into(), k, v]),
+        (key(), pick(BIT_OFFSETS), pick(&["0", "1", "2", "-1", "x"])).prop_map(|(k, o, b)| vec![
+            "SETBIT".into(),
+            k,
+            o,
+            b
+        ]),
+        (key(), pick(BIT_OFFSETS)).prop_map(|(k, o)| vec!["GETBIT".into(), k, o]),
+        // All-ones bytes (not writable as UTF-8 arguments) for BITPOS 0 and BITCOUNT.
+        (key(), pick(&["#0", "#1", "#2"])).prop_map(|(k, o)| vec![
+            "BITFIELD".into(),
+            k,
+            "SET".into(),
+            "i8".into(),
+            o,
+            "-1".into()
+        ]),
+        (
+            key(),
+            proptest::option::of((pick(BIT_RANGES), proptest::option::of((pick(BIT_RANGES), unit()))))
+        )
+            .prop_map(|(k, range)| {
+                let mut c = vec!["BITCOUNT".to_string(), k];
+                if let Some((s, rest)) = range {
+                    c.push(s);
+                    if let Some((e, u)) = rest {
+                        c.push(e);
+                        c.extend(u);
+                    }
+                }
+                c
+            }),
+        (
+            key(),
+            pick(&["0", "1", "2", "x"]),
+            proptest::option::of((pick(BIT_RANGES), proptest::option::of((pick(BIT_RANGES), unit()))))
+        )
+            .prop_map(|(k, bit, range)| {
+                let mut c = vec!["BITPOS".to_string(), k, bit];
+                if let Some((s, rest)) = range {
+                    c.push(s);
+                    if let Some((e, u)) = rest {
+                        c.push(e);
+                        c.extend(u);
+                    }
+                }
+                c
+            }),
+        (
+            pick(&["AND", "OR", "XOR", "NOT", "not", "NAND"]),
+            key(),
+            proptest::collection::vec(key(), 1..4)
+        )
+            .prop_map(|(op, d, src)| [vec!["BITOP".to_string(), op, d], src].concat()),
+        (
+            pick(&["BITFIELD", "BITFIELD_RO"]),
+            key(),
+            proptest::collection::vec(bitfield_op(), 0..4)
+        )
+            .prop_map(|(c, k, ops)| [vec![c, k], ops.concat()].concat()),
+        (
+            key(),
+            key(),
+            proptest::collection::vec(
+                prop_oneof![
+                    Just(vec!["LEN".to_string()]),
+                    Just(vec!["IDX".to_string()]),
+                    Just(vec!["WITHMATCHLEN".to_string()]),
+                    pick(&["0", "1", "2", "4", "-1", "x"]).prop_map(|n| vec!["MINMATCHLEN".to_string(), n]),
+                    Just(vec!["MINMATCHLEN".to_string()]),
+                    Just(vec!["BOGUS".to_string()]),
+                ],
+                0..3,
+            )
+        )
+            .prop_map(|(a, b, opts)| [vec!["LCS".to_string(), a, b], opts.concat()].concat()),
+    ]
+}
+
+/// Strings that look like sketches: too short, a valid empty sparse one (256 ZERO
+/// opcodes), truncated sparse ones with a valid and a stale cache, a dense one of the
+/// wrong length, an unknown encoding.
+fn crafted_sketch() -> impl Strategy<Value = String> {
+    let header = "HYLL\u{1}\0\0\0\0\0\0\0\0\0\0\0";
+    // "\u{80}" is the two bytes c2 80: the cache's top bit set (stale).
+    let stale = "HYLL\u{1}\0\0\0\0\0\0\0\0\0\u{80}";
+    proptest::sample::select(vec![
+        "HYLL".to_string(),
+        format!("{header}{}", "?".repeat(256)),
+        format!("{header}{}", "?".repeat(10)),
+        format!("{stale}{}", "?".repeat(10)),
+        format!("{stale}{}", "?".repeat(256)),
+        format!("HYLL\0\0\0\0\0\0\0\0\0\0\0\0{}", "?".repeat(30)),
+        format!("HYLL\u{2}\0\0\0\0\0\0\0\0\0\0\0{}", "?".repeat(30)),
+        "aaaaaaaaaaaaaaaaaaaa".to_string(),
+    ])
+}
+
+fn hll_command() -> impl Strategy<Value = Vec<String>> {
+    let element = || pick(&["a", "b", "c", "d", "e", "f", "", "1", "foo", "bar", "hello world"]);
+    prop_oneof![
+        (key(), proptest::collection::vec(element(), 0..5))
+            .prop_map(|(k, e)| [vec!["PFADD".to_string(), k], e].concat()),
+        // Many elements: a sparse sketch passes hll-sparse-max-bytes and turns dense.
+        (key(), 0u32..1_000_000, prop_oneof![1usize..300, 1500usize..2200]).prop_map(|(k, from, n)| {
+            let mut c = vec!["PFADD".to_string(), k];
+            c.extend((from..from + n as u32).map(|i| format!("e{i}")));
+            c
+        }),
+        (key(), crafted_sketch()).prop_map(|(k, v)| vec!["SET".into(), k, v]),
+        proptest::collection::vec(key(), 1..4).prop_map(|k| [vec!["PFCOUNT".to_string()], k].concat()),
+        proptest::collection::vec(key(), 1..4).prop_map(|k| [vec!["PFMERGE".to_string()], k].concat()),
+        key().prop_map(|k| vec!["GET".into(), k]),
+    ]
+}
+
 /// Every command family's names, for arity errors.
 const NAMES: &[&str] = &[
     "GET",
@@ -949,6 +1142,17 @@ const NAMES: &[&str] = &[
     "ECHO",
     "PING",
     "DBSIZE",
+    "SETBIT",
+    "GETBIT",
+    "BITCOUNT",
+    "BITPOS",
+    "BITOP",
+    "BITFIELD",
+    "BITFIELD_RO",
+    "LCS",
+    "PFADD",
+    "PFCOUNT",
+    "PFMERGE",
 ];
 
 /// A command from its words.
@@ -1059,6 +1263,8 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         3 => key_command(),
         3 => hash_command(),
         3 => list_command(),
+        2 => bits_command(),
+        2 => hll_command(),
         2 => transaction_command(),
         4 => zset_command(),
         3 => sets_command(),

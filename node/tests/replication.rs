@@ -555,3 +555,59 @@ fn internal_commands_refuse_misuse() {
         n.shutdown();
     }
 }
+
+/// Bitmaps and HyperLogLog sketches are strings changed in place (SETBIT inside the
+/// string, BITFIELD, dense PFADD) or rebuilt (growth, BITOP, PFMERGE): replicas get
+/// the primary's exact bytes either way.
+#[test]
+fn bitmaps_and_sketches_reach_replicas_byte_for_byte() {
+    let (nodes, topo) = three_nodes(|_| {});
+    let keys = [
+        "{bits}map",
+        "{bits}field",
+        "{bits}op",
+        "{bits}hll",
+        "{bits}small",
+        "{bits}merged",
+    ];
+    let primary = primary_of(&nodes, &topo, keys[0]);
+    let mut con = client(primary);
+    cmd::<i64>(&mut con, &["SETBIT", keys[0], "9999", "1"]);
+    cmd::<i64>(&mut con, &["SETBIT", keys[0], "5", "1"]);
+    cmd::<Vec<i64>>(
+        &mut con,
+        &[
+            "BITFIELD", keys[1], "SET", "i16", "#40", "-300", "INCRBY", "u4", "3", "9",
+        ],
+    );
+    cmd::<i64>(&mut con, &["BITOP", "XOR", keys[2], keys[0], keys[1]]);
+    let elements: Vec<String> = (0..3000).map(|i| format!("e{i}")).collect();
+    for chunk in elements.chunks(500) {
+        let mut c = redis::cmd("PFADD");
+        c.arg(keys[3]).arg(chunk);
+        let _: i64 = c.query(&mut con).expect("PFADD");
+    }
+    cmd::<i64>(&mut con, &["PFADD", keys[4], "a", "b", "c"]);
+    cmd::<()>(&mut con, &["PFMERGE", keys[5], keys[4], keys[3]]);
+    let refs: Vec<&NodeHandle> = nodes.iter().collect();
+    wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
+    let mut replica = readonly_client(replica_of(&nodes, &topo, keys[0]));
+    for key in keys {
+        let want: Vec<u8> = cmd(&mut con, &["GET", key]);
+        let got: Vec<u8> = cmd(&mut replica, &["GET", key]);
+        assert!(!want.is_empty(), "{key} was written");
+        assert!(
+            got == want,
+            "{key}: replica has {} bytes, primary {}",
+            got.len(),
+            want.len()
+        );
+    }
+    assert_eq!(
+        cmd::<i64>(&mut replica, &["PFCOUNT", keys[4]]),
+        cmd::<i64>(&mut con, &["PFCOUNT", keys[4]])
+    );
+    for n in nodes {
+        n.shutdown();
+    }
+}

@@ -6,12 +6,14 @@
 //! replication step, and returns what the connection must do next ([`Next`]).
 
 pub mod args;
+pub mod bits;
 pub mod cluster;
 pub mod collection;
 pub mod connection;
 pub mod float;
 pub mod handover;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
 pub mod keyspec;
 pub mod lists;
@@ -252,6 +254,8 @@ pub fn registry() -> &'static Registry {
             server::COMMANDS,
             cluster::COMMANDS,
             strings::COMMANDS,
+            bits::COMMANDS,
+            hyperloglog::COMMANDS,
             keys::COMMANDS,
             hashes::COMMANDS,
             transactions::COMMANDS,

@@ -191,7 +191,11 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 /// The live string value of `key` for a write (no keyspace statistics) and its expiry
 /// (0 for none); `WRONGTYPE` for other types.
-fn string_for_write(slot: &mut SlotRef<'_>, key: &[u8], now: u64) -> Result<Option<(Vec<u8>, u64)>, CmdError> {
+pub(super) fn string_for_write(
+    slot: &mut SlotRef<'_>,
+    key: &[u8],
+    now: u64,
+) -> Result<Option<(Vec<u8>, u64)>, CmdError> {
     match slot.get(key, now) {
         None => Ok(None),
         Some(e) => match e.as_str() {

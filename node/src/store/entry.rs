@@ -328,6 +328,18 @@ impl Entry {
         }
     }
 
+    /// The string value's bytes, to change in place without changing its length
+    /// (SETBIT, BITFIELD, a HyperLogLog's registers); `None` for other types or when
+    /// the block cannot be written in place (the caller then replaces the entry).
+    pub fn as_str_mut(&mut self) -> Option<&mut [u8]> {
+        if self.kind() != Kind::String {
+            return None;
+        }
+        let p = parts(self.bytes());
+        let (start, len) = (p.value_start, p.value_len);
+        self.block.bytes_mut().get_mut(start..start + len)
+    }
+
     pub fn as_object(&self) -> Option<&Object> {
         match self.value() {
             ValueRef::Obj(o) => Some(o),
@@ -485,6 +497,13 @@ mod tests {
         assert_eq!(e.clock(), 99);
         e.set_clock(7);
         assert_eq!(e.clock(), 7);
+        assert_eq!(e.key(), b"key:000000000001");
+        let size = e.mem_size();
+        if let Some(v) = e.as_str_mut() {
+            v[63] = 1;
+        }
+        assert_eq!(e.as_str().map(|v| (v.len(), v[62], v[63])), Some((64, 7, 1)));
+        assert_eq!(e.mem_size(), size);
         assert_eq!(e.key(), b"key:000000000001");
     }
 

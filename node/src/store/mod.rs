@@ -12,6 +12,7 @@ pub mod eviction;
 pub mod expiry;
 mod hash;
 mod held;
+pub mod hyperloglog;
 mod list;
 mod memory;
 pub mod object;
