@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | base | [`util`], [`resp`] | glob matching; RESP2/RESP3 frames, parse and encode |
 //! | store | [`store`] | per-slot tables, memory accounting, eviction, expiry |
-//! | domain | [`access`], [`cluster`], [`replication`], [`handover`], [`metrics`] | password and limits; this node's view and lease; replication streams; slot handovers; counters and their Prometheus text |
+//! | domain | [`access`], [`cluster`], [`replication`], [`handover`], [`metrics`], [`hotkeys`] | password and limits; this node's view and lease; replication streams; slot handovers; counters and their Prometheus text; the hot-key sketches |
 //! | state | [`state`] | what every connection shares and what one connection holds |
 //! | commands | [`cmd`] | the command pipeline (routes once, returns what the connection does next) and one file per command family |
 //! | adapters | [`server`], [`proxy`], [`control`], [`admin`] | the RESP port, the proxy port, the gRPC control port, the HTTP admin port |
@@ -23,6 +23,7 @@ pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod handover;
+pub mod hotkeys;
 pub mod launch;
 pub mod metrics;
 pub mod proxy;
@@ -38,7 +39,7 @@ pub mod util;
 pub const LAYERS: &[&[&str]] = &[
     &["util", "resp"],
     &["store"],
-    &["access", "cluster", "replication", "handover", "metrics"],
+    &["access", "cluster", "replication", "handover", "metrics", "hotkeys"],
     &["state"],
     &["cmd"],
     &["server", "proxy", "control", "admin"],

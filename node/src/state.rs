@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use crate::access::Access;
 use crate::cluster::ClusterState;
 use crate::handover::Handovers;
+use crate::hotkeys::HotKeys;
 use crate::metrics::{rss_bytes, Gauges, Metrics};
 use crate::replication::Replication;
 use crate::store::Store;
@@ -39,6 +40,9 @@ pub struct ServerState {
     /// happened since. The counters themselves never go back (per-slot hits and misses
     /// feed the control plane's hit rates and /metrics, which expect monotonic totals).
     pub stats_baseline: parking_lot::Mutex<StatCounters>,
+    /// The hot-key sketches the command pipeline feeds (off unless
+    /// [`ServerState::with_hotkeys`] switches them on).
+    pub hotkeys: HotKeys,
 }
 
 /// The counters of INFO's stats section, as totals or as what changed since a baseline.
@@ -98,7 +102,14 @@ impl ServerState {
             handovers: Arc::new(Handovers::default()),
             cluster,
             stats_baseline: parking_lot::Mutex::new(StatCounters::default()),
+            hotkeys: HotKeys::disabled(),
         }
+    }
+
+    /// The same state with these hot-key sketches (before it is shared).
+    pub fn with_hotkeys(mut self, hotkeys: HotKeys) -> Self {
+        self.hotkeys = hotkeys;
+        self
     }
 
     /// The gauges sampled now, for /metrics and INFO.

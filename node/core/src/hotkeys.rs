@@ -200,29 +200,53 @@ pub struct TopKeys {
     pub span_ms: u64,
 }
 
-/// The `count` keys with the highest estimates over the window at `now_ms`, summed over
-/// every sketch in `sketches` (shards of one stream).
-pub fn top<'a>(sketches: impl IntoIterator<Item = &'a HotKeySketch>, now_ms: u64, count: usize) -> TopKeys {
-    let mut sums: HashMap<&[u8], u64> = HashMap::new();
-    let mut total = 0;
-    let mut span_ms = 1;
-    for s in sketches {
-        span_ms = span_ms.max(s.span_ms(now_ms));
-        for items in s.live(now_ms) {
-            total += items.total();
+/// Sums sketches (shards of one stream) one at a time, so a caller can lock each
+/// shard only while it is added.
+#[derive(Debug, Default)]
+pub struct Merge {
+    sums: HashMap<Vec<u8>, u64>,
+    total: u64,
+    span_ms: u64,
+}
+
+impl Merge {
+    /// Adds the window of `sketch` at `now_ms`.
+    pub fn add(&mut self, sketch: &HotKeySketch, now_ms: u64) {
+        self.span_ms = self.span_ms.max(sketch.span_ms(now_ms));
+        for items in sketch.live(now_ms) {
+            self.total += items.total();
             for (k, c) in items.iter() {
-                *sums.entry(k).or_insert(0) += c;
+                match self.sums.get_mut(k) {
+                    Some(sum) => *sum += c,
+                    None => {
+                        self.sums.insert(k.to_vec(), c);
+                    }
+                }
             }
         }
     }
-    let mut keys: Vec<(&[u8], u64)> = sums.into_iter().collect();
-    keys.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    keys.truncate(count);
-    TopKeys {
-        keys: keys.into_iter().map(|(k, c)| (k.to_vec(), c)).collect(),
-        total,
-        span_ms,
+
+    /// The `count` keys with the highest summed estimates.
+    pub fn top(self, count: usize) -> TopKeys {
+        let mut keys: Vec<(Vec<u8>, u64)> = self.sums.into_iter().collect();
+        keys.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        keys.truncate(count);
+        TopKeys {
+            keys,
+            total: self.total,
+            span_ms: self.span_ms.max(1),
+        }
     }
+}
+
+/// The `count` keys with the highest estimates over the window at `now_ms`, summed over
+/// every sketch in `sketches` (shards of one stream).
+pub fn top<'a>(sketches: impl IntoIterator<Item = &'a HotKeySketch>, now_ms: u64, count: usize) -> TopKeys {
+    let mut merge = Merge::default();
+    for s in sketches {
+        merge.add(s, now_ms);
+    }
+    merge.top(count)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod connection;
 pub mod float;
 pub mod handover;
 pub mod hashes;
+pub mod hotkeys;
 pub mod keys;
 pub mod keyspec;
 pub mod pipeline;
@@ -211,6 +212,7 @@ pub fn registry() -> &'static Registry {
             hashes::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
+            hotkeys::COMMANDS,
         ]
         .iter()
         .flat_map(|t| t.iter())

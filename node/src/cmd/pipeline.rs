@@ -1,5 +1,5 @@
 //! Running one request: lookup → arity → authentication → routing (once, [`route`]) →
-//! the handover step (read-through, read counters, written keys) → memory check →
+//! the hot-key sample (the first key, see [`crate::hotkeys`]) → the handover step (read-through, read counters, written keys) → memory check →
 //! handler → the replication step (records for the replicas, an acknowledgement wait).
 //! What the connection must do next comes back as one [`Next`].
 
@@ -48,10 +48,17 @@ fn run(
     if !ctx.client.authenticated && spec.flags & NOAUTH == 0 {
         return Err(CmdError::NoAuth);
     }
+    let server = ctx.server;
     if spec.has_keys() {
         ctx.slot = route(ctx, spec, args)?;
+        // Served here: a sample of first keys feeds hot-key detection (not again when
+        // the command runs a second time after a read-through).
+        if filled.is_none() && server.hotkeys.sample() {
+            if let Some(key) = spec.key_positions(args).next().and_then(|p| args.get(p)) {
+                server.hotkeys.record(key, ctx.now);
+            }
+        }
     }
-    let server = ctx.server;
     if spec.flags & FLUSH != 0 {
         server.handovers.stop_all();
     }
