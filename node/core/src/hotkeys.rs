@@ -24,7 +24,9 @@
 //! when `capacity >= k`.) Sampling before the sketch (the node's 1-in-N) adds its own,
 //! statistical, error on top of these.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
 
 /// A Misra-Gries summary: at most `capacity` counters; each estimate is at most the
 /// key's true count and at least it minus `(total - sum of estimates) / (capacity + 1)`.
