@@ -101,7 +101,7 @@ pub struct Config {
 
     /// Count 1 in N keyed commands for hot keys (1: every one); rates are scaled back
     /// by N.
-    #[arg(long, env = "RINGCACHE_HOTKEYS_SAMPLE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, env = "RINGCACHE_HOTKEYS_SAMPLE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub hotkeys_sample: u32,
 
     /// Log format: text or json.
@@ -177,7 +177,7 @@ impl Config {
             hotkeys: true,
             hotkeys_k: 10,
             hotkeys_window: 10,
-            hotkeys_sample: 8,
+            hotkeys_sample: 32,
         }
     }
 }

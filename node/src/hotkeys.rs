@@ -39,7 +39,7 @@ impl Default for HotKeysConfig {
             enabled: true,
             k: 10,
             window_secs: 10,
-            sample: 8,
+            sample: 32,
         }
     }
 }
@@ -147,7 +147,7 @@ impl HotKeys {
         if key.len() > MAX_KEY_LEN {
             return;
         }
-        if let Some(stripe) = self.stripes.get(stripe_index() % STRIPES.max(1)) {
+        if let Some(stripe) = self.stripes.get(stripe_index()) {
             stripe.0.lock().record(key, now_ms);
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ringcache_node::launch::NodeHandle;
 use ringcache_proto::pb::GetStatusRequest;
 
-/// A node with a 2 s hot-key window and the default sampling (1 in 8).
+/// A node with a 2 s hot-key window and the default sampling (1 in 32).
 fn node() -> NodeHandle {
     common::start_with(|c| {
         c.hotkeys_window = 2;
