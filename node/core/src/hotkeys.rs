@@ -317,6 +317,9 @@ mod tests {
                 // f - e <= (W - Ŵ) / (capacity + 1)
                 prop_assert!((f - e) * (capacity as u64 + 1) <= w - sum_est, "underestimate {} vs {}", e, f);
             }
+            // A window after the last record, nothing of the stream is left.
+            let gone = top(&sketches, now + sketches[0].window_ms(), usize::MAX);
+            prop_assert!(gone.keys.is_empty() && gone.total == 0, "{:?}", gone);
             for k in 1..=capacity {
                 let reported = top(&sketches, now, k);
                 for (key, &f) in &truth {
