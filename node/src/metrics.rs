@@ -274,40 +274,6 @@ pub fn rss_bytes() -> usize {
     pages * 4096
 }
 
-/// The hottest keys (at most `--hotkeys-k`: the label set stays bounded), one series
-/// each, labelled with their rank (1 = hottest) and the key. Nothing but the header when
-/// hot-key detection is off or nothing was counted.
-pub fn render_hot_keys(s: &mut String, hot: &[HotKey]) {
-    head(
-        s,
-        "ringcache_hot_key_ops_per_second",
-        "gauge",
-        "Estimated commands per second on each of the hottest keys, by rank and key.",
-    );
-    for (rank, h) in hot.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "ringcache_hot_key_ops_per_second{{rank=\"{}\",key=\"{}\"}} {}",
-            rank + 1,
-            key_label(&h.key),
-            h.ops_per_sec
-        );
-    }
-}
-
-/// A key as a Prometheus label value: its UTF-8 text escaped as [`label`] does, each
-/// byte that is not UTF-8 as `\\xNN` (which reads back as `\xNN`).
-fn key_label(key: &[u8]) -> String {
-    let mut out = String::with_capacity(key.len() + 8);
-    for chunk in key.utf8_chunks() {
-        out.push_str(&label(chunk.valid()));
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\\\x{b:02x}");
-        }
-    }
-    out
-}
-
 /// A Prometheus label value, escaped.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -442,6 +408,40 @@ fn render_handovers(s: &mut String, handovers: &[HandoverStatus]) {
             let _ = writeln!(s, "{name}{{handover=\"{}\"}} {}", label(&h.id), get(h));
         }
     }
+}
+
+/// The hottest keys (at most `--hotkeys-k`: the label set stays bounded), one series
+/// each, labelled with their rank (1 = hottest) and the key. Nothing but the header when
+/// hot-key detection is off or nothing was counted.
+pub fn render_hot_keys(s: &mut String, hot: &[HotKey]) {
+    head(
+        s,
+        "ringcache_hot_key_ops_per_second",
+        "gauge",
+        "Estimated commands per second on each of the hottest keys, by rank and key.",
+    );
+    for (rank, h) in hot.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "ringcache_hot_key_ops_per_second{{rank=\"{}\",key=\"{}\"}} {}",
+            rank + 1,
+            key_label(&h.key),
+            h.ops_per_sec
+        );
+    }
+}
+
+/// A key as a Prometheus label value: its UTF-8 text escaped as [`label`] does, each
+/// byte that is not UTF-8 as `\\xNN` (which reads back as `\xNN`).
+fn key_label(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len() + 8);
+    for chunk in key.utf8_chunks() {
+        out.push_str(&label(chunk.valid()));
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\\\x{b:02x}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use parking_lot::Mutex;
 use crate::access::Access;
 use crate::cluster::ClusterState;
 use crate::handover::Handovers;
-use crate::hotkeys::HotKeys;
 use crate::metrics::{rss_bytes, Gauges, Metrics};
 use crate::replication::Replication;
 use crate::store::Store;
@@ -36,13 +35,13 @@ pub struct ServerState {
     pub replication: Arc<Replication>,
     /// Slot handovers to this node, and slots retained here for others.
     pub handovers: Arc<Handovers>,
+    /// The hot-key sketches the command pipeline feeds (off unless
+    /// [`ServerState::with_hotkeys`] switches them on).
+    pub hotkeys: crate::hotkeys::HotKeys,
     /// INFO's counters as they were at the last CONFIG RESETSTAT: INFO shows what
     /// happened since. The counters themselves never go back (per-slot hits and misses
     /// feed the control plane's hit rates and /metrics, which expect monotonic totals).
     pub stats_baseline: parking_lot::Mutex<StatCounters>,
-    /// The hot-key sketches the command pipeline feeds (off unless
-    /// [`ServerState::with_hotkeys`] switches them on).
-    pub hotkeys: HotKeys,
 }
 
 /// The counters of INFO's stats section, as totals or as what changed since a baseline.
@@ -100,14 +99,14 @@ impl ServerState {
             threads,
             replication: Arc::new(Replication::new(cluster.clone())),
             handovers: Arc::new(Handovers::default()),
+            hotkeys: crate::hotkeys::HotKeys::disabled(),
             cluster,
             stats_baseline: parking_lot::Mutex::new(StatCounters::default()),
-            hotkeys: HotKeys::disabled(),
         }
     }
 
     /// The same state with these hot-key sketches (before it is shared).
-    pub fn with_hotkeys(mut self, hotkeys: HotKeys) -> Self {
+    pub fn with_hotkeys(mut self, hotkeys: crate::hotkeys::HotKeys) -> Self {
         self.hotkeys = hotkeys;
         self
     }

@@ -1,7 +1,10 @@
 //! Running one request: lookup → arity → authentication → routing (once, [`route`]) →
-//! the hot-key sample (the first key, see [`crate::hotkeys`]) → the handover step (read-through, read counters, written keys) → memory check →
+//! the handover step (read-through, read counters, written keys) → memory check →
 //! handler → the replication step (records for the replicas, an acknowledgement wait).
 //! What the connection must do next comes back as one [`Next`].
+//!
+//! Before the handover step, a sample of the served commands' first keys feeds hot-key
+//! detection ([`crate::hotkeys`]).
 
 use bytes::Bytes;
 
@@ -48,15 +51,15 @@ fn run(
     if !ctx.client.authenticated && spec.flags & NOAUTH == 0 {
         return Err(CmdError::NoAuth);
     }
-    let server = ctx.server;
     if spec.has_keys() {
         ctx.slot = route(ctx, spec, args)?;
-        // Served here: a sample of first keys feeds hot-key detection (not again when
-        // the command runs a second time after a read-through).
-        if filled.is_none() && server.hotkeys.sample() {
-            if let Some(key) = spec.key_positions(args).next().and_then(|p| args.get(p)) {
-                server.hotkeys.record(key, ctx.now);
-            }
+    }
+    let server = ctx.server;
+    // Served here: a sample of first keys feeds hot-key detection (not again when the
+    // command runs a second time after a read-through).
+    if filled.is_none() && spec.has_keys() && server.hotkeys.sample() {
+        if let Some(key) = spec.key_positions(args).next().and_then(|p| args.get(p)) {
+            server.hotkeys.record(key, ctx.now);
         }
     }
     if spec.flags & FLUSH != 0 {
