@@ -39,13 +39,15 @@ pub async fn serve(listener: TcpListener, store: Arc<Store>, state: Arc<ServerSt
 /// The whole `/metrics` page.
 fn metrics_page(store: &Store, state: &ServerState) -> String {
     let names: Vec<&str> = registry().commands.iter().map(|c| c.name).collect();
-    metrics::render(
+    let mut page = metrics::render(
         &state.metrics,
         &names,
         &state.gauges(store),
         &state.replication.status(),
         &state.handovers.snapshots(),
-    )
+    );
+    metrics::render_hot_keys(&mut page, &state.hotkeys.top_k(crate::store::now_ms()));
+    page
 }
 
 async fn handle(mut stream: TcpStream, store: &Store, state: &ServerState) -> std::io::Result<()> {

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use clap::Parser;
 
+use crate::hotkeys::HotKeysConfig;
 use crate::store::Policy;
 use crate::util::size::parse_bytes;
 
@@ -84,6 +85,25 @@ pub struct Config {
     #[arg(long, env = "RINGCACHE_REPLICA_ACK_TIMEOUT_MS", default_value_t = 1000)]
     pub replica_ack_timeout_ms: u64,
 
+    /// Hot-key detection: count the first key of a sample of keyed commands and report
+    /// the hottest (RINGCACHE.HOTKEYS, /metrics, GetStatus). `--hotkeys=false` turns it off.
+    #[arg(long, env = "RINGCACHE_HOTKEYS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub hotkeys: bool,
+
+    /// How many hot keys are reported by default (and exported to /metrics).
+    #[arg(long, env = "RINGCACHE_HOTKEYS_K", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub hotkeys_k: u16,
+
+    /// The hot-key window, seconds: rates are measured over it and a key that cools
+    /// down leaves the list within it.
+    #[arg(long, env = "RINGCACHE_HOTKEYS_WINDOW", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub hotkeys_window: u64,
+
+    /// Count 1 in N keyed commands for hot keys (1: every one); rates are scaled back
+    /// by N.
+    #[arg(long, env = "RINGCACHE_HOTKEYS_SAMPLE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub hotkeys_sample: u32,
+
     /// Log format: text or json.
     #[arg(long, env = "RINGCACHE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -123,6 +143,16 @@ impl Config {
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
     }
 
+    /// The hot-key settings of the `--hotkeys*` flags.
+    pub fn hotkeys_config(&self) -> HotKeysConfig {
+        HotKeysConfig {
+            enabled: self.hotkeys,
+            k: usize::from(self.hotkeys_k),
+            window_secs: self.hotkeys_window,
+            sample: self.hotkeys_sample,
+        }
+    }
+
     /// A configuration for tests: loopback, free ports, defaults elsewhere.
     /// Loopback, free ports, small limits, and [`TEST_CONTROL_TOKEN`].
     pub fn for_tests() -> Config {
@@ -144,6 +174,10 @@ impl Config {
             node_id: None,
             min_replicas_to_ack: 0,
             replica_ack_timeout_ms: 1000,
+            hotkeys: true,
+            hotkeys_k: 10,
+            hotkeys_window: 10,
+            hotkeys_sample: 32,
         }
     }
 }

@@ -12,6 +12,7 @@ use tracing::info;
 use crate::access::Access;
 use crate::cluster::ClusterState;
 use crate::config::Config;
+use crate::hotkeys::HotKeys;
 use crate::resp::Limits;
 use crate::server::{self, ServerError};
 use crate::state::ServerState;
@@ -86,13 +87,16 @@ impl NodeHandle {
             limits,
             config.client_query_buffer_limit as usize,
         );
-        let state = Arc::new(ServerState::new(
-            resp_addr.port(),
-            access,
-            threads,
-            crate::cmd::registry().commands.len(),
-            Arc::new(ClusterState::new(config.cluster_enabled, config.node_id.clone())),
-        ));
+        let state = Arc::new(
+            ServerState::new(
+                resp_addr.port(),
+                access,
+                threads,
+                crate::cmd::registry().commands.len(),
+                Arc::new(ClusterState::new(config.cluster_enabled, config.node_id.clone())),
+            )
+            .with_hotkeys(HotKeys::new(config.hotkeys_config())),
+        );
         state
             .replication
             .configure(usize::from(config.min_replicas_to_ack), config.replica_ack_timeout_ms);

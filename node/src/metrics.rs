@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ringcache_core::status::{HandoverStatus, ReplicationStatus};
+use ringcache_core::status::{HandoverStatus, HotKey, ReplicationStatus};
 
 /// Upper bounds of the latency histogram buckets, in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000];
@@ -466,6 +466,40 @@ fn render_handovers(s: &mut String, handovers: &[HandoverStatus]) {
     }
 }
 
+/// The hottest keys (at most `--hotkeys-k`: the label set stays bounded), one series
+/// each, labelled with their rank (1 = hottest) and the key. Nothing but the header when
+/// hot-key detection is off or nothing was counted.
+pub fn render_hot_keys(s: &mut String, hot: &[HotKey]) {
+    head(
+        s,
+        "ringcache_hot_key_ops_per_second",
+        "gauge",
+        "Estimated commands per second on each of the hottest keys, by rank and key.",
+    );
+    for (rank, h) in hot.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "ringcache_hot_key_ops_per_second{{rank=\"{}\",key=\"{}\"}} {}",
+            rank + 1,
+            key_label(&h.key),
+            h.ops_per_sec
+        );
+    }
+}
+
+/// A key as a Prometheus label value: its UTF-8 text escaped as [`label`] does, each
+/// byte that is not UTF-8 as `\\xNN` (which reads back as `\xNN`).
+fn key_label(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len() + 8);
+    for chunk in key.utf8_chunks() {
+        out.push_str(&label(chunk.valid()));
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\\\x{b:02x}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,6 +553,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ringcache_replication_syncs_total{role=\"received\",kind=\"partial\"} 3\n"));
+    }
+
+    #[test]
+    fn hot_keys_render_by_rank_with_escaped_keys() {
+        let mut s = String::new();
+        render_hot_keys(
+            &mut s,
+            &[
+                HotKey {
+                    key: b"user:\"1\"\n".to_vec(),
+                    ops_per_sec: 900,
+                },
+                HotKey {
+                    key: b"bin\xff\\".to_vec(),
+                    ops_per_sec: 5,
+                },
+            ],
+        );
+        assert!(
+            s.contains("ringcache_hot_key_ops_per_second{rank=\"1\",key=\"user:\\\"1\\\"\\n\"} 900\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("ringcache_hot_key_ops_per_second{rank=\"2\",key=\"bin\\\\xff\\\\\"} 5\n"),
+            "{s}"
+        );
+        let mut empty = String::new();
+        render_hot_keys(&mut empty, &[]);
+        assert!(!empty.contains("rank="), "{empty}");
     }
 
     #[test]

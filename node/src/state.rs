@@ -36,6 +36,9 @@ pub struct ServerState {
     pub replication: Arc<Replication>,
     /// Slot handovers to this node, and slots retained here for others.
     pub handovers: Arc<Handovers>,
+    /// The hot-key sketches the command pipeline feeds (off unless
+    /// [`ServerState::with_hotkeys`] switches them on).
+    pub hotkeys: crate::hotkeys::HotKeys,
     /// INFO's counters as they were at the last CONFIG RESETSTAT: INFO shows what
     /// happened since. The counters themselves never go back (per-slot hits and misses
     /// feed the control plane's hit rates and /metrics, which expect monotonic totals).
@@ -101,11 +104,18 @@ impl ServerState {
             threads,
             replication: Arc::new(Replication::new(cluster.clone())),
             handovers: Arc::new(Handovers::default()),
+            hotkeys: crate::hotkeys::HotKeys::disabled(),
             cluster,
             stats_baseline: parking_lot::Mutex::new(StatCounters::default()),
             tracking: crate::tracking::Tracking::default(),
             blocking: Blocking::default(),
         }
+    }
+
+    /// The same state with these hot-key sketches (before it is shared).
+    pub fn with_hotkeys(mut self, hotkeys: crate::hotkeys::HotKeys) -> Self {
+        self.hotkeys = hotkeys;
+        self
     }
 
     /// The gauges sampled now, for /metrics and INFO.

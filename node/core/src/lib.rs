@@ -11,9 +11,11 @@
 //! | [`placement`] | (current owners, members, weights, zones, R) → the owners of every slot |
 //! | [`promote`] | the node-side safety check of a failover promotion |
 //! | [`handover`] | the handover plan: moves, stages and the topology of each step |
+//! | [`hotkeys`] | the heavy-hitter sketch behind hot-key detection: top keys over a sliding window |
 //! | [`status`] | what a node reports about itself (`GetStatus`) |
 
 pub mod handover;
+pub mod hotkeys;
 pub mod placement;
 pub mod promote;
 pub mod slot;

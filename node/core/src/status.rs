@@ -26,6 +26,9 @@ pub struct NodeStatus {
     pub replication: ReplicationStatus,
     /// The topology in force on the node (`None` before any was applied).
     pub topology: Option<Topology>,
+    /// The node's hottest keys over its hot-key window, hottest first (empty when
+    /// hot-key detection is off).
+    pub hot_keys: Vec<HotKey>,
 }
 
 impl NodeStatus {
@@ -35,6 +38,15 @@ impl NodeStatus {
             .iter()
             .fold((0, 0), |(h, m), r| (h + r.hits, m + r.misses))
     }
+}
+
+/// One of a node's hottest keys: the first key of the commands it served, estimated
+/// over its hot-key window (see [`crate::hotkeys`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HotKey {
+    pub key: Vec<u8>,
+    /// Estimated commands per second on the key, rounded.
+    pub ops_per_sec: u64,
 }
 
 /// Keys, bytes and reads of one slot range.

@@ -6,7 +6,9 @@
 
 use ringcache_core::slot::Slot;
 use ringcache_core::slotset::SlotSet;
-use ringcache_core::status::{HandoverStatus, LinkStatus, NodeStatus, PeerStatus, ReplicationStatus, SlotRangeStats};
+use ringcache_core::status::{
+    HandoverStatus, HotKey, LinkStatus, NodeStatus, PeerStatus, ReplicationStatus, SlotRangeStats,
+};
 use ringcache_core::topology::{NodeInfo, SlotAssignment, SlotRange, Topology, LAST_SLOT};
 
 use crate::pb;
@@ -294,6 +296,14 @@ pub fn node_status_to_pb(st: &NodeStatus) -> pb::GetStatusResponse {
         handovers: st.handovers.iter().map(handover_to_pb).collect(),
         replication: Some(replication_to_pb(&st.replication)),
         topology: st.topology.as_ref().map(topology_to_pb),
+        hot_keys: st
+            .hot_keys
+            .iter()
+            .map(|h| pb::HotKey {
+                key: h.key.clone(),
+                ops_per_sec: h.ops_per_sec,
+            })
+            .collect(),
     }
 }
 
@@ -336,6 +346,14 @@ pub fn node_status_from_pb(st: pb::GetStatusResponse) -> Result<NodeStatus, Conv
         slot_ranges,
         handovers,
         replication: st.replication.map(replication_from_pb).unwrap_or_default(),
+        hot_keys: st
+            .hot_keys
+            .into_iter()
+            .map(|h| HotKey {
+                key: h.key,
+                ops_per_sec: h.ops_per_sec,
+            })
+            .collect(),
     })
 }
 
@@ -482,6 +500,16 @@ mod tests {
                 ..Default::default()
             },
             topology: Some(topology_from_pb("topology", Some(wire())).unwrap()),
+            hot_keys: vec![
+                HotKey {
+                    key: b"user:\xff".to_vec(),
+                    ops_per_sec: 900,
+                },
+                HotKey {
+                    key: b"b".to_vec(),
+                    ops_per_sec: 3,
+                },
+            ],
         };
         assert_eq!(node_status_from_pb(node_status_to_pb(&st)).unwrap(), st);
         let mut bad = node_status_to_pb(&st);

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod float;
 pub mod handover;
 pub mod hashes;
+pub mod hotkeys;
 pub mod hyperloglog;
 pub mod keys;
 pub mod keyspec;
@@ -265,6 +266,7 @@ pub fn registry() -> &'static Registry {
             lists::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
+            hotkeys::COMMANDS,
         ]
         .iter()
         .flat_map(|t| t.iter())

@@ -4,6 +4,9 @@
 //! handler → wake-ups of clients blocked on the written keys → the replication step
 //! (records for the replicas, an acknowledgement wait).
 //! What the connection must do next comes back as one [`Next`].
+//!
+//! Before the handover step, a sample of the served commands' first keys feeds hot-key
+//! detection ([`crate::hotkeys`]).
 
 use bytes::Bytes;
 
@@ -57,6 +60,13 @@ fn run(
         return super::transactions::queue(ctx, args).map(|()| None);
     }
     let server = ctx.server;
+    // Served here: a sample of first keys feeds hot-key detection (not again when the
+    // command runs a second time after a read-through).
+    if filled.is_none() && spec.has_keys() && server.hotkeys.sample() {
+        if let Some(key) = spec.key_positions(args).next().and_then(|p| args.get(p)) {
+            server.hotkeys.record(key, ctx.now);
+        }
+    }
     if spec.flags & FLUSH != 0 {
         server.handovers.stop_all();
     }

@@ -224,6 +224,7 @@ impl Control for ControlService {
             handovers: self.state.handovers.snapshots(),
             replication: self.state.replication.status(),
             topology: view.map(|v| v.topology.clone()),
+            hot_keys: self.state.hotkeys.top_k(now_ms()),
         };
         Ok(Response::new(node_status_to_pb(&status)))
     }

@@ -112,6 +112,20 @@ pub struct GetStatusResponse {
     /// restarts recovers the cluster's state from its nodes.
     #[prost(message, optional, tag = "12")]
     pub topology: ::core::option::Option<Topology>,
+    /// This node's hottest keys over its hot-key window (--hotkeys-window), hottest first,
+    /// at most --hotkeys-k of them; empty when hot-key detection is off (--hotkeys=false).
+    #[prost(message, repeated, tag = "13")]
+    pub hot_keys: ::prost::alloc::vec::Vec<HotKey>,
+}
+/// A key among the hottest on a node: the first key of the commands it served.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HotKey {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: ::prost::alloc::vec::Vec<u8>,
+    /// Estimated commands per second on the key over the window, rounded (sampled counts
+    /// scaled by the sampling rate; never above the true rate beyond sampling noise).
+    #[prost(uint64, tag = "2")]
+    pub ops_per_sec: u64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ReplicationStatus {
