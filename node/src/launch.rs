@@ -86,13 +86,15 @@ impl NodeHandle {
             limits,
             config.client_query_buffer_limit as usize,
         );
-        let state = Arc::new(ServerState::new(
+        let mut state = ServerState::new(
             resp_addr.port(),
             access,
             threads,
             crate::cmd::registry().commands.len(),
             Arc::new(ClusterState::new(config.cluster_enabled, config.node_id.clone())),
-        ));
+        );
+        state.bloom = config.bloom_defaults();
+        let state = Arc::new(state);
         state
             .replication
             .configure(usize::from(config.min_replicas_to_ack), config.replica_ack_timeout_ms);

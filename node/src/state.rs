@@ -15,7 +15,7 @@ use crate::cluster::ClusterState;
 use crate::handover::Handovers;
 use crate::metrics::{rss_bytes, Gauges, Metrics};
 use crate::replication::Replication;
-use crate::store::Store;
+use crate::store::{BloomParams, Store};
 
 /// Process-wide server state.
 #[derive(Debug)]
@@ -39,6 +39,8 @@ pub struct ServerState {
     /// happened since. The counters themselves never go back (per-slot hits and misses
     /// feed the control plane's hit rates and /metrics, which expect monotonic totals).
     pub stats_baseline: parking_lot::Mutex<StatCounters>,
+    /// How BF.ADD, BF.MADD and BF.INSERT make a filter they create (`--bf-*` flags).
+    pub bloom: BloomParams,
 }
 
 /// The counters of INFO's stats section, as totals or as what changed since a baseline.
@@ -98,6 +100,7 @@ impl ServerState {
             handovers: Arc::new(Handovers::default()),
             cluster,
             stats_baseline: parking_lot::Mutex::new(StatCounters::default()),
+            bloom: BloomParams::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! replication step, and returns what the connection must do next ([`Next`]).
 
 pub mod args;
+pub mod bloom;
 pub mod cluster;
 pub mod connection;
 pub mod float;
@@ -209,6 +210,7 @@ pub fn registry() -> &'static Registry {
             strings::COMMANDS,
             keys::COMMANDS,
             hashes::COMMANDS,
+            bloom::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
         ]

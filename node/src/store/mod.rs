@@ -6,6 +6,7 @@
 //! is no global lock on the hot path. Memory in use is counted in per-thread stripes.
 
 mod arena;
+pub mod bloom;
 pub mod entry;
 pub mod eviction;
 pub mod expiry;
@@ -22,6 +23,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 pub use arena::allow_huge_pages;
 use arena::ViewSlot;
+pub use bloom::{Bloom, BloomParams};
 pub use entry::{Entry, ValueRef};
 pub use eviction::Policy;
 pub use hash::Hash;
@@ -642,6 +644,7 @@ mod tests {
     enum Val {
         Str(Vec<u8>),
         Hash(std::collections::BTreeMap<u8, usize>),
+        Other(&'static str),
     }
 
     proptest::proptest! {
@@ -683,7 +686,7 @@ mod tests {
                             Some((Val::Hash(m), _)) => {
                                 let done = slot.modify(&k, now, |e| match e.as_object_mut() {
                                     Some(Object::Hash(h)) => h.insert(&[field], &value),
-                                    None => false,
+                                    _ => false,
                                 });
                                 proptest::prop_assert_eq!(done, Some(!m.contains_key(&field)));
                                 m.insert(field, len);
@@ -721,6 +724,7 @@ mod tests {
                                 ValueRef::Obj(Object::Hash(h)) => Val::Hash(
                                     h.iter().map(|(f, v)| (f[0], v.len())).collect(),
                                 ),
+                                ValueRef::Obj(o) => Val::Other(o.type_name()),
                             };
                             (e.key().to_vec(), v, e.expire_at())
                         });

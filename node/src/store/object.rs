@@ -5,12 +5,17 @@
 
 use bytes::Bytes;
 
+use super::bloom::Bloom;
 use super::hash::Hash;
+
+/// RedisBloom's `TYPE` name for a Bloom filter.
+pub const BLOOM_TYPE: &str = "MBbloom--";
 
 /// A non-string value.
 #[derive(Debug, Clone)]
 pub enum Object {
     Hash(Hash),
+    Bloom(Bloom),
 }
 
 /// Why a wire form does not make a value.
@@ -27,6 +32,7 @@ impl Object {
     pub fn type_name(&self) -> &'static str {
         match self {
             Object::Hash(_) => "hash",
+            Object::Bloom(_) => BLOOM_TYPE,
         }
     }
 
@@ -34,6 +40,7 @@ impl Object {
     pub fn mem_size(&self) -> usize {
         match self {
             Object::Hash(h) => h.mem_size(),
+            Object::Bloom(b) => b.mem_size(),
         }
     }
 
@@ -41,6 +48,7 @@ impl Object {
     pub fn is_empty(&self) -> bool {
         match self {
             Object::Hash(h) => h.is_empty(),
+            Object::Bloom(b) => b.is_empty(),
         }
     }
 
@@ -48,11 +56,13 @@ impl Object {
     pub fn wire_len(&self) -> usize {
         match self {
             Object::Hash(h) => 2 * h.len(),
+            Object::Bloom(b) => b.wire_len(),
         }
     }
 
     /// Calls `f` with each element of the wire form, in the order [`Object::decode`]
-    /// reads them back. A hash: field, value, field, value, …
+    /// reads them back. A hash: field, value, field, value, … A Bloom filter: its
+    /// parameters, then each sub-filter's parameters and bits (store/bloom.rs).
     pub fn for_each_wire(&self, mut f: impl FnMut(&[u8])) {
         match self {
             Object::Hash(h) => {
@@ -61,6 +71,7 @@ impl Object {
                     f(value);
                 }
             }
+            Object::Bloom(b) => b.for_each_wire(f),
         }
     }
 
@@ -81,6 +92,9 @@ impl Object {
                 }
                 Object::Hash(h)
             }
+            b"MBbloom--" => {
+                Object::Bloom(Bloom::decode(elements).map_err(|why| DecodeError::Malformed { kind: BLOOM_TYPE, why })?)
+            }
             other => return Err(DecodeError::UnknownType(String::from_utf8_lossy(other).into_owned())),
         };
         Ok((!object.is_empty()).then_some(object))
@@ -90,6 +104,7 @@ impl Object {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::bloom::BloomParams;
 
     /// Every type's wire form decodes to the same contents.
     #[test]
@@ -97,7 +112,18 @@ mod tests {
         let mut h = Hash::default();
         h.insert(b"f", b"v");
         h.insert(b"", b"\r\n");
-        let objects = [Object::Hash(h)];
+        let mut b = Bloom::new(
+            BloomParams {
+                capacity: 3,
+                ..BloomParams::default()
+            },
+            usize::MAX,
+        )
+        .expect("valid");
+        for item in [&b"a"[..], b"b", b"", b"c", b"d"] {
+            b.add(item, usize::MAX).expect("adds");
+        }
+        let objects = [Object::Hash(h), Object::Bloom(b)];
         for o in objects {
             let mut wire = Vec::new();
             o.for_each_wire(|e| wire.push(Bytes::copy_from_slice(e)));
