@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use clap::Parser;
 
-use crate::store::{bloom, BloomParams, Policy};
+use crate::store::{bloom, ttl_jitter, BloomParams, Policy};
 use crate::util::size::parse_bytes;
 
 /// ringcache-node: a Redis-compatible, multi-core cache node.
@@ -104,6 +104,14 @@ pub struct Config {
     #[arg(long, env = "RINGCACHE_BF_EXPANSION", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(0..=bloom::EXPANSION_MAX))]
     pub bf_expansion: u32,
+
+    /// Adds a uniformly random 0 to N % to every relative TTL a command sets (SET
+    /// EX/PX, SETEX, PSETEX, EXPIRE, PEXPIRE, GETEX EX/PX), so keys written together do
+    /// not all expire together. 0 to 100; 0 (the default) is off. Absolute times
+    /// (EXAT, PXAT, EXPIREAT, PEXPIREAT) are kept as given.
+    #[arg(long, env = "RINGCACHE_TTL_JITTER_PERCENT", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=i64::from(ttl_jitter::MAX_PERCENT)))]
+    pub ttl_jitter_percent: u8,
 }
 
 fn parse_bf_error_rate(s: &str) -> Result<f64, String> {
@@ -181,6 +189,7 @@ impl Config {
             bf_error_rate: 0.01,
             bf_initial_size: 100,
             bf_expansion: 2,
+            ttl_jitter_percent: 0,
         }
     }
 }

@@ -72,6 +72,7 @@ impl NodeHandle {
             config.effective_maxmemory() as usize,
             config.maxmemory_policy,
         ));
+        store.ttl_jitter.set_percent(config.ttl_jitter_percent);
         let listeners = server::bind_listeners(SocketAddr::new(config.bind, config.port), threads)?;
         let resp_addr = listeners[0].local_addr().map_err(|source| ServerError::Listen {
             addr: SocketAddr::new(config.bind, config.port),

@@ -52,6 +52,7 @@ pub struct StatCounters {
     pub evicted: u64,
     pub hits: u64,
     pub misses: u64,
+    pub jittered_ttls: u64,
 }
 
 impl StatCounters {
@@ -64,6 +65,7 @@ impl StatCounters {
             evicted: g.evicted,
             hits: g.hits,
             misses: g.misses,
+            jittered_ttls: g.jittered_ttls,
         }
     }
 
@@ -76,6 +78,7 @@ impl StatCounters {
             evicted: self.evicted.saturating_sub(base.evicted),
             hits: self.hits.saturating_sub(base.hits),
             misses: self.misses.saturating_sub(base.misses),
+            jittered_ttls: self.jittered_ttls.saturating_sub(base.jittered_ttls),
         }
     }
 }
@@ -120,6 +123,7 @@ impl ServerState {
             expired: store.stats.expired_keys.load(Ordering::Relaxed),
             connected_clients: self.clients.count(),
             total_connections: self.total_connections.load(Ordering::Relaxed),
+            jittered_ttls: store.ttl_jitter.jittered(),
         }
     }
 

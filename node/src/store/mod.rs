@@ -15,6 +15,7 @@ mod memory;
 pub mod object;
 mod shard;
 mod table;
+pub mod ttl_jitter;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,6 +32,7 @@ pub use memory::{Memory, OutOfMemory};
 pub use object::{DecodeError, Object};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
 pub use shard::{Shard, SlotStats};
+pub use ttl_jitter::TtlJitter;
 
 /// Number of lock stripes. A power of two that divides `SLOT_COUNT`.
 pub const SHARDS: usize = 256;
@@ -68,6 +70,8 @@ pub struct Store {
     pub mem: Memory,
     pub stats: StoreStats,
     evict_cursor: AtomicUsize,
+    /// The extra every relative TTL a command sets gets (`--ttl-jitter-percent`).
+    pub ttl_jitter: TtlJitter,
 }
 
 impl std::fmt::Debug for Store {
@@ -96,6 +100,7 @@ impl Store {
             mem: Memory::new(maxmemory, policy),
             stats: StoreStats::default(),
             evict_cursor: AtomicUsize::new(0),
+            ttl_jitter: TtlJitter::default(),
         }
     }
 
