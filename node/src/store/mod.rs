@@ -256,14 +256,15 @@ impl Store {
         Ok(())
     }
 
-    /// One round of active expiry over `shards_per_round` shards; returns
-    /// (keys checked, keys expired).
+    /// One round of active expiry: one bounded step ([`expiry::STEP_BUCKETS`] table
+    /// buckets, one shard lock) on each of `shards_per_round` shards; returns (keys
+    /// checked, keys expired).
     pub fn active_expire_round(&self, shards_per_round: usize, now: u64) -> (usize, usize) {
         let (mut checked, mut expired) = (0, 0);
         for _ in 0..shards_per_round {
             let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
             let mut shard = self.shards[i].0.lock();
-            let (c, e, bytes, small) = shard.expire_step(now, 4096);
+            let (c, e, bytes, small) = shard.expire_step(now, expiry::STEP_BUCKETS);
             drop(shard);
             self.mem.sub_both(bytes, small);
             checked += c;

@@ -256,15 +256,32 @@ impl HandleTable {
     }
 
     /// Keeps the handles for which `keep` is true.
-    pub(super) fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
-        for i in 0..self.cap() {
+    pub(super) fn retain(&mut self, keep: impl FnMut(u32) -> bool) {
+        self.retain_some(0, usize::MAX, keep);
+    }
+
+    /// Like [`HandleTable::retain`] for at most `max` buckets from bucket `start` on,
+    /// so a large table can be gone through a little at a time. Returns the bucket to
+    /// go on from (`None`: the end of the table was reached, or it emptied) and the
+    /// number of buckets examined. Between calls the table may have grown or shrunk;
+    /// a caller resuming from a stale bucket then examines some handles twice or not
+    /// at all, which is all right for work that is repeated anyway (active expiry).
+    pub(super) fn retain_some(
+        &mut self,
+        start: usize,
+        max: usize,
+        mut keep: impl FnMut(u32) -> bool,
+    ) -> (Option<usize>, usize) {
+        let end = start.saturating_add(max).min(self.cap());
+        for i in start..end {
             if self.tag(i) & 0x80 != 0 && !keep(self.handle(i)) {
                 self.remove_at(i);
                 if self.cap() == 0 {
-                    return;
+                    return (None, i + 1 - start);
                 }
             }
         }
+        ((end < self.cap()).then_some(end), end.saturating_sub(start))
     }
 
     /// Bytes allocated (for tests).
