@@ -480,6 +480,23 @@ fn memory_is_charged_and_maxmemory_sees_filters() {
     assert!(err.starts_with("OOM"), "{err}");
     // A read still works.
     assert_eq!(cmd::<i64>(&mut con, &["BF.EXISTS", "a", "x"]), 0);
+
+    // With an evicting policy, filters are evicted like any key to make room.
+    let node = start_with(|c| {
+        c.maxmemory = Some(2 * 1024 * 1024);
+        c.maxmemory_policy = Policy::AllKeysLru;
+    });
+    let mut con = client(&node);
+    for i in 0..5 {
+        cmd::<()>(
+            &mut con,
+            &["BF.RESERVE", &format!("f{i}"), "0.01", "1000000", "NONSCALING"],
+        );
+    }
+    let keys: i64 = cmd(&mut con, &["DBSIZE"]);
+    assert!(keys < 5, "older filters were evicted: {keys} left");
+    assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "f4"]), 1, "the newest stays");
+    assert!(used_memory(&mut con) < 2 * 1024 * 1024 + 1_300_000);
 }
 
 #[test]
