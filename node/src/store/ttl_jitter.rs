@@ -32,7 +32,8 @@ impl TtlJitter {
         self.percent.load(Ordering::Relaxed)
     }
 
-    /// Relative TTLs given a jitter so far.
+    /// Relative TTLs given a jitter so far (counted when decided, so including those
+    /// of a conditional SET or EXPIRE that then did not apply).
     pub fn jittered(&self) -> u64 {
         self.jittered.load(Ordering::Relaxed)
     }
