@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use clap::Parser;
 
 use crate::hotkeys::HotKeysConfig;
-use crate::store::Policy;
+use crate::store::{bloom, ttl_jitter, BloomParams, Policy};
 use crate::util::size::parse_bytes;
 
 /// ringcache-node: a Redis-compatible, multi-core cache node.
@@ -107,6 +107,38 @@ pub struct Config {
     /// Log format: text or json.
     #[arg(long, env = "RINGCACHE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// False-positive rate of a Bloom filter BF.ADD, BF.MADD or BF.INSERT creates,
+    /// in (0, 1); above 0.25 counts as 0.25 (RedisBloom's bf-error-rate).
+    #[arg(long, env = "RINGCACHE_BF_ERROR_RATE", default_value_t = 0.01, value_parser = parse_bf_error_rate)]
+    pub bf_error_rate: f64,
+
+    /// Items the first sub-filter of such a filter holds, 1 to 2^30 (RedisBloom's
+    /// bf-initial-size).
+    #[arg(long, env = "RINGCACHE_BF_INITIAL_SIZE", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=bloom::CAPACITY_MAX as u64))]
+    pub bf_initial_size: u64,
+
+    /// Size factor between a filter's sub-filters, 0 to 32768; 0 makes filters
+    /// non-scaling (RedisBloom's bf-expansion-factor).
+    #[arg(long, env = "RINGCACHE_BF_EXPANSION", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=bloom::EXPANSION_MAX))]
+    pub bf_expansion: u32,
+
+    /// Adds a uniformly random 0 to N % to every relative TTL a command sets (SET
+    /// EX/PX, SETEX, PSETEX, EXPIRE, PEXPIRE, GETEX EX/PX), so keys written together do
+    /// not all expire together. 0 to 100; 0 (the default) is off. Absolute times
+    /// (EXAT, PXAT, EXPIREAT, PEXPIREAT) are kept as given.
+    #[arg(long, env = "RINGCACHE_TTL_JITTER_PERCENT", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=i64::from(ttl_jitter::MAX_PERCENT)))]
+    pub ttl_jitter_percent: u8,
+}
+
+fn parse_bf_error_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(e) if e > 0.0 && e < 1.0 => Ok(e.min(bloom::ERROR_RATE_CAP)),
+        _ => Err("expected a number between 0 and 1 (both excluded)".to_string()),
+    }
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {
@@ -135,6 +167,16 @@ impl Config {
         self.maxmemory
             .or_else(cgroup_default_maxmemory)
             .unwrap_or(1024 * 1024 * 1024)
+    }
+
+    /// How a Bloom filter that BF.ADD, BF.MADD or BF.INSERT creates is made.
+    pub fn bloom_defaults(&self) -> BloomParams {
+        BloomParams {
+            error_rate: self.bf_error_rate,
+            capacity: self.bf_initial_size,
+            expansion: self.bf_expansion,
+            nonscaling: self.bf_expansion == 0,
+        }
     }
 
     pub fn effective_threads(&self) -> usize {
@@ -178,6 +220,10 @@ impl Config {
             hotkeys_k: 10,
             hotkeys_window: 10,
             hotkeys_sample: 32,
+            bf_error_rate: 0.01,
+            bf_initial_size: 100,
+            bf_expansion: 2,
+            ttl_jitter_percent: 0,
         }
     }
 }

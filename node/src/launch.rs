@@ -73,6 +73,7 @@ impl NodeHandle {
             config.effective_maxmemory() as usize,
             config.maxmemory_policy,
         ));
+        store.ttl_jitter.set_percent(config.ttl_jitter_percent);
         let listeners = server::bind_listeners(SocketAddr::new(config.bind, config.port), threads)?;
         let resp_addr = listeners[0].local_addr().map_err(|source| ServerError::Listen {
             addr: SocketAddr::new(config.bind, config.port),
@@ -87,16 +88,16 @@ impl NodeHandle {
             limits,
             config.client_query_buffer_limit as usize,
         );
-        let state = Arc::new(
-            ServerState::new(
-                resp_addr.port(),
-                access,
-                threads,
-                crate::cmd::registry().commands.len(),
-                Arc::new(ClusterState::new(config.cluster_enabled, config.node_id.clone())),
-            )
-            .with_hotkeys(HotKeys::new(config.hotkeys_config())),
-        );
+        let mut state = ServerState::new(
+            resp_addr.port(),
+            access,
+            threads,
+            crate::cmd::registry().commands.len(),
+            Arc::new(ClusterState::new(config.cluster_enabled, config.node_id.clone())),
+        )
+        .with_hotkeys(HotKeys::new(config.hotkeys_config()));
+        state.bloom = config.bloom_defaults();
+        let state = Arc::new(state);
         state
             .replication
             .configure(usize::from(config.min_replicas_to_ack), config.replica_ack_timeout_ms);

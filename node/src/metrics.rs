@@ -129,6 +129,8 @@ pub struct Gauges {
     pub expired: u64,
     pub connected_clients: usize,
     pub total_connections: u64,
+    /// Relative TTLs given a random extra (`--ttl-jitter-percent`).
+    pub jittered_ttls: u64,
 }
 
 /// Renders everything in the Prometheus text exposition format; `command_names[i]` is
@@ -192,6 +194,12 @@ pub fn render(
         "counter",
         "Keys removed because their TTL passed.",
         g.expired.to_string(),
+    );
+    metric(
+        "ringcache_jittered_ttls_total",
+        "counter",
+        "Relative TTLs given a random extra by --ttl-jitter-percent.",
+        g.jittered_ttls.to_string(),
     );
     metric(
         "ringcache_connected_clients",

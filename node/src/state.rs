@@ -16,7 +16,7 @@ use crate::cluster::ClusterState;
 use crate::handover::Handovers;
 use crate::metrics::{rss_bytes, Gauges, Metrics};
 use crate::replication::Replication;
-use crate::store::{Stamp, Store};
+use crate::store::{BloomParams, Stamp, Store};
 
 /// Process-wide server state.
 #[derive(Debug)]
@@ -47,6 +47,8 @@ pub struct ServerState {
     pub tracking: crate::tracking::Tracking,
     /// Clients blocked until a key is written (BLPOP and the like).
     pub blocking: Blocking,
+    /// How BF.ADD, BF.MADD and BF.INSERT make a filter they create (`--bf-*` flags).
+    pub bloom: BloomParams,
 }
 
 /// The counters of INFO's stats section, as totals or as what changed since a baseline.
@@ -58,6 +60,7 @@ pub struct StatCounters {
     pub evicted: u64,
     pub hits: u64,
     pub misses: u64,
+    pub jittered_ttls: u64,
 }
 
 impl StatCounters {
@@ -70,6 +73,7 @@ impl StatCounters {
             evicted: g.evicted,
             hits: g.hits,
             misses: g.misses,
+            jittered_ttls: g.jittered_ttls,
         }
     }
 
@@ -82,6 +86,7 @@ impl StatCounters {
             evicted: self.evicted.saturating_sub(base.evicted),
             hits: self.hits.saturating_sub(base.hits),
             misses: self.misses.saturating_sub(base.misses),
+            jittered_ttls: self.jittered_ttls.saturating_sub(base.jittered_ttls),
         }
     }
 }
@@ -109,6 +114,7 @@ impl ServerState {
             stats_baseline: parking_lot::Mutex::new(StatCounters::default()),
             tracking: crate::tracking::Tracking::default(),
             blocking: Blocking::default(),
+            bloom: BloomParams::default(),
         }
     }
 
@@ -134,6 +140,7 @@ impl ServerState {
             expired: store.stats.expired_keys.load(Ordering::Relaxed),
             connected_clients: self.clients.count(),
             total_connections: self.total_connections.load(Ordering::Relaxed),
+            jittered_ttls: store.ttl_jitter.jittered(),
         }
     }
 

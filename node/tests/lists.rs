@@ -414,7 +414,11 @@ fn a_blocked_client_on_a_primary_that_becomes_a_replica_is_redirected_to_the_new
 fn a_blocked_client_keeps_waiting_while_its_key_holds_another_type() {
     let node = start();
     let mut con = client(&node);
+    // One after the other, so the queue's order is known.
     let pop = in_background(&node, &["BLPOP", "k", "0"]);
+    wait_until("the first client to block", Duration::from_secs(5), || {
+        node.state.blocking.waiting_on(b"k") == 1
+    });
     let mv = in_background(&node, &["BLMOVE", "k", "dst", "LEFT", "LEFT", "0"]);
     wait_until("both clients to block", Duration::from_secs(5), || {
         node.state.blocking.waiting_on(b"k") == 2

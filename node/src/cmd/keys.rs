@@ -134,7 +134,11 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: i64, absolute: boo
     // Negative times are allowed (the key is deleted); only overflow is an error.
     let when = when.checked_mul(unit_ms).ok_or_else(invalid)?;
     let base = if absolute { 0 } else { ctx.now as i64 };
-    let when = when.checked_add(base).ok_or_else(invalid)?;
+    let mut when = when.checked_add(base).ok_or_else(invalid)?;
+    if !absolute && when > base {
+        // A relative TTL that keeps the key gets the node's jitter.
+        when = ctx.store.ttl_jitter.expire_at(ctx.now, (when - base) as u64) as i64;
+    }
 
     let now = ctx.now;
     let mut locked = ctx.store.lock(ctx.slot_of(key));

@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod bits;
+pub mod bloom;
 pub mod cluster;
 pub mod collection;
 pub mod connection;
@@ -264,6 +265,7 @@ pub fn registry() -> &'static Registry {
             zsets::COMMANDS,
             sets::COMMANDS,
             lists::COMMANDS,
+            bloom::COMMANDS,
             replication::COMMANDS,
             handover::COMMANDS,
             hotkeys::COMMANDS,

@@ -14,6 +14,8 @@ use super::flag::{DENYOOM, FLUSH, NOAUTH, NOMULTI, PUBSUB, READONLY, TX, WRITE};
 use super::route::route;
 use super::{unknown_command, CmdError, CommandSpec, Ctx, Found, Next};
 use crate::handover::{HandoverStep, KeyAccess};
+use crate::store::Object;
+use ringcache_core::slot::key_slot;
 
 /// Runs one request whose command was looked up as `found`, writes its reply (none
 /// when a read-through comes first) and returns the command's registry index (for
@@ -107,9 +109,20 @@ fn run(
         return result.map(|()| None);
     }
     if spec.flags & WRITE != 0 && server.blocking.has_waiters() {
-        // Clients blocked on these keys run their commands again.
+        // Clients blocked on these keys run their commands again, when a key now holds
+        // something they can take (Redis signals a key ready only when a list is
+        // written, so a DEL or a SET wakes nobody and cannot reorder the queue).
         for p in spec.key_positions(args) {
-            server.blocking.key_written(&args[p]);
+            let key = &args[p];
+            let ready = ctx
+                .store
+                .lock(key_slot(key))
+                .slot()
+                .get(key, ctx.now)
+                .is_some_and(|e| matches!(e.as_object(), Some(Object::List(_))));
+            if ready {
+                server.blocking.key_written(key);
+            }
         }
     }
     if server.tracking.active() || ctx.client.pushes.tracking.is_some() {

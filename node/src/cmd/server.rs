@@ -168,8 +168,8 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         let c = st.stats_since_reset(&g);
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
-            c.total_connections, c.total_commands, c.expired, c.evicted, c.hits, c.misses,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\njittered_ttls:{}\r\n\r\n",
+            c.total_connections, c.total_commands, c.expired, c.evicted, c.hits, c.misses, c.jittered_ttls,
         );
     }
     if want("cpu") {

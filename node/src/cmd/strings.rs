@@ -12,7 +12,7 @@ use super::flag::*;
 use super::float::{self, AddError};
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
 use crate::resp::Out;
-use crate::store::{Entry, SlotRef};
+use crate::store::{Entry, SlotRef, TtlJitter};
 use ringcache_core::slot::Slot;
 
 #[rustfmt::skip]
@@ -94,20 +94,27 @@ pub enum Expiry {
     At(u64),
 }
 
-/// Parses an expiry option value: `unit_ms` is 1000 for EX/EXAT, 1 for PX/PXAT.
-pub fn parse_expiry(v: &Bytes, unit_ms: i64, absolute: bool, now: u64, cmd: &str) -> Result<u64, CmdError> {
+/// Parses an expiry option value: `unit_ms` is 1000 for EX/EXAT, 1 for PX/PXAT. A
+/// relative time gets the node's TTL jitter ([`TtlJitter::expire_at`]).
+pub fn parse_expiry(
+    v: &Bytes,
+    unit_ms: i64,
+    absolute: bool,
+    now: u64,
+    cmd: &str,
+    jitter: &TtlJitter,
+) -> Result<u64, CmdError> {
     let n = int(v)?;
     let invalid = || CmdError::Other(format!("invalid expire time in '{cmd}' command"));
     if n <= 0 {
         return Err(invalid());
     }
     let ms = n.checked_mul(unit_ms).ok_or_else(invalid)?;
-    let at = if absolute {
-        ms
-    } else {
-        ms.checked_add(now as i64).ok_or_else(invalid)?
-    };
-    Ok(at as u64)
+    if absolute {
+        return Ok(ms as u64);
+    }
+    ms.checked_add(now as i64).ok_or_else(invalid)?;
+    Ok(jitter.expire_at(now, ms as u64))
 }
 
 fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
@@ -127,7 +134,14 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         } else if is(a, "KEEPTTL") && expiry == Expiry::None {
             expiry = Expiry::Keep;
         } else if let Some((unit, absolute)) = expiry_option(a).filter(|_| has_next && expiry == Expiry::None) {
-            expiry = Expiry::At(parse_expiry(&args[i + 1], unit, absolute, ctx.now, "set")?);
+            expiry = Expiry::At(parse_expiry(
+                &args[i + 1],
+                unit,
+                absolute,
+                ctx.now,
+                "set",
+                &ctx.store.ttl_jitter,
+            )?);
             i += 1;
         } else {
             return Err(CmdError::Syntax);
@@ -224,7 +238,7 @@ fn put(ctx: &mut Ctx<'_>, key: &[u8], value: &[u8], expire_at: u64) {
 }
 
 fn setex_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: i64, name: &str) -> CmdResult {
-    let at = parse_expiry(&args[2], unit_ms, false, ctx.now, name)?;
+    let at = parse_expiry(&args[2], unit_ms, false, ctx.now, name, &ctx.store.ttl_jitter)?;
     put(ctx, &args[1], &args[3], at);
     ctx.out.ok();
     Ok(())
@@ -309,7 +323,14 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 return Err(CmdError::WrongType);
             };
             let change = match change {
-                Some(Some(((unit, absolute), time))) => Some(Some(parse_expiry(time, unit, absolute, now, "getex")?)),
+                Some(Some(((unit, absolute), time))) => Some(Some(parse_expiry(
+                    time,
+                    unit,
+                    absolute,
+                    now,
+                    "getex",
+                    &ctx.store.ttl_jitter,
+                )?)),
                 Some(None) => Some(None),
                 None => None,
             };

@@ -55,6 +55,15 @@ impl Out {
         self.int_line(b':', n);
     }
 
+    /// A boolean: `#t`/`#f` in RESP3, the integer 1/0 in RESP2.
+    pub fn boolean(&mut self, v: bool) {
+        if self.resp3 {
+            self.buf.put_slice(if v { b"#t\r\n" } else { b"#f\r\n" });
+        } else {
+            self.int(i64::from(v));
+        }
+    }
+
     pub fn bulk(&mut self, data: &[u8]) {
         self.int_line(b'$', data.len() as i64);
         self.buf.reserve(data.len() + 2);

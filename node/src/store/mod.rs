@@ -6,6 +6,7 @@
 //! is no global lock on the hot path. Memory in use is counted in per-thread stripes.
 
 mod arena;
+pub mod bloom;
 pub mod encoding;
 pub mod entry;
 pub mod eviction;
@@ -19,6 +20,7 @@ pub mod object;
 mod set;
 mod shard;
 mod table;
+pub mod ttl_jitter;
 mod watch;
 pub mod zset;
 
@@ -29,6 +31,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 pub use arena::allow_huge_pages;
 use arena::ViewSlot;
+pub use bloom::{Bloom, BloomParams};
 pub use entry::{Entry, ValueRef};
 pub use eviction::Policy;
 pub use hash::Hash;
@@ -38,6 +41,7 @@ pub use object::{DecodeError, Object};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
 pub use set::{Set, SetMember, SET_MAX_INTSET_ENTRIES};
 pub use shard::{Shard, SlotStats};
+pub use ttl_jitter::TtlJitter;
 pub use watch::Stamp;
 pub use zset::ZSet;
 
@@ -114,6 +118,8 @@ pub struct Store {
     /// Keys expired, evicted or replicated, for client tracking.
     pub removals: Removals,
     evict_cursor: AtomicUsize,
+    /// The extra every relative TTL a command sets gets (`--ttl-jitter-percent`).
+    pub ttl_jitter: TtlJitter,
 }
 
 impl std::fmt::Debug for Store {
@@ -170,6 +176,7 @@ impl Store {
             encodings: encoding::Encodings::default(),
             removals: Removals::default(),
             evict_cursor: AtomicUsize::new(0),
+            ttl_jitter: TtlJitter::default(),
         }
     }
 
@@ -351,15 +358,16 @@ impl Store {
         Ok(())
     }
 
-    /// One round of active expiry over `shards_per_round` shards; returns
-    /// (keys checked, keys expired).
+    /// One round of active expiry: one bounded step ([`expiry::STEP_BUCKETS`] table
+    /// buckets, one shard lock) on each of `shards_per_round` shards; returns (keys
+    /// checked, keys expired).
     pub fn active_expire_round(&self, shards_per_round: usize, now: u64) -> (usize, usize) {
         let (mut checked, mut expired) = (0, 0);
         for _ in 0..shards_per_round {
             let i = self.evict_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
             let mut shard = self.shard(i);
             shard.record_removed = self.removals.on();
-            let (c, e, bytes, small) = shard.expire_step(now, 4096);
+            let (c, e, bytes, small) = shard.expire_step(now, expiry::STEP_BUCKETS);
             self.removals.extend(&mut shard.removed);
             drop(shard);
             self.mem.sub_both(bytes, small);
@@ -793,6 +801,7 @@ mod tests {
     enum Val {
         Str(Vec<u8>),
         Hash(std::collections::BTreeMap<u8, usize>),
+        Other(&'static str),
     }
 
     proptest::proptest! {
@@ -872,7 +881,7 @@ mod tests {
                                 ValueRef::Obj(Object::Hash(h)) => Val::Hash(
                                     h.iter().map(|(f, v)| (f[0], v.len())).collect(),
                                 ),
-                                ValueRef::Obj(o) => panic!("this test stores no {}", o.type_name()),
+                                ValueRef::Obj(o) => Val::Other(o.type_name()),
                             };
                             (e.key().to_vec(), v, e.expire_at())
                         });

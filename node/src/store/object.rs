@@ -5,10 +5,14 @@
 
 use bytes::Bytes;
 
+use super::bloom::Bloom;
 use super::hash::Hash;
 use super::list::List;
 use super::set::Set;
 use super::zset::{self, ZSet};
+
+/// RedisBloom's `TYPE` name for a Bloom filter.
+pub const BLOOM_TYPE: &str = "MBbloom--";
 
 /// A non-string value.
 #[derive(Debug, Clone)]
@@ -17,6 +21,7 @@ pub enum Object {
     ZSet(ZSet),
     Set(Set),
     List(List),
+    Bloom(Bloom),
 }
 
 /// Why a wire form does not make a value.
@@ -36,6 +41,7 @@ impl Object {
             Object::ZSet(_) => "zset",
             Object::Set(_) => "set",
             Object::List(_) => "list",
+            Object::Bloom(_) => BLOOM_TYPE,
         }
     }
 
@@ -49,6 +55,8 @@ impl Object {
             Object::ZSet(z) => z.encoding(),
             Object::Set(s) => s.encoding(),
             Object::List(_) => "quicklist",
+            // A module type: Redis names its encoding "raw".
+            Object::Bloom(_) => "raw",
         }
     }
 
@@ -59,6 +67,7 @@ impl Object {
             Object::ZSet(z) => z.mem_size(),
             Object::Set(s) => s.mem_size(),
             Object::List(l) => l.mem_size(),
+            Object::Bloom(b) => b.mem_size(),
         }
     }
 
@@ -69,6 +78,7 @@ impl Object {
             Object::ZSet(z) => z.is_empty(),
             Object::Set(s) => s.is_empty(),
             Object::List(l) => l.is_empty(),
+            Object::Bloom(b) => b.is_empty(),
         }
     }
 
@@ -79,13 +89,15 @@ impl Object {
             Object::ZSet(z) => 2 * z.len(),
             Object::Set(s) => s.len(),
             Object::List(l) => l.len(),
+            Object::Bloom(b) => b.wire_len(),
         }
     }
 
     /// Calls `f` with each element of the wire form, in the order [`Object::decode`]
     /// reads them back. A hash: field, value, field, value, … A sorted set: member,
     /// score as text (Redis' "%.17g", which reads back to the same double), … A set:
-    /// its members. A list: its elements from the head.
+    /// its members. A list: its elements from the head. A Bloom filter: its
+    /// parameters, then each sub-filter's parameters and bits (store/bloom.rs).
     pub fn for_each_wire(&self, mut f: impl FnMut(&[u8])) {
         match self {
             Object::Hash(h) => {
@@ -102,6 +114,7 @@ impl Object {
             }
             Object::Set(s) => s.iter().for_each(|m| f(&m)),
             Object::List(l) => l.iter().for_each(f),
+            Object::Bloom(b) => b.for_each_wire(f),
         }
     }
 
@@ -148,6 +161,9 @@ impl Object {
                 }
                 Object::List(l)
             }
+            b"MBbloom--" => {
+                Object::Bloom(Bloom::decode(elements).map_err(|why| DecodeError::Malformed { kind: BLOOM_TYPE, why })?)
+            }
             other => return Err(DecodeError::UnknownType(String::from_utf8_lossy(other).into_owned())),
         };
         Ok((!object.is_empty()).then_some(object))
@@ -157,6 +173,7 @@ impl Object {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::bloom::BloomParams;
 
     /// Every type's wire form decodes to the same contents.
     #[test]
@@ -183,12 +200,24 @@ mod tests {
         l.push_back(b"x");
         l.push_front(b"");
         l.push_back(b"\r\n");
+        let mut b = Bloom::new(
+            BloomParams {
+                capacity: 3,
+                ..BloomParams::default()
+            },
+            usize::MAX,
+        )
+        .expect("valid");
+        for item in [&b"a"[..], b"b", b"", b"c", b"d"] {
+            b.add(item, usize::MAX).expect("adds");
+        }
         let objects = [
             Object::Hash(h),
             Object::ZSet(z),
             Object::Set(small),
             Object::Set(big),
             Object::List(l),
+            Object::Bloom(b),
         ];
         for o in objects {
             let mut wire = Vec::new();

@@ -89,6 +89,8 @@ pub struct Shard {
     /// collects them for client tracking).
     pub(super) record_removed: bool,
     pub(super) removed: Vec<Box<[u8]>>,
+    /// The bucket of slot `expire_cursor` active expiry goes on from.
+    expire_bucket: usize,
 }
 
 const GHOST_CAPACITY: usize = 1024;
@@ -108,6 +110,7 @@ impl Shard {
             watches: Watches::default(),
             record_removed: false,
             removed: Vec::new(),
+            expire_bucket: 0,
         }
     }
 
@@ -377,22 +380,27 @@ impl Shard {
         None
     }
 
-    /// Active expiry: removes expired keys from the next slots with TTLs, looking at
-    /// up to `budget` keys. Returns (checked, expired, bytes freed, small bytes freed).
+    /// One bounded step of active expiry: examines at most `budget` table buckets of
+    /// the slots that hold keys with a TTL, going on from where the previous step
+    /// stopped (a large slot takes several steps), and removes the expired keys it
+    /// finds. Returns (keys checked, keys expired, bytes freed, of which small-queue
+    /// bytes).
     pub(super) fn expire_step(&mut self, now: u64, budget: usize) -> (usize, usize, usize, usize) {
         let (mut checked, mut expired, mut bytes, mut small) = (0, 0, 0, 0);
         let n = self.slots.len();
-        for _ in 0..n {
-            if checked >= budget {
+        let mut examined = 0;
+        // At most one pass over this shard's slots per step.
+        for _ in 0..=n {
+            if examined >= budget {
                 break;
             }
             let idx = self.expire_cursor % n;
-            self.expire_cursor = self.expire_cursor.wrapping_add(1);
             let slot = &mut self.slots[idx];
             if slot.volatile == 0 {
+                self.expire_cursor = self.expire_cursor.wrapping_add(1);
+                self.expire_bucket = 0;
                 continue;
             }
-            checked += slot.table.len();
             let mut freed = 0;
             let mut volatile_gone = 0;
             let arena = &mut self.arena;
@@ -400,30 +408,39 @@ impl Shard {
             let removed = &mut self.removed;
             let record = self.record_removed;
             let mut vs = ViewSlot::new();
-            slot.table.retain(|h| {
-                if vs.show(arena, h).is_expired(now) {
-                    let e = Entry::take_from(arena, h);
-                    if !watches.is_empty() {
-                        watches.expired(e.key());
-                    }
-                    if record {
-                        removed.push(e.key().into());
-                    }
-                    let size = e.mem_size();
-                    freed += size;
-                    if !e.in_main() {
-                        small += size;
-                    }
-                    volatile_gone += 1;
-                    false
-                } else {
-                    true
+            let (next, seen) = slot.table.retain_some(self.expire_bucket, budget - examined, |h| {
+                checked += 1;
+                let e = vs.show(arena, h);
+                if !e.is_expired(now) {
+                    return true;
                 }
+                if !watches.is_empty() {
+                    watches.expired(e.key());
+                }
+                if record {
+                    removed.push(e.key().into());
+                }
+                let size = e.mem_size();
+                if !e.in_main() {
+                    small += size;
+                }
+                Entry::discard(arena, h);
+                freed += size;
+                volatile_gone += 1;
+                false
             });
+            examined += seen.max(1);
             slot.bytes -= freed;
             slot.volatile -= volatile_gone;
             expired += volatile_gone;
             bytes += freed;
+            match next {
+                Some(bucket) => self.expire_bucket = bucket,
+                None => {
+                    self.expire_cursor = self.expire_cursor.wrapping_add(1);
+                    self.expire_bucket = 0;
+                }
+            }
         }
         (checked, expired, bytes, small)
     }

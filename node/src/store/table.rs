@@ -255,16 +255,28 @@ impl HandleTable {
         self.buckets().map(|i| self.handle(i))
     }
 
-    /// Keeps the handles for which `keep` is true.
-    pub(super) fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
-        for i in 0..self.cap() {
+    /// Keeps the handles for which `keep` is true, looking at most `max` buckets from
+    /// bucket `start` on, so a large table can be gone through a little at a time. Returns the bucket to
+    /// go on from (`None`: the end of the table was reached, or it emptied) and the
+    /// number of buckets examined. Between calls the table may have grown or shrunk;
+    /// a caller resuming from a stale bucket then examines some handles twice or not
+    /// at all, which is all right for work that is repeated anyway (active expiry).
+    pub(super) fn retain_some(
+        &mut self,
+        start: usize,
+        max: usize,
+        mut keep: impl FnMut(u32) -> bool,
+    ) -> (Option<usize>, usize) {
+        let end = start.saturating_add(max).min(self.cap());
+        for i in start..end {
             if self.tag(i) & 0x80 != 0 && !keep(self.handle(i)) {
                 self.remove_at(i);
                 if self.cap() == 0 {
-                    return;
+                    return (None, i + 1 - start);
                 }
             }
         }
+        ((end < self.cap()).then_some(end), end.saturating_sub(start))
     }
 
     /// Bytes allocated (for tests).
@@ -367,12 +379,16 @@ mod tests {
                 let b = t.find(hash(h), |x| x == h);
                 prop_assert_eq!(b.and_then(|b| t.get(b)), Some(h));
             }
-            t.retain(|h| h % 2 == 0);
+            // A few buckets at a time, as active expiry goes.
+            let mut at = Some(0);
+            while let Some(bucket) = at {
+                at = t.retain_some(bucket, 7, |h| h % 2 == 0).0;
+            }
             prop_assert_eq!(t.len(), model.iter().filter(|&&h| h % 2 == 0).count());
             for &h in &model {
                 prop_assert_eq!(t.find(hash(h), |x| x == h).is_some(), h % 2 == 0);
             }
-            t.retain(|_| false);
+            t.retain_some(0, usize::MAX, |_| false);
             prop_assert_eq!(t.len(), 0);
             prop_assert_eq!(t.cap(), 0);
         }
