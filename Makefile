@@ -14,6 +14,12 @@ dev: build k8s-bins redis-tools nftables
 test: lint k8s-bins redis-server nftables
 	$(CARGO) build -p ringcache-node -p ringcache-operator --bins
 	$(CARGO) test --workspace --all-targets
+	$(MAKE) client-tests
+
+## client-tests: maintained Redis clients in other languages against the debug node
+## (rueidis' client-side cache: CLIENT TRACKING invalidations), modules from the Go proxy.
+client-tests:
+	cd tests/clients/rueidis && go test -count=1 ./...
 
 lint:
 	$(CARGO) fmt --all --check

@@ -1599,7 +1599,8 @@ fn object_encoding_of_strings_matches_redis() {
 }
 
 /// Everything a connection receives up to the reply to a PING sent now: the pushes
-/// (invalidations, messages) that arrived since the last call, then the PING reply.
+/// (invalidations, messages) that arrived since the last call, then the PING reply
+/// (`+QUEUED` inside MULTI).
 fn until_pong(c: &mut Conn) -> Vec<u8> {
     let ping = words(&["PING"]);
     let mut req = format!("*{}\r\n", ping.len()).into_bytes();
@@ -1612,7 +1613,8 @@ fn until_pong(c: &mut Conn) -> Vec<u8> {
         let start = all.len();
         c.reply(&mut all);
         let last = &all[start..];
-        if last == b"+PONG\r\n" || last == b"*2\r\n$4\r\npong\r\n$0\r\n\r\n" {
+        // Inside MULTI the PING is queued (and answered by EXEC on both servers).
+        if last == b"+PONG\r\n" || last == b"*2\r\n$4\r\npong\r\n$0\r\n\r\n" || last == b"+QUEUED\r\n" {
             return all;
         }
     }
@@ -1739,6 +1741,16 @@ const TRACKING_SCRIPT: &[Step] = &[
     (1, &["SET", "user:1", "a"]),
     (1, &["MSET", "post:1", "a", "other", "b"]),
     (0, &["SET", "user:2", "mine"]),
+    (0, &["CLIENT", "TRACKING", "off"]),
+    // OPTIN with CLIENT CACHING yes before MULTI covers the whole transaction (the
+    // way rueidis reads through its cache).
+    (0, &["CLIENT", "TRACKING", "on", "OPTIN"]),
+    (0, &["CLIENT", "CACHING", "yes"]),
+    (0, &["MULTI"]),
+    (0, &["PTTL", "c"]),
+    (0, &["GET", "c"]),
+    (0, &["EXEC"]),
+    (1, &["SET", "c", "1"]),
     (0, &["CLIENT", "TRACKING", "off"]),
     (0, &["CLIENT", "TRACKING", "on", "PREFIX", "p"]),
     (0, &["CLIENT", "TRACKING", "on", "BCAST", "OPTIN"]),

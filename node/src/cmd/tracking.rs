@@ -56,7 +56,7 @@ pub fn after_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) {
     } else if spec.flags & WRITE != 0 {
         tracking.invalidate(id, spec.key_positions(args).map(|p| &args[p]));
     }
-    let pushes = &mut ctx.client.pushes;
+    let pushes = &ctx.client.pushes;
     let Some(mode) = &pushes.tracking else { return };
     if spec.flags & READONLY != 0 && !mode.bcast {
         let wanted = if mode.optin {
@@ -70,9 +70,12 @@ pub fn after_command(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) {
             tracking.remember(id, spec.key_positions(args).map(|p| &args[p]));
         }
     }
+    // As in Redis, CLIENT CACHING covers the next command, or the whole transaction
+    // when that is MULTI (its queued reads run inside EXEC, one level down).
     let caching_command = spec.name == "client" && args.get(1).is_some_and(|a| is(a, "CACHING"));
-    if !caching_command {
-        pushes.caching = false;
+    let in_transaction = ctx.client.tx.in_multi() || ctx.client.depth > 1;
+    if !caching_command && !in_transaction {
+        ctx.client.pushes.caching = false;
     }
 }
 
