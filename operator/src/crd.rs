@@ -676,6 +676,24 @@ pub struct MemberStatus {
     /// Keyspace hit rate of this node over the last observation window, 0 to 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hit_rate: Option<f64>,
+
+    /// The node's hottest keys right now, hottest first (at most 3; the node's
+    /// `RINGCACHE.HOTKEYS` command lists more). Empty when hot-key detection is off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hot_keys: Vec<HotKeyStatus>,
+}
+
+/// A key many commands use, as one node measures it.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = reflow_descriptions)]
+pub struct HotKeyStatus {
+    /// The key (as UTF-8 text, invalid bytes replaced; cut after 100 characters).
+    pub key: String,
+
+    /// Estimated commands per second on the key over the node's window.
+    #[schemars(range(min = 0))]
+    pub ops_per_second: i64,
 }
 
 /// Doc comments wrap at the source's width; as descriptions (`kubectl explain`) each

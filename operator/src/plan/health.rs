@@ -47,6 +47,25 @@ pub struct MemberHealth {
     pub serving: bool,
     pub used_memory: u64,
     pub hit_rate: Option<f64>,
+    /// The node's hottest keys (text, estimated commands per second), hottest first,
+    /// at most [`HOT_KEYS_SHOWN`].
+    pub hot_keys: Vec<(String, u64)>,
+}
+
+/// Hot keys shown per member: the status is for reading, `RINGCACHE.HOTKEYS` on the
+/// node has the full list.
+pub const HOT_KEYS_SHOWN: usize = 3;
+
+/// Longest key text shown (longer keys are cut, with "…").
+const HOT_KEY_TEXT: usize = 100;
+
+/// A key as status text: lossy UTF-8, cut to [`HOT_KEY_TEXT`] characters.
+fn key_text(key: &[u8]) -> String {
+    let text = String::from_utf8_lossy(key);
+    match text.char_indices().nth(HOT_KEY_TEXT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
+    }
 }
 
 /// The whole health of a cluster.
@@ -103,6 +122,13 @@ pub fn assess(o: &Observed, action: &Action, rebalance: Option<&Rebalance>, wait
                 serving: serving.contains(&p.name.as_str()),
                 used_memory: status.map_or(0, |s| s.used_memory),
                 hit_rate: p.window.and_then(rate),
+                hot_keys: status.map_or_else(Vec::new, |s| {
+                    s.hot_keys
+                        .iter()
+                        .take(HOT_KEYS_SHOWN)
+                        .map(|h| (key_text(&h.key), h.ops_per_sec))
+                        .collect()
+                }),
             }
         })
         .collect();
@@ -366,5 +392,20 @@ fn cond(type_: &'static str, status: bool, reason: &'static str, message: String
         status,
         reason,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_key_text_is_lossy_and_cut() {
+        assert_eq!(key_text(b"feed:home"), "feed:home");
+        assert_eq!(key_text(b"a\xffb"), "a\u{fffd}b");
+        let long = "k".repeat(150);
+        let shown = key_text(long.as_bytes());
+        assert_eq!(shown.chars().count(), HOT_KEY_TEXT + 1);
+        assert!(shown.ends_with('…'));
     }
 }

@@ -13,8 +13,8 @@ use super::children::{Names, MANAGER};
 use super::observe::Observation;
 use super::{Context, Error};
 use crate::crd::{
-    CacheCluster, CacheClusterStatus, FailoverStatus, MemberStatus, MoveStatus, NodeRecord, Phase as CrdPhase,
-    RebalanceStatus, TopologyRecord,
+    CacheCluster, CacheClusterStatus, FailoverStatus, HotKeyStatus, MemberStatus, MoveStatus, NodeRecord,
+    Phase as CrdPhase, RebalanceStatus, TopologyRecord,
 };
 use crate::plan::health::{Phase, DEGRADED, READY};
 use crate::plan::rebalance::{ranges_text, Reason, Rebalance};
@@ -200,6 +200,14 @@ pub fn status_of(
                 ready: m.serving,
                 used_memory: m.used_memory,
                 hit_rate: m.hit_rate,
+                hot_keys: m
+                    .hot_keys
+                    .iter()
+                    .map(|(key, ops)| HotKeyStatus {
+                        key: key.clone(),
+                        ops_per_second: i64::try_from(*ops).unwrap_or(i64::MAX),
+                    })
+                    .collect(),
             })
             .collect(),
         rebalance: plan.rebalance.as_ref().map(rebalance_status),
@@ -319,6 +327,7 @@ mod tests {
                 serving: ready,
                 used_memory: 10,
                 hit_rate: Some(0.973),
+                hot_keys: vec![("feed:home".into(), 12_000)],
             }],
             hit_rate: Some(0.973),
             conditions: vec![Condition {
@@ -340,6 +349,13 @@ mod tests {
         let t1 = Time(k8s_openapi::jiff::Timestamp::from_second(2_000).unwrap_or_default());
         let first = status_of(&names, Some(4), &plan(false), 2, None, None, t0.clone());
         assert_eq!(first.hit_rate.as_deref(), Some("97.3%"));
+        assert_eq!(
+            first.members[0].hot_keys,
+            [HotKeyStatus {
+                key: "feed:home".into(),
+                ops_per_second: 12_000
+            }]
+        );
         assert_eq!(first.phase, Some(CrdPhase::Degraded));
         assert_eq!(
             first.selector.as_deref(),
