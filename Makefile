@@ -63,6 +63,11 @@ bench-cluster:
 bench-quick:
 	python3 bench/node_vs_redis.py --quick --rounds 1 --keys 200000
 
+## bench-feed: a social feed (lists: LPUSH, LTRIM, LRANGE; sorted sets: ZADD, ZREVRANGE)
+## against redis-server in the same run, and bytes per feed; writes bench/out/feed.md.
+bench-feed:
+	python3 bench/feed.py
+
 clean:
 	$(CARGO) clean
 
