@@ -1,7 +1,9 @@
 //! Sorted-set commands with a real client, for what the differential test against
 //! redis-server cannot reach: ZRANDMEMBER's random replies, exact memory accounting,
 //! sets well past the small encoding (100k members) checked against a model, RESP3
-//! shapes, and replication of sorted sets to a replica.
+//! shapes, replication of sorted sets to a replica, and the blocking BZPOPMIN BZPOPMAX
+//! BZMPOP woken from other connections (order, timeouts, COUNT, waiters for another
+//! type on the same key, a slot that moves, the proxy port's refusal).
 
 mod common;
 
@@ -648,5 +650,25 @@ fn a_write_reaches_the_waiter_that_can_take_it_past_waiters_for_another_type() {
     let pair = |k: &str, v: &str| redis::Value::Array(vec![bulk(k), bulk(v)]);
     assert_eq!(list.join().expect("thread").expect("reply"), pair("k", "x"));
     assert_eq!(list2.join().expect("thread").expect("reply"), pair("k", "y"));
+    node.shutdown();
+}
+
+#[test]
+fn the_proxy_port_refuses_blocking_pops() {
+    let node = start();
+    let url = format!("redis://{}/", node.proxy_addr);
+    let mut con = redis::Client::open(url)
+        .expect("url")
+        .get_connection()
+        .expect("connects");
+    cmd::<i64>(&mut con, &["ZADD", "z", "1", "a"]);
+    for args in [
+        &["BZPOPMIN", "z", "0"][..],
+        &["BZPOPMAX", "z", "0"],
+        &["BZMPOP", "0", "1", "z", "MIN"],
+    ] {
+        assert_eq!(cmd_err(&mut con, args), ringcache_node::proxy::BLOCKING_REFUSED);
+    }
+    assert_eq!(cmd::<Vec<String>>(&mut con, &["ZPOPMIN", "z"]), ["a", "1"]);
     node.shutdown();
 }
