@@ -16,7 +16,9 @@
 //!    on the key that is not already woken; the woken client's own command is a write
 //!    to the key, so if data is left the next one is woken in turn. A woken client
 //!    that leaves without being served passes its wake on. This serves waiters first
-//!    blocked, first served per key, whichever worker thread they run on.
+//!    blocked, first served per key, whichever worker thread they run on. A woken
+//!    client whose command blocks again (the key holds a type it does not take, or
+//!    the data is gone) [`pass_on`](Ticket::pass_on)s the wake to the waiters behind it.
 //! 4. [`Blocking::wake_all`] wakes everyone, e.g. so that blocked commands re-route
 //!    after a topology change.
 
@@ -131,6 +133,23 @@ impl Ticket<'_> {
         self.waiter.woken.store(false, Ordering::Release);
     }
 
+    /// After a wake this client could not use (its command blocked again: the key
+    /// holds a type it does not take, or another client took the data first): wakes
+    /// the first waiter behind it on each of its keys that is not already woken, so a
+    /// write reaches, in order, the waiters that can take it (Redis serves a sorted set
+    /// to a BZPOPMIN queued behind a BLPOP). Only ever forward: the wake ends at the
+    /// back of the queue.
+    pub fn pass_on(&self) {
+        let queues = self.blocking.queues.lock();
+        for key in &self.keys {
+            let Some(queue) = queues.get(key) else { continue };
+            let mut behind = queue.iter().skip_while(|w| !Arc::ptr_eq(w, &self.waiter)).skip(1);
+            if let Some(w) = behind.find(|w| !w.woken.swap(true, Ordering::AcqRel)) {
+                w.notify.notify_one();
+            }
+        }
+    }
+
     /// Completes when a write to one of the keys (or [`Blocking::wake_all`]) wakes
     /// this client; at once if that happened since the last wait.
     pub async fn woken(&self) {
@@ -197,6 +216,43 @@ mod tests {
         assert!(!b.has_waiters());
         assert!(b.queues.lock().is_empty());
         b.key_written(b"k");
+    }
+
+    #[tokio::test]
+    async fn a_wake_passed_on_goes_to_the_next_waiter_behind_and_stops_at_the_back() {
+        let b = Blocking::default();
+        let first = b.register(vec![key("k")]);
+        let second = b.register(vec![key("k")]);
+        let third = b.register(vec![key("k")]);
+        b.key_written(b"k");
+        tokio::time::timeout(Duration::from_secs(1), first.woken())
+            .await
+            .expect("first woken");
+        // The first could not use it: it waits again and passes the wake back.
+        first.rearm();
+        first.pass_on();
+        tokio::time::timeout(Duration::from_secs(1), second.woken())
+            .await
+            .expect("second woken");
+        assert!(tokio::time::timeout(Duration::from_millis(20), first.woken())
+            .await
+            .is_err());
+        assert!(tokio::time::timeout(Duration::from_millis(20), third.woken())
+            .await
+            .is_err());
+        second.rearm();
+        second.pass_on();
+        tokio::time::timeout(Duration::from_secs(1), third.woken())
+            .await
+            .expect("third woken");
+        // From the back, nobody is woken.
+        third.rearm();
+        third.pass_on();
+        for t in [&first, &second, &third] {
+            assert!(tokio::time::timeout(Duration::from_millis(20), t.woken())
+                .await
+                .is_err());
+        }
     }
 
     #[tokio::test]

@@ -624,6 +624,35 @@ fn zpop_command() -> impl Strategy<Value = Vec<String>> {
                 c.extend(rest.split(' ').filter(|w| !w.is_empty()).map(String::from));
                 c
             }),
+        (
+            pick(&["BZPOPMIN", "BZPOPMAX", "bzpopmin"]),
+            proptest::collection::vec(key(), 1..3),
+            pick(TIMEOUTS)
+        )
+            .prop_map(|(c, keys, t)| [vec![c], keys, vec![t]].concat()),
+        (
+            pick(TIMEOUTS),
+            pick(NUMKEYS),
+            proptest::collection::vec(key(), 1..3),
+            pick(&["MIN", "MAX", "max", "BOGUS"]),
+            pick(&[
+                "",
+                "COUNT 1",
+                "COUNT 3",
+                "COUNT 0",
+                "COUNT x",
+                "COUNT",
+                "COUNT 1 COUNT 2",
+                "BOGUS"
+            ]),
+        )
+            .prop_map(|(t, n, keys, w, rest)| {
+                let mut c = vec!["BZMPOP".to_string(), t, n];
+                c.extend(keys);
+                c.push(w);
+                c.extend(rest.split(' ').filter(|w| !w.is_empty()).map(String::from));
+                c
+            }),
     ]
 }
 
@@ -754,10 +783,10 @@ fn zset_command() -> impl Strategy<Value = Vec<String>> {
         4 => zadd_command(),
         3 => zrange_command(),
         2 => zread_command(),
-        1 => zpop_command(),
+        2 => zpop_command(),
         2 => zsetop_command(),
         // Arity errors.
-        1 => pick(&["ZADD", "ZINCRBY", "ZRANGE", "ZRANGESTORE", "ZCOUNT", "ZMPOP", "ZUNION", "ZUNIONSTORE", "ZSCAN", "ZPOPMIN"])
+        1 => pick(&["ZADD", "ZINCRBY", "ZRANGE", "ZRANGESTORE", "ZCOUNT", "ZMPOP", "ZUNION", "ZUNIONSTORE", "ZSCAN", "ZPOPMIN", "BZPOPMIN", "BZPOPMAX", "BZMPOP"])
             .prop_map(|c| vec![c, "a".to_string()]),
     ]
 }

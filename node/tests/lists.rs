@@ -22,20 +22,6 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Runs `args` on a new connection in a thread (it may block); the reply comes back
-/// through the handle.
-fn in_background(node: &NodeHandle, args: &[&str]) -> std::thread::JoinHandle<redis::RedisResult<redis::Value>> {
-    let mut con = client(node);
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    std::thread::spawn(move || {
-        let mut c = redis::cmd(&args[0]);
-        for a in &args[1..] {
-            c.arg(a);
-        }
-        c.query::<redis::Value>(&mut con)
-    })
-}
-
 fn bulk(s: &str) -> redis::Value {
     redis::Value::BulkString(s.as_bytes().to_vec())
 }

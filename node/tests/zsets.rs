@@ -1,7 +1,9 @@
 //! Sorted-set commands with a real client, for what the differential test against
 //! redis-server cannot reach: ZRANDMEMBER's random replies, exact memory accounting,
 //! sets well past the small encoding (100k members) checked against a model, RESP3
-//! shapes, and replication of sorted sets to a replica.
+//! shapes, replication of sorted sets to a replica, and the blocking BZPOPMIN BZPOPMAX
+//! BZMPOP woken from other connections (order, timeouts, COUNT, waiters for another
+//! type on the same key, a slot that moves, the proxy port's refusal).
 
 mod common;
 
@@ -440,4 +442,233 @@ fn sorted_sets_reach_their_replicas() {
     for n in nodes {
         n.shutdown();
     }
+}
+
+// --- BZPOPMIN BZPOPMAX BZMPOP -------------------------------------------------------
+
+fn bulk(s: &str) -> redis::Value {
+    redis::Value::BulkString(s.as_bytes().to_vec())
+}
+
+/// `[key, member, score]` as BZPOPMIN answers in RESP2.
+fn popped(key: &str, member: &str, score: &str) -> redis::Value {
+    redis::Value::Array(vec![bulk(key), bulk(member), bulk(score)])
+}
+
+#[test]
+fn a_blocked_bzpopmin_is_woken_by_a_zadd_from_another_connection() {
+    let node = start();
+    let mut con = client(&node);
+    let started = Instant::now();
+    let waiter = in_background(&node, &["BZPOPMIN", "z1", "z2", "0"]);
+    wait_until("the client to block", Duration::from_secs(5), || {
+        node.state.blocking.waiting_on(b"z2") == 1
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!waiter.is_finished(), "BZPOPMIN returned with nothing to pop");
+    // A write that leaves no sorted set wakes nobody for good.
+    cmd::<()>(&mut con, &["SET", "z2", "x"]);
+    cmd::<i64>(&mut con, &["DEL", "z2"]);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!waiter.is_finished());
+    assert_eq!(cmd::<i64>(&mut con, &["ZADD", "z2", "2", "b", "1", "a"]), 2);
+    assert_eq!(waiter.join().expect("thread").expect("reply"), popped("z2", "a", "1"));
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert_eq!(cmd::<Vec<String>>(&mut con, &["ZRANGE", "z2", "0", "-1"]), ["b"]);
+    assert_eq!(node.state.blocking.blocked_clients(), 0);
+
+    // BZPOPMAX takes the highest; with data there nothing blocks.
+    cmd::<i64>(&mut con, &["ZADD", "z2", "5", "e"]);
+    assert_eq!(
+        cmd::<(String, String, f64)>(&mut con, &["BZPOPMAX", "empty", "z2", "0"]),
+        ("z2".to_string(), "e".to_string(), 5.0)
+    );
+    // A first run on a key of another type is WRONGTYPE, as in Redis.
+    cmd::<()>(&mut con, &["SET", "s", "x"]);
+    assert!(cmd_err(&mut con, &["BZPOPMIN", "s", "0"]).starts_with("WRONGTYPE"));
+    node.shutdown();
+}
+
+#[test]
+fn blocked_bzpopmin_clients_are_served_in_the_order_they_blocked() {
+    let node = start();
+    let mut con = client(&node);
+    let mut waiters = Vec::new();
+    for (i, c) in ["BZPOPMIN", "BZPOPMAX", "BZPOPMIN"].iter().enumerate() {
+        // The next one starts only once this one is blocked, so the order is known.
+        waiters.push(in_background(&node, &[c, "z", "0"]));
+        wait_until("the client to block", Duration::from_secs(5), || {
+            node.state.blocking.waiting_on(b"z") == i + 1
+        });
+    }
+    // One member: only the first is served.
+    cmd::<i64>(&mut con, &["ZADD", "z", "1", "one"]);
+    wait_until("the first to be served", Duration::from_secs(5), || {
+        waiters[0].is_finished()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!waiters[1].is_finished() && !waiters[2].is_finished());
+    // Three at once: the second takes the highest, the third the lowest of the rest.
+    cmd::<i64>(&mut con, &["ZADD", "z", "2", "two", "3", "three", "4", "four"]);
+    let replies: Vec<redis::Value> = waiters
+        .into_iter()
+        .map(|w| w.join().expect("thread").expect("reply"))
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            popped("z", "one", "1"),
+            popped("z", "four", "4"),
+            popped("z", "two", "2")
+        ]
+    );
+    assert_eq!(cmd::<Vec<String>>(&mut con, &["ZRANGE", "z", "0", "-1"]), ["three"]);
+    node.shutdown();
+}
+
+#[test]
+fn blocking_pops_time_out_with_nil_in_resp2_and_resp3_and_check_their_arguments() {
+    let node = start();
+    let mut con = client(&node);
+    let started = Instant::now();
+    let got: Option<(String, String, f64)> = cmd(&mut con, &["BZPOPMIN", "nothing", "0.2"]);
+    assert_eq!(got, None);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    let bzmpop = b"*5\r\n$6\r\nBZMPOP\r\n$4\r\n0.05\r\n$1\r\n1\r\n$1\r\nx\r\n$3\r\nMIN\r\n";
+    assert_eq!(raw(&node, bzmpop, 5), b"*-1\r\n");
+    let hello3 = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n".to_vec();
+    let hello_reply = raw(&node, &hello3, 1);
+    let bzpopmax = b"*3\r\n$8\r\nBZPOPMAX\r\n$1\r\nx\r\n$4\r\n0.05\r\n";
+    let reply = raw(&node, &[&hello3[..], bzpopmax].concat(), hello_reply.len() + 3);
+    assert_eq!(&reply[hello_reply.len()..], b"_\r\n");
+    for (t, err) in [
+        ("-1", "ERR timeout is negative"),
+        ("x", "ERR timeout is not a float or out of range"),
+    ] {
+        assert_eq!(cmd_err(&mut con, &["BZPOPMIN", "k", t]), err);
+        assert_eq!(cmd_err(&mut con, &["BZMPOP", t, "1", "k", "MAX"]), err);
+    }
+    // BZMPOP checks its other arguments before the timeout, as Redis does.
+    assert_eq!(
+        cmd_err(&mut con, &["BZMPOP", "x", "0", "k", "MIN"]),
+        "ERR numkeys should be greater than 0"
+    );
+    assert_eq!(
+        cmd_err(&mut con, &["BZMPOP", "x", "1", "k", "MIN", "COUNT", "0"]),
+        "ERR count should be greater than 0"
+    );
+    // Inside a transaction a blocking pop answers at once.
+    let tx = b"*1\r\n$5\r\nMULTI\r\n*3\r\n$8\r\nBZPOPMIN\r\n$1\r\nx\r\n$1\r\n0\r\n*1\r\n$4\r\nEXEC\r\n";
+    let expected = b"+OK\r\n+QUEUED\r\n*1\r\n*-1\r\n";
+    assert_eq!(raw(&node, tx, expected.len()), expected);
+    assert_eq!(node.state.blocking.blocked_clients(), 0);
+    node.shutdown();
+}
+
+#[test]
+fn a_blocked_bzmpop_takes_up_to_count_from_the_first_set_written() {
+    let node = start();
+    let mut con = client(&node);
+    let waiter = in_background(&node, &["BZMPOP", "0", "2", "m1", "m2", "MAX", "COUNT", "2"]);
+    wait_until("the client to block", Duration::from_secs(5), || {
+        node.state.blocking.waiting_on(b"m1") == 1
+    });
+    cmd::<i64>(&mut con, &["ZADD", "m2", "1", "a", "2", "b", "3", "c"]);
+    let got = waiter.join().expect("thread").expect("reply");
+    let entry = |m: &str, s: &str| redis::Value::Array(vec![bulk(m), bulk(s)]);
+    assert_eq!(
+        got,
+        redis::Value::Array(vec![
+            bulk("m2"),
+            redis::Value::Array(vec![entry("c", "3"), entry("b", "2")])
+        ])
+    );
+    // A count larger than the set takes it all and deletes the key.
+    let got: (String, Vec<(String, f64)>) = cmd(&mut con, &["BZMPOP", "0", "1", "m2", "MIN", "COUNT", "10"]);
+    assert_eq!(got, ("m2".to_string(), vec![("a".to_string(), 1.0)]));
+    assert_eq!(cmd::<i64>(&mut con, &["EXISTS", "m2"]), 0);
+    node.shutdown();
+}
+
+#[test]
+fn a_blocked_bzpopmin_is_redirected_when_its_slot_moves() {
+    let nodes: Vec<NodeHandle> = ["a", "b"].iter().map(|id| cluster_node(id)).collect();
+    let topo = form(&nodes, 1);
+    let key = "waiting";
+    let slot = key_slot(key.as_bytes());
+    let owner = topo.owners_of(slot)[0].clone();
+    let (here, there) = if nodes[0].state.cluster.node_id == owner {
+        (&nodes[0], &nodes[1])
+    } else {
+        (&nodes[1], &nodes[0])
+    };
+    let waiter = in_background(here, &["BZPOPMIN", key, "0"]);
+    wait_until("the client to block", Duration::from_secs(5), || {
+        here.state.blocking.waiting_on(key.as_bytes()) == 1
+    });
+    // The slot moves to the other node.
+    let mut owners = topo.to_slot_owners();
+    owners[usize::from(slot)] = vec![there.state.cluster.node_id.clone()];
+    let moved = Topology::from_slot_owners(topo.epoch + 1, topo.nodes.clone(), owners).expect("valid topology");
+    for n in &nodes {
+        n.state.cluster.apply(moved.clone()).expect("topology applies");
+    }
+    let err = waiter.join().expect("thread").expect_err("redirected");
+    assert_eq!(err.code(), Some("MOVED"));
+    assert_eq!(err.detail(), Some(format!("{slot} {}", there.resp_addr).as_str()));
+    assert_eq!(here.state.blocking.blocked_clients(), 0);
+}
+
+#[test]
+fn a_write_reaches_the_waiter_that_can_take_it_past_waiters_for_another_type() {
+    let node = start();
+    let mut con = client(&node);
+    // A list waiter first, then a sorted-set waiter, then another list waiter.
+    let list = in_background(&node, &["BLPOP", "k", "0"]);
+    wait_until("the list client to block", Duration::from_secs(5), || {
+        node.state.blocking.waiting_on(b"k") == 1
+    });
+    let zset = in_background(&node, &["BZPOPMIN", "k", "0"]);
+    wait_until("the sorted-set client to block", Duration::from_secs(5), || {
+        node.state.blocking.waiting_on(b"k") == 2
+    });
+    let list2 = in_background(&node, &["BRPOP", "k", "0"]);
+    wait_until("the second list client to block", Duration::from_secs(5), || {
+        node.state.blocking.waiting_on(b"k") == 3
+    });
+    // Redis serves the sorted set to the client waiting for one, past the BLPOP.
+    cmd::<i64>(&mut con, &["ZADD", "k", "1", "a"]);
+    assert_eq!(zset.join().expect("thread").expect("reply"), popped("k", "a", "1"));
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!list.is_finished() && !list2.is_finished());
+    // The list waiters kept their places.
+    cmd::<i64>(&mut con, &["RPUSH", "k", "x", "y"]);
+    let pair = |k: &str, v: &str| redis::Value::Array(vec![bulk(k), bulk(v)]);
+    assert_eq!(list.join().expect("thread").expect("reply"), pair("k", "x"));
+    assert_eq!(list2.join().expect("thread").expect("reply"), pair("k", "y"));
+    node.shutdown();
+}
+
+#[test]
+fn the_proxy_port_refuses_blocking_pops() {
+    let node = start();
+    let url = format!("redis://{}/", node.proxy_addr);
+    let mut con = redis::Client::open(url)
+        .expect("url")
+        .get_connection()
+        .expect("connects");
+    cmd::<i64>(&mut con, &["ZADD", "z", "1", "a"]);
+    for args in [
+        &["BZPOPMIN", "z", "0"][..],
+        &["BZPOPMAX", "z", "0"],
+        &["BZMPOP", "0", "1", "z", "MIN"],
+    ] {
+        assert_eq!(cmd_err(&mut con, args), ringcache_node::proxy::BLOCKING_REFUSED);
+    }
+    assert_eq!(cmd::<Vec<String>>(&mut con, &["ZPOPMIN", "z"]), ["a", "1"]);
+    node.shutdown();
 }

@@ -110,8 +110,9 @@ fn run(
     }
     if spec.flags & WRITE != 0 && server.blocking.has_waiters() {
         // Clients blocked on these keys run their commands again, when a key now holds
-        // something they can take (Redis signals a key ready only when a list is
-        // written, so a DEL or a SET wakes nobody and cannot reorder the queue).
+        // something they can take (Redis signals a key ready only when a list or a
+        // sorted set is written, so a DEL or a SET wakes nobody and cannot reorder
+        // the queue).
         for p in spec.key_positions(args) {
             let key = &args[p];
             let ready = ctx
@@ -119,7 +120,7 @@ fn run(
                 .lock(key_slot(key))
                 .slot()
                 .get(key, ctx.now)
-                .is_some_and(|e| matches!(e.as_object(), Some(Object::List(_))));
+                .is_some_and(|e| matches!(e.as_object(), Some(Object::List(_) | Object::ZSet(_))));
             if ready {
                 server.blocking.key_written(key);
             }

@@ -1,8 +1,13 @@
 //! Sorted-set commands: ZADD ZINCRBY ZREM ZSCORE ZMSCORE ZCARD ZCOUNT ZLEXCOUNT ZRANGE
 //! ZRANGESTORE ZREVRANGE ZRANGEBYSCORE ZREVRANGEBYSCORE ZRANGEBYLEX ZREVRANGEBYLEX ZRANK
 //! ZREVRANK ZREMRANGEBYRANK ZREMRANGEBYSCORE ZREMRANGEBYLEX ZPOPMIN ZPOPMAX ZMPOP ZUNION
-//! ZINTER ZDIFF ZUNIONSTORE ZINTERSTORE ZDIFFSTORE ZINTERCARD ZSCAN ZRANDMEMBER, with
-//! Redis 7.0.15's replies and errors. The value type is [`crate::store::ZSet`].
+//! ZINTER ZDIFF ZUNIONSTORE ZINTERSTORE ZDIFFSTORE ZINTERCARD ZSCAN ZRANDMEMBER, and the
+//! blocking BZPOPMIN BZPOPMAX BZMPOP, with Redis 7.0.15's replies and errors. The value
+//! type is [`crate::store::ZSet`].
+//!
+//! A blocking pop with nothing to serve blocks on its keys through [`Ctx::block`] (the
+//! machinery is [`crate::blocking`], as for BLPOP in `lists.rs`); a write that leaves
+//! a sorted set at one of them runs it again.
 //!
 //! A sorted-set key exists only while it has members: writes create it on demand, and
 //! removing its last member deletes the key. Scores reply as Redis 7.0 prints them
@@ -12,7 +17,7 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use super::args::{int, is, parse_i64};
+use super::args::{blocking_timeout, int, is, parse_i64};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
 use crate::resp::Out;
@@ -46,6 +51,9 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "zpopmin", arity: -2, flags: WRITE | FAST, keys: (1, 1, 1), group: "sorted-set", summary: "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", handler: zpopmin },
     CommandSpec { name: "zpopmax", arity: -2, flags: WRITE | FAST, keys: (1, 1, 1), group: "sorted-set", summary: "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", handler: zpopmax },
     CommandSpec { name: "zmpop", arity: -4, flags: WRITE | MOVABLEKEYS, keys: (0, 0, 0), group: "sorted-set", summary: "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", handler: zmpop },
+    CommandSpec { name: "bzpopmin", arity: -3, flags: WRITE | NOSCRIPT | FAST | BLOCKING, keys: (1, -2, 1), group: "sorted-set", summary: "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", handler: bzpopmin },
+    CommandSpec { name: "bzpopmax", arity: -3, flags: WRITE | NOSCRIPT | FAST | BLOCKING, keys: (1, -2, 1), group: "sorted-set", summary: "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped.", handler: bzpopmax },
+    CommandSpec { name: "bzmpop", arity: -5, flags: WRITE | BLOCKING | MOVABLEKEYS, keys: (0, 0, 0), group: "sorted-set", summary: "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", handler: bzmpop },
     CommandSpec { name: "zunion", arity: -3, flags: READONLY | MOVABLEKEYS, keys: (0, 0, 0), group: "sorted-set", summary: "Returns the union of multiple sorted sets.", handler: zunion },
     CommandSpec { name: "zinter", arity: -3, flags: READONLY | MOVABLEKEYS, keys: (0, 0, 0), group: "sorted-set", summary: "Returns the intersect of multiple sorted sets.", handler: zinter },
     CommandSpec { name: "zdiff", arity: -3, flags: READONLY | MOVABLEKEYS, keys: (0, 0, 0), group: "sorted-set", summary: "Returns the difference between multiple sorted sets.", handler: zdiff },
@@ -721,7 +729,7 @@ fn zremrangebylex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     remove_range(ctx, &args[1], |z| z.lex_span(&range, false))
 }
 
-// --- ZPOPMIN ZPOPMAX ZMPOP ----------------------------------------------------------
+// --- ZPOPMIN ZPOPMAX ZMPOP and the blocking BZPOPMIN BZPOPMAX BZMPOP ----------------
 
 /// Pops up to `count` entries from the low (`max` false) or high end of `z`, replying
 /// each as an entry with its score (pairs when `nested`).
@@ -778,10 +786,19 @@ fn zpopmax(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     pop_generic(ctx, args, true)
 }
 
-/// ZMPOP numkeys key [key …] MIN|MAX [COUNT count].
-fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    let numkeys = ranged(&args[1], 1, i64::MAX, "numkeys should be greater than 0")?;
-    let where_at = usize::try_from(numkeys).ok().and_then(|n| n.checked_add(2));
+/// The parsed arguments of ZMPOP/BZMPOP: the keys, which end, the count.
+struct Mpop<'a> {
+    keys: &'a [Bytes],
+    max: bool,
+    count: usize,
+}
+
+/// Parses `numkeys key… MIN|MAX [COUNT count]` starting at `args[at]`, with Redis'
+/// checks in Redis' order.
+fn parse_mpop(args: &[Bytes], at: usize) -> Result<Mpop<'_>, CmdError> {
+    let numkeys = ranged(&args[at], 1, i64::MAX, "numkeys should be greater than 0")?;
+    let first = at + 1;
+    let where_at = usize::try_from(numkeys).ok().and_then(|n| n.checked_add(first));
     let Some(where_at) = where_at.filter(|&w| w < args.len()) else {
         return Err(CmdError::Syntax);
     };
@@ -802,34 +819,90 @@ fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         }
     }
-    let count = usize::try_from(count.unwrap_or(1)).unwrap_or(usize::MAX);
-    let keys = &args[2..where_at];
-    let now = ctx.now;
+    Ok(Mpop {
+        keys: &args[first..where_at],
+        max,
+        count: usize::try_from(count.unwrap_or(1)).unwrap_or(usize::MAX),
+    })
+}
+
+/// Pops from the first sorted set of `keys`, under all their locks, and replies
+/// `[key, member, score]` (`count` None: BZPOPMIN/BZPOPMAX) or
+/// `[key, [[member, score]…]]` (ZMPOP/BZMPOP); false (nothing written or answered)
+/// when every key is missing. A key of another type met first is WRONGTYPE, except for
+/// a blocked command running again after a wake-up: Redis serves such a client only
+/// from a sorted set, so the key counts as empty.
+fn pop_first(ctx: &mut Ctx<'_>, keys: &[Bytes], max: bool, count: Option<usize>) -> Result<bool, CmdError> {
+    let (now, woken) = (ctx.now, ctx.client.blocked);
     let slots: Vec<Slot> = keys.iter().map(|k| ctx.slot_of(k)).collect();
     let mut locked = ctx.store.lock_many(&slots);
     let out = &mut *ctx.out;
     for (key, &s) in keys.iter().zip(&slots) {
         let Some(mut slot) = locked.slot(s) else { continue };
-        match slot.get(key, now) {
+        match slot.get(key, now).map(|e| zset_ref(e).is_ok()) {
             None => continue,
-            Some(e) => {
-                zset_ref(e)?;
-            }
+            Some(false) if woken => continue,
+            Some(false) => return Err(CmdError::WrongType),
+            Some(true) => {}
         }
         let emptied = slot.modify(key, now, |e| {
             let Ok(z) = zset_mut(e) else { return false };
-            out.array(2);
+            out.array(if count.is_some() { 2 } else { 3 });
             out.bulk(key);
-            out.array(count.min(z.len()));
-            pop_entries(z, count, max, true, out);
+            match count {
+                Some(n) => {
+                    out.array(n.min(z.len()));
+                    pop_entries(z, n, max, true, out);
+                }
+                None => pop_entries(z, 1, max, false, out),
+            }
             z.is_empty()
         });
         if emptied == Some(true) {
             slot.remove(key, now);
         }
-        return Ok(());
+        return Ok(true);
     }
-    out.null_array();
+    Ok(false)
+}
+
+/// ZMPOP numkeys key [key …] MIN|MAX [COUNT count].
+fn zmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let mpop = parse_mpop(args, 1)?;
+    if !pop_first(ctx, mpop.keys, mpop.max, Some(mpop.count))? {
+        ctx.out.null_array();
+    }
+    Ok(())
+}
+
+/// BZPOPMIN/BZPOPMAX key [key …] timeout: the timeout is read first, as in Redis.
+fn blocking_pop(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) -> CmdResult {
+    let Some((timeout, keys)) = args[1..].split_last() else {
+        return Err(CmdError::Syntax);
+    };
+    let timeout = blocking_timeout(timeout)?;
+    if !pop_first(ctx, keys, max, None)? {
+        ctx.block(keys, timeout);
+    }
+    Ok(())
+}
+
+fn bzpopmin(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    blocking_pop(ctx, args, false)
+}
+
+fn bzpopmax(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    blocking_pop(ctx, args, true)
+}
+
+/// BZMPOP timeout numkeys key [key …] MIN|MAX [COUNT count]: the other arguments are
+/// checked before the timeout, as in Redis.
+fn bzmpop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    let mpop = parse_mpop(args, 2)?;
+    let timeout = blocking_timeout(&args[1])?;
+    if !pop_first(ctx, mpop.keys, mpop.max, Some(mpop.count))? {
+        ctx.block(mpop.keys, timeout);
+    }
     Ok(())
 }
 

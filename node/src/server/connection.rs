@@ -325,6 +325,7 @@ async fn wait_blocked(
     let deadline = block.timeout.map(|t| tokio::time::Instant::now() + t);
     let ticket = state.blocking.register(block.keys);
     let mut epoch = state.cluster.epoch();
+    let mut woken = false;
     loop {
         // Registered first, run again second: a write in between is not missed.
         ticket.rearm();
@@ -334,6 +335,10 @@ async fn wait_blocked(
         client.blocked = false;
         if !matches!(next, Next::Block(_)) {
             return Ok((index, next));
+        }
+        if std::mem::take(&mut woken) {
+            // Woken for something this command does not take: the waiters behind may.
+            ticket.pass_on();
         }
         let timeout = async {
             match deadline {
@@ -352,7 +357,7 @@ async fn wait_blocked(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return Ok((index, Next::Close)),
-            _ = ticket.woken() => {}
+            _ = ticket.woken() => woken = true,
             Some(push) = pushes.recv() => {
                 // A blocked client still gets its invalidations and messages.
                 push.encode(out, !client.pushes.channels.is_empty());

@@ -62,6 +62,20 @@ pub fn cmd<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str])
     c.query(con).unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
 }
 
+/// Runs `args` on a new connection in a thread (it may block); the reply comes back
+/// through the handle.
+pub fn in_background(node: &NodeHandle, args: &[&str]) -> std::thread::JoinHandle<redis::RedisResult<redis::Value>> {
+    let mut con = client(node);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    std::thread::spawn(move || {
+        let mut c = redis::cmd(&args[0]);
+        for a in &args[1..] {
+            c.arg(a);
+        }
+        c.query::<redis::Value>(&mut con)
+    })
+}
+
 /// Runs a command that must fail, returning the error text (code + message).
 pub fn cmd_err(con: &mut redis::Connection, args: &[&str]) -> String {
     let mut c = redis::cmd(args[0]);
