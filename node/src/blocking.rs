@@ -103,6 +103,20 @@ impl Blocking {
         }
     }
 
+    /// Wakes every client waiting on `key` (each runs its command again): for waiters
+    /// that all take the same value without consuming it (coalesced GETs).
+    pub fn wake_key(&self, key: &[u8]) {
+        if !self.has_waiters() {
+            return;
+        }
+        if let Some(queue) = self.queues.lock().get(key) {
+            for w in queue {
+                w.woken.store(true, Ordering::Release);
+                w.notify.notify_one();
+            }
+        }
+    }
+
     /// Wakes every waiter (each runs its command again).
     pub fn wake_all(&self) {
         if !self.has_waiters() {

@@ -80,6 +80,9 @@ fn expiry_option(word: &[u8]) -> Option<(i64, bool)> {
 }
 
 fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    if let Some(p) = ctx.client.coalesce.params.filter(|_| ctx.may_block()) {
+        return super::coalesce::get(ctx, &args[1], p);
+    }
     reply_string(ctx, &args[1])
 }
 
