@@ -182,11 +182,22 @@ impl Leases {
     }
 }
 
+/// A connection's coalescing mode.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// As the node's `--coalesce-pattern`s say (no pattern: off).
+    #[default]
+    Default,
+    /// `RINGCACHE.COALESCE ON`: every GET, with these parameters.
+    On(Params),
+    /// `RINGCACHE.COALESCE OFF`: no GET, whatever the patterns.
+    Off,
+}
+
 /// A connection's coalescing state: its mode and the key it waits for.
 #[derive(Debug, Default, Clone)]
 pub struct ClientCoalesce {
-    /// `RINGCACHE.COALESCE ON`'s parameters; `None` when off.
-    pub params: Option<Params>,
+    pub mode: Mode,
     /// The key this connection waits for and since when (unix ms), while its GET is
     /// blocked.
     pub waiting: Option<(Bytes, u64)>,
@@ -199,12 +210,29 @@ pub struct ClientCoalesce {
 #[derive(Debug, Default)]
 pub struct Coalescing {
     leases: Mutex<Leases>,
+    /// `--coalesce-pattern`s: GETs of matching keys coalesce on connections in
+    /// [`Mode::Default`], with the default [`Params`].
+    pub patterns: Vec<Vec<u8>>,
     /// Whether the table may hold something: writes skip the lock when not.
     used: AtomicBool,
     pub stats: crate::metrics::CoalesceStats,
 }
 
 impl Coalescing {
+    /// The parameters a GET of `key` coalesces with on a connection in `mode`; `None`
+    /// when it does not coalesce.
+    pub fn params_for(&self, mode: Mode, key: &[u8]) -> Option<Params> {
+        match mode {
+            Mode::On(p) => Some(p),
+            Mode::Off => None,
+            Mode::Default => self
+                .patterns
+                .iter()
+                .any(|p| crate::util::glob::matches(p, key))
+                .then(Params::default),
+        }
+    }
+
     /// [`Leases::miss`], counted. A freshly granted lease counts as a filler; a first
     /// ask told to wait as a coalesced reader.
     pub fn miss(&self, key: &Bytes, client: u64, now: u64, p: Params, waiting_since: Option<u64>) -> Miss {

@@ -132,6 +132,17 @@ pub struct Config {
     #[arg(long, env = "RINGCACHE_TTL_JITTER_PERCENT", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=i64::from(ttl_jitter::MAX_PERCENT)))]
     pub ttl_jitter_percent: u8,
+
+    /// Miss coalescing by default: GETs of keys matching this glob pattern coalesce
+    /// (one filler, the others wait for its SET) on every connection that did not send
+    /// RINGCACHE.COALESCE ON or OFF. Repeatable (comma-separated in the environment);
+    /// none by default.
+    #[arg(
+        long = "coalesce-pattern",
+        env = "RINGCACHE_COALESCE_PATTERNS",
+        value_delimiter = ','
+    )]
+    pub coalesce_patterns: Vec<String>,
 }
 
 fn parse_bf_error_rate(s: &str) -> Result<f64, String> {
@@ -224,6 +235,7 @@ impl Config {
             bf_initial_size: 100,
             bf_expansion: 2,
             ttl_jitter_percent: 0,
+            coalesce_patterns: Vec::new(),
         }
     }
 }

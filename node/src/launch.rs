@@ -97,6 +97,7 @@ impl NodeHandle {
         )
         .with_hotkeys(HotKeys::new(config.hotkeys_config()));
         state.bloom = config.bloom_defaults();
+        state.coalesce.patterns = config.coalesce_patterns.iter().map(|p| p.as_bytes().to_vec()).collect();
         let state = Arc::new(state);
         state
             .replication

@@ -249,3 +249,27 @@ fn bad_arguments_get_errors() {
         "OK"
     );
 }
+
+#[test]
+fn coalesce_patterns_make_plain_clients_coalesce() {
+    let node = start_with(|c| c.coalesce_patterns = vec!["user:*".into()]);
+    let mut watcher = client(&node);
+    // Unchanged clients: no RINGCACHE.COALESCE on any of these connections.
+    let mut filler = client(&node);
+    assert_eq!(cmd::<Option<String>>(&mut filler, &["GET", "user:1"]), None);
+    let mut con = client(&node);
+    let waiter = std::thread::spawn(move || cmd::<Option<String>>(&mut con, &["GET", "user:1"]));
+    wait_until("a waiter", Duration::from_secs(5), || {
+        info_field(&mut watcher, "blocked_clients") == 1
+    });
+    // Keys outside the patterns, and connections that opted out, miss at once.
+    let t = Instant::now();
+    assert_eq!(cmd::<Option<String>>(&mut watcher, &["GET", "other"]), None);
+    let mut opted_out = client(&node);
+    assert_eq!(cmd::<String>(&mut opted_out, &["RINGCACHE.COALESCE", "OFF"]), "OK");
+    assert_eq!(cmd::<Option<String>>(&mut opted_out, &["GET", "user:1"]), None);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert_eq!(cmd::<String>(&mut filler, &["SET", "user:1", "alice"]), "OK");
+    assert_eq!(waiter.join().expect("waiter").as_deref(), Some("alice"));
+    assert_eq!(info_field(&mut watcher, "coalesce_fillers"), 1);
+}

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::args::{int, is};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
-use crate::coalesce::{Miss, Params};
+use crate::coalesce::{Miss, Mode, Params};
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "ringcache.coalesce",
@@ -31,7 +31,7 @@ fn coalesce(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         if args.len() > 2 {
             return Err(CmdError::Syntax);
         }
-        ctx.client.coalesce.params = None;
+        ctx.client.coalesce.mode = Mode::Off;
         ctx.out.ok();
         return Ok(());
     }
@@ -59,7 +59,7 @@ fn coalesce(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         }
     }
-    ctx.client.coalesce.params = Some(p);
+    ctx.client.coalesce.mode = Mode::On(p);
     ctx.out.ok();
     Ok(())
 }

@@ -11,6 +11,7 @@ use super::args::{int, is, parse_i64};
 use super::flag::*;
 use super::float::{self, AddError};
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
+use crate::coalesce::Mode;
 use crate::resp::Out;
 use crate::store::{Entry, SlotRef, TtlJitter};
 use ringcache_core::slot::Slot;
@@ -80,8 +81,10 @@ fn expiry_option(word: &[u8]) -> Option<(i64, bool)> {
 }
 
 fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    if let Some(p) = ctx.client.coalesce.params.filter(|_| ctx.may_block()) {
-        return super::coalesce::get(ctx, &args[1], p);
+    if ctx.client.coalesce.mode != Mode::Off && ctx.may_block() {
+        if let Some(p) = ctx.server.coalesce.params_for(ctx.client.coalesce.mode, &args[1]) {
+            return super::coalesce::get(ctx, &args[1], p);
+        }
     }
     reply_string(ctx, &args[1])
 }
