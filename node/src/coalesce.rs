@@ -31,6 +31,10 @@ pub struct Params {
     pub wait_ms: u64,
     /// Readers that may wait per key.
     pub max_waiters: usize,
+    /// Early refresh: a GET that hits a key expiring within this many ms, while nobody
+    /// holds its lease, gets nil and the lease (it refreshes the key while the others
+    /// still get the value). 0: off.
+    pub early_ms: u64,
 }
 
 impl Default for Params {
@@ -39,6 +43,7 @@ impl Default for Params {
             lease_ms: 2000,
             wait_ms: 5000,
             max_waiters: 10_000,
+            early_ms: 0,
         }
     }
 }
@@ -114,6 +119,20 @@ impl Leases {
             expires: now.saturating_add(p.lease_ms.max(1)),
         });
         Miss::Fill
+    }
+
+    /// A GET of `key` by `client` hit a value about to expire: grants the lease (the
+    /// client refreshes the key early) when no live lease is held; true if granted.
+    pub fn refresh(&mut self, key: &Bytes, client: u64, now: u64, p: Params) -> bool {
+        if self.filler(key, now).is_some() {
+            return false;
+        }
+        self.sweep(now);
+        self.keys.entry(key.clone()).or_default().lease = Some(Lease {
+            filler: client,
+            expires: now.saturating_add(p.lease_ms.max(1)),
+        });
+        true
     }
 
     /// A client that waited for `key` stopped waiting (served, timed out, became the
@@ -213,6 +232,8 @@ pub struct Coalescing {
     /// `--coalesce-pattern`s: GETs of matching keys coalesce on connections in
     /// [`Mode::Default`], with the default [`Params`].
     pub patterns: Vec<Vec<u8>>,
+    /// The parameters of pattern-coalesced GETs (`--coalesce-early-ms` sets `early_ms`).
+    pub defaults: Params,
     /// Whether the table may hold something: writes skip the lock when not.
     used: AtomicBool,
     pub stats: crate::metrics::CoalesceStats,
@@ -229,7 +250,7 @@ impl Coalescing {
                 .patterns
                 .iter()
                 .any(|p| crate::util::glob::matches(p, key))
-                .then(Params::default),
+                .then_some(self.defaults),
         }
     }
 
@@ -252,6 +273,17 @@ impl Coalescing {
             c.fetch_add(1, Ordering::Relaxed);
         }
         m
+    }
+
+    /// [`Leases::refresh`], counted.
+    pub fn refresh(&self, key: &Bytes, client: u64, now: u64, p: Params) -> bool {
+        let mut leases = self.leases.lock();
+        self.used.store(true, Ordering::Release);
+        let granted = leases.refresh(key, client, now, p);
+        if granted {
+            self.stats.early_refreshes.fetch_add(1, Ordering::Relaxed);
+        }
+        granted
     }
 
     /// [`Leases::leave`].
@@ -288,6 +320,7 @@ mod tests {
         lease_ms: 100,
         wait_ms: 250,
         max_waiters: 3,
+        early_ms: 0,
     };
 
     fn k(s: &str) -> Bytes {
@@ -335,6 +368,9 @@ mod tests {
         /// A client asks (first ask or again, as its state says).
         Ask(u64),
         Write,
+        /// A client hits the key's value near its expiry: a lease grant, as for a miss,
+        /// but only when no live lease is held.
+        Early(u64),
         Leave(u64),
         Tick(u64),
     }
@@ -343,6 +379,7 @@ mod tests {
         prop_oneof![
             4 => (0u64..6).prop_map(Op::Ask),
             1 => Just(Op::Write),
+            1 => (0u64..6).prop_map(Op::Early),
             1 => (0u64..6).prop_map(Op::Leave),
             2 => (1u64..80).prop_map(Op::Tick),
         ]
@@ -368,6 +405,17 @@ mod tests {
                         let has = l.written(&key);
                         prop_assert_eq!(has, waiting.iter().any(Option::is_some));
                         written = true;
+                    }
+                    Op::Early(c) => {
+                        if waiting[c as usize].is_some() {
+                            continue;
+                        }
+                        let before = l.filler(&key, now);
+                        let granted = l.refresh(&key, c, now, P);
+                        prop_assert_eq!(granted, before.is_none());
+                        if granted {
+                            prop_assert_eq!(l.filler(&key, now), Some(c));
+                        }
                     }
                     Op::Leave(c) => {
                         if waiting[c as usize].take().is_some() {

@@ -143,6 +143,12 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub coalesce_patterns: Vec<String>,
+
+    /// Early refresh for --coalesce-pattern keys: a GET that hits such a key expiring
+    /// within this many ms, while nobody refreshes it, gets nil (its client refreshes
+    /// it); the others keep getting the value. 0 (the default) is off.
+    #[arg(long, env = "RINGCACHE_COALESCE_EARLY_MS", default_value_t = 0)]
+    pub coalesce_early_ms: u64,
 }
 
 fn parse_bf_error_rate(s: &str) -> Result<f64, String> {
@@ -236,6 +242,7 @@ impl Config {
             bf_expansion: 2,
             ttl_jitter_percent: 0,
             coalesce_patterns: Vec::new(),
+            coalesce_early_ms: 0,
         }
     }
 }

@@ -126,6 +126,8 @@ pub struct CoalesceStats {
     pub wait_timeouts: AtomicU64,
     /// GETs answered nil at once because too many clients waited for the key.
     pub too_many_waiters: AtomicU64,
+    /// GETs that hit a key about to expire and were answered nil to refresh it early.
+    pub early_refreshes: AtomicU64,
 }
 
 impl CoalesceStats {
@@ -136,6 +138,7 @@ impl CoalesceStats {
             coalesced: self.coalesced.load(Ordering::Relaxed),
             wait_timeouts: self.wait_timeouts.load(Ordering::Relaxed),
             too_many_waiters: self.too_many_waiters.load(Ordering::Relaxed),
+            early_refreshes: self.early_refreshes.load(Ordering::Relaxed),
         }
     }
 }
@@ -147,6 +150,7 @@ pub struct CoalesceCounts {
     pub coalesced: u64,
     pub wait_timeouts: u64,
     pub too_many_waiters: u64,
+    pub early_refreshes: u64,
 }
 
 impl CoalesceCounts {
@@ -157,6 +161,7 @@ impl CoalesceCounts {
             coalesced: self.coalesced.saturating_sub(base.coalesced),
             wait_timeouts: self.wait_timeouts.saturating_sub(base.wait_timeouts),
             too_many_waiters: self.too_many_waiters.saturating_sub(base.too_many_waiters),
+            early_refreshes: self.early_refreshes.saturating_sub(base.early_refreshes),
         }
     }
 }
@@ -269,6 +274,11 @@ pub fn render(
             "ringcache_coalesce_too_many_waiters_total",
             "Coalescing GETs answered nil at once because the key had too many waiters.",
             g.coalesce.too_many_waiters,
+        ),
+        (
+            "ringcache_coalesce_early_refreshes_total",
+            "GETs that hit a key about to expire and were answered nil to refresh it early.",
+            g.coalesce.early_refreshes,
         ),
     ] {
         metric(name, "counter", help, v.to_string());

@@ -273,3 +273,29 @@ fn coalesce_patterns_make_plain_clients_coalesce() {
     assert_eq!(waiter.join().expect("waiter").as_deref(), Some("alice"));
     assert_eq!(info_field(&mut watcher, "coalesce_fillers"), 1);
 }
+
+#[test]
+fn early_refresh_sends_one_reader_to_the_origin_before_expiry() {
+    let node = start();
+    let mut plain = client(&node);
+    let mut a = coalescing(&node, &["EARLY", "5000"]);
+    let mut b = coalescing(&node, &["EARLY", "5000"]);
+    // Far from expiry: a hit.
+    assert_eq!(cmd::<String>(&mut plain, &["SET", "k", "v", "PX", "60000"]), "OK");
+    assert_eq!(cmd::<Option<String>>(&mut a, &["GET", "k"]).as_deref(), Some("v"));
+    // Within EARLY of expiry: one reader is told nil and refreshes, the others (and
+    // plain clients) keep getting the value.
+    assert_eq!(cmd::<String>(&mut plain, &["SET", "k", "v", "PX", "3000"]), "OK");
+    assert_eq!(cmd::<Option<String>>(&mut a, &["GET", "k"]), None);
+    assert_eq!(cmd::<Option<String>>(&mut b, &["GET", "k"]).as_deref(), Some("v"));
+    assert_eq!(cmd::<Option<String>>(&mut a, &["GET", "k"]).as_deref(), Some("v"));
+    assert_eq!(cmd::<Option<String>>(&mut plain, &["GET", "k"]).as_deref(), Some("v"));
+    assert_eq!(cmd::<String>(&mut a, &["SET", "k", "fresh", "PX", "60000"]), "OK");
+    assert_eq!(cmd::<Option<String>>(&mut b, &["GET", "k"]).as_deref(), Some("fresh"));
+    assert_eq!(info_field(&mut plain, "coalesce_early_refreshes"), 1);
+    assert_eq!(info_field(&mut plain, "coalesce_fillers"), 0);
+    assert_eq!(
+        cmd_err(&mut plain, &["RINGCACHE.COALESCE", "ON", "EARLY", "-5"]),
+        "ERR EARLY must not be negative"
+    );
+}

@@ -1,5 +1,5 @@
 //! Miss coalescing (stampede protection), for plain Redis clients:
-//! `RINGCACHE.COALESCE ON [LEASE ms] [WAIT ms] [MAXWAITERS n]` and
+//! `RINGCACHE.COALESCE ON [LEASE ms] [WAIT ms] [MAXWAITERS n] [EARLY ms]` and
 //! `RINGCACHE.COALESCE OFF` switch this connection's GETs into and out of coalescing
 //! mode, and [`get`] is GET in that mode. The rules (who fills, who waits, for how
 //! long) are the lease table's, [`crate::coalesce`]; a waiting GET blocks with the
@@ -21,7 +21,7 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     flags: NOSCRIPT | LOADING | STALE | FAST,
     keys: (0, 0, 0),
     group: "connection",
-    summary: "RINGCACHE.COALESCE ON [LEASE ms] [WAIT ms] [MAXWAITERS n] | OFF switches this connection's GETs into or out of miss coalescing.",
+    summary: "RINGCACHE.COALESCE ON [LEASE ms] [WAIT ms] [MAXWAITERS n] [EARLY ms] | OFF switches this connection's GETs into or out of miss coalescing.",
     handler: coalesce,
 }];
 
@@ -52,6 +52,8 @@ fn coalesce(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 .ok_or_else(|| CmdError::Other("LEASE must be a positive number of milliseconds".into()))?;
         } else if is(opt, "wait") {
             p.wait_ms = u64::try_from(n).map_err(|_| CmdError::Other("WAIT must not be negative".into()))?;
+        } else if is(opt, "early") {
+            p.early_ms = u64::try_from(n).map_err(|_| CmdError::Other("EARLY must not be negative".into()))?;
         } else if is(opt, "maxwaiters") {
             p.max_waiters =
                 usize::try_from(n).map_err(|_| CmdError::Other("MAXWAITERS must not be negative".into()))?;
@@ -76,6 +78,16 @@ pub fn get(ctx: &mut Ctx<'_>, key: &Bytes, p: Params) -> CmdResult {
         let mut locked = ctx.store.lock(ctx.slot_of(key));
         let mut slot = locked.slot();
         if let Some(e) = slot.read(key, ctx.now) {
+            let expiring = p.early_ms > 0
+                && e.as_str().is_some()
+                && e.expire_at().is_some_and(|at| at.saturating_sub(ctx.now) <= p.early_ms);
+            if expiring && ctx.server.coalesce.refresh(key, ctx.client.id(), ctx.now, p) {
+                // Early refresh: this client refreshes the key; the others still get
+                // the value until it expires.
+                ctx.client.coalesce.filled = true;
+                ctx.out.null();
+                return Ok(());
+            }
             let v = e.as_str().ok_or(CmdError::WrongType)?;
             ctx.out.bulk(v);
             return Ok(());
