@@ -14,6 +14,7 @@ use super::args::{int, is};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
 use crate::coalesce::{Miss, Mode, Params};
+use ringcache_core::view::Owner;
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "ringcache.coalesce",
@@ -64,6 +65,24 @@ fn coalesce(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     ctx.client.coalesce.mode = Mode::On(p);
     ctx.out.ok();
     Ok(())
+}
+
+/// The parameters a GET of `key` coalesces with here, `None` when it does not: the
+/// connection's mode or the node's patterns say so, the GET may block (not inside
+/// MULTI, not on the proxy port), and this node is the key's primary (a replica would
+/// see the filler's SET only by replication, which wakes nobody).
+pub fn params(ctx: &Ctx<'_>, key: &[u8]) -> Option<Params> {
+    let mode = ctx.client.coalesce.mode;
+    if mode == Mode::Off || !ctx.may_block() {
+        return None;
+    }
+    let p = ctx.server.coalesce.params_for(mode, key)?;
+    if let (Some(view), Some(slot)) = (ctx.view, ctx.slot) {
+        if ctx.client.readonly && !matches!(view.owner(slot, false), Owner::Here) {
+            return None;
+        }
+    }
+    Some(p)
 }
 
 /// GET in coalescing mode: a hit answers the value; a miss asks the lease table

@@ -11,7 +11,6 @@ use super::args::{int, is, parse_i64};
 use super::flag::*;
 use super::float::{self, AddError};
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
-use crate::coalesce::Mode;
 use crate::resp::Out;
 use crate::store::{Entry, SlotRef, TtlJitter};
 use ringcache_core::slot::Slot;
@@ -81,10 +80,8 @@ fn expiry_option(word: &[u8]) -> Option<(i64, bool)> {
 }
 
 fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
-    if ctx.client.coalesce.mode != Mode::Off && ctx.may_block() {
-        if let Some(p) = ctx.server.coalesce.params_for(ctx.client.coalesce.mode, &args[1]) {
-            return super::coalesce::get(ctx, &args[1], p);
-        }
+    if let Some(p) = super::coalesce::params(ctx, &args[1]) {
+        return super::coalesce::get(ctx, &args[1], p);
     }
     reply_string(ctx, &args[1])
 }
