@@ -17,6 +17,8 @@
 //!    to the key, so if data is left the next one is woken in turn. A woken client
 //!    that leaves without being served passes its wake on. This serves waiters first
 //!    blocked, first served per key, whichever worker thread they run on.
+//!    [`Blocking::wake_key`] wakes every waiter of a key instead, for commands that
+//!    all take the same value without consuming it (coalesced GETs, `cmd/coalesce.rs`).
 //! 4. [`Blocking::wake_all`] wakes everyone, e.g. so that blocked commands re-route
 //!    after a topology change.
 

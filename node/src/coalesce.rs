@@ -234,7 +234,8 @@ pub struct Coalescing {
     pub patterns: Vec<Vec<u8>>,
     /// The parameters of pattern-coalesced GETs (`--coalesce-early-ms` sets `early_ms`).
     pub defaults: Params,
-    /// Whether the table may hold something: writes skip the lock when not.
+    /// Whether the table holds something (a lease, maybe ended, or a waiter): writes
+    /// skip the lock when not. Set under the lock after every change.
     used: AtomicBool,
     pub stats: crate::metrics::CoalesceStats,
 }
@@ -258,9 +259,9 @@ impl Coalescing {
     /// ask told to wait as a coalesced reader.
     pub fn miss(&self, key: &Bytes, client: u64, now: u64, p: Params, waiting_since: Option<u64>) -> Miss {
         let mut leases = self.leases.lock();
-        self.used.store(true, Ordering::Release);
         let held = leases.filler(key, now) == Some(client);
         let m = leases.miss(key, client, now, p, waiting_since);
+        self.settle(&leases);
         let counter = match m {
             Miss::Fill if held => None,
             Miss::Fill => Some(&self.stats.fillers),
@@ -278,8 +279,8 @@ impl Coalescing {
     /// [`Leases::refresh`], counted.
     pub fn refresh(&self, key: &Bytes, client: u64, now: u64, p: Params) -> bool {
         let mut leases = self.leases.lock();
-        self.used.store(true, Ordering::Release);
         let granted = leases.refresh(key, client, now, p);
+        self.settle(&leases);
         if granted {
             self.stats.early_refreshes.fetch_add(1, Ordering::Relaxed);
         }
@@ -288,21 +289,34 @@ impl Coalescing {
 
     /// [`Leases::leave`].
     pub fn leave(&self, key: &[u8]) {
-        self.leases.lock().leave(key);
+        let mut leases = self.leases.lock();
+        leases.leave(key);
+        self.settle(&leases);
     }
 
-    /// [`Leases::written`]; false at the cost of one atomic load while no coalescing
-    /// reader ever missed.
+    /// [`Leases::written`]; false at the cost of one atomic load while the table is
+    /// empty. (A GET that put something there did so under the key's slot lock, which
+    /// a write of the key takes after it: the write then sees the flag.)
     pub fn written(&self, key: &[u8]) -> bool {
         if !self.used.load(Ordering::Acquire) {
             return false;
         }
-        self.leases.lock().written(key)
+        let mut leases = self.leases.lock();
+        let waiting = leases.written(key);
+        self.settle(&leases);
+        waiting
     }
 
     /// [`Leases::release_client`].
     pub fn release_client(&self, client: u64) -> Vec<Bytes> {
-        self.leases.lock().release_client(client)
+        let mut leases = self.leases.lock();
+        let woken = leases.release_client(client);
+        self.settle(&leases);
+        woken
+    }
+
+    fn settle(&self, leases: &Leases) {
+        self.used.store(!leases.is_empty(), Ordering::Release);
     }
 
     /// [`Leases::filler`].
