@@ -19,6 +19,8 @@
 //!    blocked, first served per key, whichever worker thread they run on. A woken
 //!    client whose command blocks again (the key holds a type it does not take, or
 //!    the data is gone) [`pass_on`](Ticket::pass_on)s the wake to the waiters behind it.
+//!    [`Blocking::wake_key`] wakes every waiter of a key instead, for commands that
+//!    all take the same value without consuming it (coalesced GETs, `cmd/coalesce.rs`).
 //! 4. [`Blocking::wake_all`] wakes everyone, e.g. so that blocked commands re-route
 //!    after a topology change.
 
@@ -102,6 +104,20 @@ impl Blocking {
         let Some(queue) = queues.get(key) else { return };
         if let Some(w) = queue.iter().find(|w| !w.woken.swap(true, Ordering::AcqRel)) {
             w.notify.notify_one();
+        }
+    }
+
+    /// Wakes every client waiting on `key` (each runs its command again): for waiters
+    /// that all take the same value without consuming it (coalesced GETs).
+    pub fn wake_key(&self, key: &[u8]) {
+        if !self.has_waiters() {
+            return;
+        }
+        if let Some(queue) = self.queues.lock().get(key) {
+            for w in queue {
+                w.woken.store(true, Ordering::Release);
+                w.notify.notify_one();
+            }
         }
     }
 

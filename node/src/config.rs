@@ -132,6 +132,23 @@ pub struct Config {
     #[arg(long, env = "RINGCACHE_TTL_JITTER_PERCENT", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=i64::from(ttl_jitter::MAX_PERCENT)))]
     pub ttl_jitter_percent: u8,
+
+    /// Miss coalescing by default: GETs of keys matching this glob pattern coalesce
+    /// (one filler, the others wait for its SET) on every connection that did not send
+    /// RINGCACHE.COALESCE ON or OFF. Repeatable (comma-separated in the environment);
+    /// none by default.
+    #[arg(
+        long = "coalesce-pattern",
+        env = "RINGCACHE_COALESCE_PATTERNS",
+        value_delimiter = ','
+    )]
+    pub coalesce_patterns: Vec<String>,
+
+    /// Early refresh for --coalesce-pattern keys: a GET that hits such a key expiring
+    /// within this many ms, while nobody refreshes it, gets nil (its client refreshes
+    /// it); the others keep getting the value. 0 (the default) is off.
+    #[arg(long, env = "RINGCACHE_COALESCE_EARLY_MS", default_value_t = 0)]
+    pub coalesce_early_ms: u64,
 }
 
 fn parse_bf_error_rate(s: &str) -> Result<f64, String> {
@@ -224,6 +241,8 @@ impl Config {
             bf_initial_size: 100,
             bf_expansion: 2,
             ttl_jitter_percent: 0,
+            coalesce_patterns: Vec::new(),
+            coalesce_early_ms: 0,
         }
     }
 }

@@ -97,6 +97,8 @@ impl NodeHandle {
         )
         .with_hotkeys(HotKeys::new(config.hotkeys_config()));
         state.bloom = config.bloom_defaults();
+        state.coalesce.patterns = config.coalesce_patterns.iter().map(|p| p.as_bytes().to_vec()).collect();
+        state.coalesce.defaults.early_ms = config.coalesce_early_ms;
         let state = Arc::new(state);
         state
             .replication

@@ -115,6 +115,57 @@ impl Metrics {
     }
 }
 
+/// Counters of miss coalescing (INFO stats, /metrics).
+#[derive(Debug, Default)]
+pub struct CoalesceStats {
+    /// Leases granted: GETs answered nil as the key's filler.
+    pub fillers: AtomicU64,
+    /// GETs that waited for another client's fill (counted once per GET).
+    pub coalesced: AtomicU64,
+    /// Waiting GETs answered nil because their wait bound passed.
+    pub wait_timeouts: AtomicU64,
+    /// GETs answered nil at once because too many clients waited for the key.
+    pub too_many_waiters: AtomicU64,
+    /// GETs that hit a key about to expire and were answered nil to refresh it early.
+    pub early_refreshes: AtomicU64,
+}
+
+impl CoalesceStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> CoalesceCounts {
+        CoalesceCounts {
+            fillers: self.fillers.load(Ordering::Relaxed),
+            coalesced: self.coalesced.load(Ordering::Relaxed),
+            wait_timeouts: self.wait_timeouts.load(Ordering::Relaxed),
+            too_many_waiters: self.too_many_waiters.load(Ordering::Relaxed),
+            early_refreshes: self.early_refreshes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// [`CoalesceStats`] read at one time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CoalesceCounts {
+    pub fillers: u64,
+    pub coalesced: u64,
+    pub wait_timeouts: u64,
+    pub too_many_waiters: u64,
+    pub early_refreshes: u64,
+}
+
+impl CoalesceCounts {
+    /// What changed since `base`.
+    pub fn since(self, base: CoalesceCounts) -> CoalesceCounts {
+        CoalesceCounts {
+            fillers: self.fillers.saturating_sub(base.fillers),
+            coalesced: self.coalesced.saturating_sub(base.coalesced),
+            wait_timeouts: self.wait_timeouts.saturating_sub(base.wait_timeouts),
+            too_many_waiters: self.too_many_waiters.saturating_sub(base.too_many_waiters),
+            early_refreshes: self.early_refreshes.saturating_sub(base.early_refreshes),
+        }
+    }
+}
+
 /// Values sampled from the store and server at scrape time.
 #[derive(Debug, Clone, Default)]
 pub struct Gauges {
@@ -131,6 +182,8 @@ pub struct Gauges {
     pub total_connections: u64,
     /// Relative TTLs given a random extra (`--ttl-jitter-percent`).
     pub jittered_ttls: u64,
+    /// Miss coalescing's counters.
+    pub coalesce: CoalesceCounts,
 }
 
 /// Renders everything in the Prometheus text exposition format; `command_names[i]` is
@@ -201,6 +254,35 @@ pub fn render(
         "Relative TTLs given a random extra by --ttl-jitter-percent.",
         g.jittered_ttls.to_string(),
     );
+    for (name, help, v) in [
+        (
+            "ringcache_coalesce_fillers_total",
+            "Coalescing GETs that missed and were made the key's filler (origin queries).",
+            g.coalesce.fillers,
+        ),
+        (
+            "ringcache_coalesce_waiters_total",
+            "Coalescing GETs that missed and waited for another client's fill.",
+            g.coalesce.coalesced,
+        ),
+        (
+            "ringcache_coalesce_wait_timeouts_total",
+            "Waiting GETs answered nil because their wait bound passed.",
+            g.coalesce.wait_timeouts,
+        ),
+        (
+            "ringcache_coalesce_too_many_waiters_total",
+            "Coalescing GETs answered nil at once because the key had too many waiters.",
+            g.coalesce.too_many_waiters,
+        ),
+        (
+            "ringcache_coalesce_early_refreshes_total",
+            "GETs that hit a key about to expire and were answered nil to refresh it early.",
+            g.coalesce.early_refreshes,
+        ),
+    ] {
+        metric(name, "counter", help, v.to_string());
+    }
     metric(
         "ringcache_connected_clients",
         "gauge",

@@ -49,6 +49,8 @@ pub struct ServerState {
     pub blocking: Blocking,
     /// How BF.ADD, BF.MADD and BF.INSERT make a filter they create (`--bf-*` flags).
     pub bloom: BloomParams,
+    /// Miss coalescing: who fills which missing key, and its counters.
+    pub coalesce: crate::coalesce::Coalescing,
 }
 
 /// The counters of INFO's stats section, as totals or as what changed since a baseline.
@@ -61,6 +63,7 @@ pub struct StatCounters {
     pub hits: u64,
     pub misses: u64,
     pub jittered_ttls: u64,
+    pub coalesce: crate::metrics::CoalesceCounts,
 }
 
 impl StatCounters {
@@ -74,6 +77,7 @@ impl StatCounters {
             hits: g.hits,
             misses: g.misses,
             jittered_ttls: g.jittered_ttls,
+            coalesce: g.coalesce,
         }
     }
 
@@ -87,6 +91,7 @@ impl StatCounters {
             hits: self.hits.saturating_sub(base.hits),
             misses: self.misses.saturating_sub(base.misses),
             jittered_ttls: self.jittered_ttls.saturating_sub(base.jittered_ttls),
+            coalesce: self.coalesce.since(base.coalesce),
         }
     }
 }
@@ -115,6 +120,7 @@ impl ServerState {
             tracking: crate::tracking::Tracking::default(),
             blocking: Blocking::default(),
             bloom: BloomParams::default(),
+            coalesce: crate::coalesce::Coalescing::default(),
         }
     }
 
@@ -141,6 +147,7 @@ impl ServerState {
             connected_clients: self.clients.count(),
             total_connections: self.total_connections.load(Ordering::Relaxed),
             jittered_ttls: store.ttl_jitter.jittered(),
+            coalesce: self.coalesce.stats.snapshot(),
         }
     }
 
@@ -259,6 +266,8 @@ pub struct ClientState {
     /// command run by another command, as EXEC runs its queue, is at depth 2). Kept
     /// by the pipeline.
     pub depth: u32,
+    /// `RINGCACHE.COALESCE` mode and the key a coalesced GET waits for.
+    pub coalesce: crate::coalesce::ClientCoalesce,
 }
 
 /// A connection's CLIENT TRACKING mode and subscriptions.

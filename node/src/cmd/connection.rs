@@ -221,6 +221,8 @@ fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     super::tracking::reset(ctx);
     ctx.out.resp3 = false;
     ctx.client.no_evict = false;
+    // RINGCACHE.COALESCE: back to the node's patterns (leases held stay until written).
+    ctx.client.coalesce.mode = Default::default();
     ctx.client.authenticated = !ctx.server.access.auth_required();
     {
         let mut meta = ctx.client.shared.meta.lock();

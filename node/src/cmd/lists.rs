@@ -681,6 +681,7 @@ mod tests {
             can_read_through: false,
             can_block,
             blocked: false,
+            coalesce: Default::default(),
             depth,
             tx: Default::default(),
             pushes: Default::default(),

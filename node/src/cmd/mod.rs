@@ -9,6 +9,7 @@ pub mod args;
 pub mod bits;
 pub mod bloom;
 pub mod cluster;
+pub mod coalesce;
 pub mod collection;
 pub mod connection;
 pub mod float;
@@ -269,6 +270,7 @@ pub fn registry() -> &'static Registry {
             replication::COMMANDS,
             handover::COMMANDS,
             hotkeys::COMMANDS,
+            coalesce::COMMANDS,
         ]
         .iter()
         .flat_map(|t| t.iter())

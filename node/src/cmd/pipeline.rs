@@ -126,6 +126,15 @@ fn run(
             }
         }
     }
+    if spec.flags & WRITE != 0 {
+        // Miss coalescing: a write of a key ends its lease, and the GETs waiting for
+        // it run again (they find the value, or one of them becomes the filler).
+        for p in spec.key_positions(args) {
+            if server.coalesce.written(&args[p]) {
+                server.blocking.wake_key(&args[p]);
+            }
+        }
+    }
     if server.tracking.active() || ctx.client.pushes.tracking.is_some() {
         super::tracking::after_command(ctx, spec, args);
     }

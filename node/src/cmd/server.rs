@@ -168,8 +168,10 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         let c = st.stats_since_reset(&g);
         let _ = write!(
             s,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\njittered_ttls:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\njittered_ttls:{}\r\ncoalesce_fillers:{}\r\ncoalesce_waiters:{}\r\ncoalesce_wait_timeouts:{}\r\ncoalesce_too_many_waiters:{}\r\ncoalesce_early_refreshes:{}\r\n\r\n",
             c.total_connections, c.total_commands, c.expired, c.evicted, c.hits, c.misses, c.jittered_ttls,
+            c.coalesce.fillers, c.coalesce.coalesced, c.coalesce.wait_timeouts, c.coalesce.too_many_waiters,
+            c.coalesce.early_refreshes,
         );
     }
     if want("cpu") {

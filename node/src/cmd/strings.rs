@@ -80,6 +80,9 @@ fn expiry_option(word: &[u8]) -> Option<(i64, bool)> {
 }
 
 fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    if let Some(p) = super::coalesce::params(ctx, &args[1]) {
+        return super::coalesce::get(ctx, &args[1], p);
+    }
     reply_string(ctx, &args[1])
 }
 

@@ -234,6 +234,7 @@ impl Conn {
             pushes: crate::state::Pushes::default(),
             can_block: false,
             blocked: false,
+            coalesce: Default::default(),
             depth: 0,
         };
         Ok(Conn {

@@ -62,12 +62,21 @@ pub async fn serve(
         // This loop holds blocked commands (BLPOP and the like).
         can_block: true,
         blocked: false,
+        coalesce: Default::default(),
         depth: 0,
     };
     // Invalidations and Pub/Sub messages for this connection arrive here.
     let (inbox, mut pushes) = tokio::sync::mpsc::unbounded_channel();
     state.tracking.open(client.id(), inbox);
     let result = run(&mut stream, &store, &state, worker, &shutdown, &mut client, &mut pushes).await;
+    coalesce_done(&state, &mut client);
+    if client.coalesce.filled {
+        // The leases this client held end: one waiter of each key runs its GET again
+        // and becomes the filler.
+        for key in state.coalesce.release_client(client.id()) {
+            state.blocking.key_written(&key);
+        }
+    }
     state.tracking.close(client.id());
     cmd::transactions::unwatch_all(&store, &mut client);
     state.clients.unregister(client.id());
@@ -322,8 +331,53 @@ async fn wait_blocked(
 ) -> Result<(Option<usize>, Next), ConnectionError> {
     stream.write_all(&out.buf).await?;
     out.buf.clear();
-    let deadline = block.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut deadline = block.timeout.map(|t| tokio::time::Instant::now() + t);
     let ticket = state.blocking.register(block.keys);
+    let result = wait_loop(
+        stream,
+        rbuf,
+        store,
+        state,
+        client,
+        out,
+        pushes,
+        shutdown,
+        args,
+        found,
+        &ticket,
+        &mut deadline,
+    )
+    .await;
+    drop(ticket);
+    coalesce_done(state, client);
+    result
+}
+
+/// A coalesced GET that waited (see [`crate::coalesce`]) no longer waits.
+fn coalesce_done(state: &ServerState, client: &mut ClientState) {
+    if let Some((key, _)) = client.coalesce.waiting.take() {
+        state.coalesce.leave(&key);
+    }
+}
+
+/// [`wait_blocked`]'s loop. A coalesced GET (one that set `client.coalesce.waiting`)
+/// gives a new deadline each time it blocks again and, at the deadline, runs again
+/// instead of timing out: the lease table then decides.
+#[allow(clippy::too_many_arguments)]
+async fn wait_loop(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    store: &Store,
+    state: &ServerState,
+    client: &mut ClientState,
+    out: &mut Out,
+    pushes: &mut UnboundedReceiver<Push>,
+    shutdown: &CancellationToken,
+    args: &Request,
+    found: cmd::Found,
+    ticket: &crate::blocking::Ticket<'_>,
+    deadline: &mut Option<tokio::time::Instant>,
+) -> Result<(Option<usize>, Next), ConnectionError> {
     let mut epoch = state.cluster.epoch();
     let mut woken = false;
     loop {
@@ -333,15 +387,18 @@ async fn wait_blocked(
         client.blocked = true;
         let (index, next, _) = run_command(store, state, client, out, view.as_deref(), args, found, now_ms()).await;
         client.blocked = false;
-        if !matches!(next, Next::Block(_)) {
-            return Ok((index, next));
+        let coalesced = client.coalesce.waiting.is_some();
+        match next {
+            Next::Block(b) if coalesced => *deadline = b.timeout.map(|t| tokio::time::Instant::now() + t),
+            Next::Block(_) => {}
+            next => return Ok((index, next)),
         }
         if std::mem::take(&mut woken) {
             // Woken for something this command does not take: the waiters behind may.
             ticket.pass_on();
         }
         let timeout = async {
-            match deadline {
+            match *deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
                 None => std::future::pending().await,
             }
@@ -367,6 +424,9 @@ async fn wait_blocked(
             }
             _ = topology_changed => epoch = state.cluster.epoch(),
             _ = timeout => {
+                if coalesced {
+                    continue;
+                }
                 out.null_array();
                 return Ok((index, Next::Continue));
             }
