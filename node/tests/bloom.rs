@@ -12,24 +12,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use redis::Value;
-use ringcache_core::placement::{next_topology, Member};
 use ringcache_core::slot::key_slot;
-use ringcache_core::topology::Topology;
 use ringcache_node::launch::NodeHandle;
 use ringcache_node::store::Policy;
-use ringcache_proto::pb::BeginHandoverRequest;
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Sends `input` on a fresh connection and reads until the output ends with `tail`.
 fn raw_until(node: &NodeHandle, input: &[u8], tail: &[u8]) -> Vec<u8> {
@@ -600,19 +589,7 @@ fn a_filter_reaches_its_replica() {
 
 #[test]
 fn a_filter_moves_with_its_slot() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let a = cluster_node("a");
-    let b = cluster_node("b");
-    let infos = vec![info(&a), info(&b)];
-    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
-    let mut t1 = next_topology(None, &infos, &members, 1).expect("placement");
-    t1.epoch = 1;
-    for n in [&a, &b] {
-        n.state.cluster.apply(t1.clone()).expect("applies");
-    }
+    let (a, b, t1) = two_node_cluster();
     let key = (0..1000)
         .map(|i| format!("bloom:{i}"))
         .find(|k| t1.primary_of(key_slot(k.as_bytes())) == Some("a"))
@@ -626,34 +603,8 @@ fn a_filter_moves_with_its_slot() {
     cmd::<Vec<i64>>(&mut ca, &args);
     let want = info_pairs(&mut ca, &key);
 
-    let mut control = rt.block_on(common::control_client(&b));
-    rt.block_on(control.begin_handover(BeginHandoverRequest {
-        handover_id: "h".into(),
-        slots: vec![ringcache_proto::pb::SlotRange {
-            start: u32::from(slot),
-            end: u32::from(slot),
-        }],
-        source_node_id: "a".into(),
-        source_resp_addr: a.resp_addr.to_string(),
-    }))
-    .expect("handover begins");
-    // The slot now belongs to b.
-    let owners: Vec<Vec<String>> = t1
-        .to_slot_owners()
-        .into_iter()
-        .enumerate()
-        .map(|(s, o)| {
-            if s == usize::from(slot) {
-                vec!["b".to_string()]
-            } else {
-                o
-            }
-        })
-        .collect();
-    let t2 = Topology::from_slot_owners(2, infos, owners).expect("valid topology");
-    for n in [&a, &b] {
-        n.state.cluster.apply(t2.clone()).expect("applies");
-    }
+    // The slot now belongs to b, which reads the filter through from a.
+    hand_slot_to_b(&a, &b, &t1, slot);
     let mut cb = client(&b);
     let mut args = vec!["BF.MEXISTS", key.as_str()];
     args.extend(items.iter().map(String::as_str));

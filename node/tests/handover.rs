@@ -35,14 +35,6 @@ fn key(i: usize) -> String {
     format!("key:{i}")
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn apply(nodes: &[&NodeHandle], topo: &Topology) {
     for n in nodes {
         n.state.cluster.apply(topo.clone()).expect("topology applies");

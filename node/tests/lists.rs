@@ -14,14 +14,6 @@ use ringcache_core::slot::key_slot;
 use ringcache_core::topology::Topology;
 use ringcache_node::launch::NodeHandle;
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn bulk(s: &str) -> redis::Value {
     redis::Value::BulkString(s.as_bytes().to_vec())
 }
@@ -328,31 +320,8 @@ fn a_list_reaches_its_replica() {
 
 #[test]
 fn a_blocked_client_is_redirected_when_its_slot_moves() {
-    let nodes: Vec<NodeHandle> = ["a", "b"].iter().map(|id| cluster_node(id)).collect();
-    let topo = form(&nodes, 1);
     let key = "waiting";
-    let slot = key_slot(key.as_bytes());
-    let owner = topo.owners_of(slot)[0].clone();
-    let (here, there) = if nodes[0].state.cluster.node_id == owner {
-        (&nodes[0], &nodes[1])
-    } else {
-        (&nodes[1], &nodes[0])
-    };
-    let waiter = in_background(here, &["BLPOP", key, "0"]);
-    wait_until("the client to block", Duration::from_secs(5), || {
-        here.state.blocking.waiting_on(key.as_bytes()) == 1
-    });
-    // The slot moves to the other node.
-    let mut owners = topo.to_slot_owners();
-    owners[usize::from(slot)] = vec![there.state.cluster.node_id.clone()];
-    let moved = Topology::from_slot_owners(topo.epoch + 1, topo.nodes.clone(), owners).expect("valid topology");
-    for n in &nodes {
-        n.state.cluster.apply(moved.clone()).expect("topology applies");
-    }
-    let err = waiter.join().expect("thread").expect_err("redirected");
-    assert_eq!(err.code(), Some("MOVED"));
-    assert_eq!(err.detail(), Some(format!("{slot} {}", there.resp_addr).as_str()));
-    assert_eq!(here.state.blocking.blocked_clients(), 0);
+    blocked_command_is_redirected_when_its_slot_moves(&["BLPOP", key, "0"], key);
 }
 
 #[test]

@@ -37,14 +37,6 @@ fn replica_of<'a>(nodes: &'a [NodeHandle], topo: &Topology, key: &str) -> &'a No
     by_id(nodes, &topo.owners_of(key_slot(key.as_bytes()))[1])
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Every live node has a connected link to each of its primaries, and has applied
 /// everything those primaries wrote.
 fn caught_up(nodes: &[&NodeHandle]) -> bool {

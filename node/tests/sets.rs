@@ -7,13 +7,10 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use ringcache_core::placement::{next_topology, Member};
 use ringcache_core::slot::key_slot;
-use ringcache_core::topology::{ranges_from_slots, Topology};
-use ringcache_proto::pb::{BeginHandoverRequest, SlotRange};
 
 fn used_memory(con: &mut redis::Connection) -> u64 {
     let info: String = cmd(con, &["INFO", "memory"]);
@@ -38,14 +35,6 @@ fn sadd(con: &mut redis::Connection, key: &str, items: impl IntoIterator<Item = 
         .arg(items.into_iter().collect::<Vec<_>>())
         .query(con)
         .expect("sadd")
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -323,19 +312,7 @@ fn sets_reach_the_replica_whatever_the_random_picks() {
 
 #[test]
 fn a_set_moves_with_its_slot_by_read_through() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let a = cluster_node("a");
-    let b = cluster_node("b");
-    let infos = vec![info(&a), info(&b)];
-    let placed: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
-    let mut t1 = next_topology(None, &infos, &placed, 1).expect("placement");
-    t1.epoch = 1;
-    for n in [&a, &b] {
-        n.state.cluster.apply(t1.clone()).expect("applies");
-    }
+    let (a, b, t1) = two_node_cluster();
     let tag = (0..100)
         .map(|i| format!("t{i}"))
         .find(|t| t1.primary_of(key_slot(t.as_bytes())) == Some("a"))
@@ -347,37 +324,7 @@ fn a_set_moves_with_its_slot_by_read_through() {
     sadd(&mut ca, &k("words"), ["x", "y", "z", "1"].map(String::from));
     sadd(&mut ca, &k("moving"), ["m".to_string()]);
 
-    let mut control = rt.block_on(common::control_client(&b));
-    let slots: Vec<SlotRange> = ranges_from_slots([slot])
-        .into_iter()
-        .map(|r| SlotRange {
-            start: u32::from(r.start),
-            end: u32::from(r.end),
-        })
-        .collect();
-    rt.block_on(control.begin_handover(BeginHandoverRequest {
-        handover_id: "h".into(),
-        slots,
-        source_node_id: "a".into(),
-        source_resp_addr: a.resp_addr.to_string(),
-    }))
-    .expect("handover begins");
-    let owners = t1
-        .to_slot_owners()
-        .into_iter()
-        .enumerate()
-        .map(|(s, o)| {
-            if s == usize::from(slot) {
-                vec!["b".to_string()]
-            } else {
-                o
-            }
-        })
-        .collect();
-    let flip = Topology::from_slot_owners(2, infos, owners).expect("valid topology");
-    for n in [&a, &b] {
-        n.state.cluster.apply(flip.clone()).expect("applies");
-    }
+    hand_slot_to_b(&a, &b, &t1, slot);
 
     let mut cb = client(&b);
     assert_eq!(members(&mut cb, &k("ints")), strings(&["1", "2", "3"]));
@@ -394,8 +341,6 @@ fn a_set_moves_with_its_slot_by_read_through() {
     // A write starts from the source's set.
     assert_eq!(sadd(&mut cb, &k("words"), ["w".to_string()]), 1);
     assert_eq!(cmd::<i64>(&mut cb, &["SCARD", &k("words")]), 5);
-    drop(control);
-    drop(rt);
     a.shutdown();
     b.shutdown();
 }

@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use ringcache_node::launch::NodeHandle;
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// A connection in coalescing mode with these options.
 fn coalescing(node: &NodeHandle, opts: &[&str]) -> redis::Connection {
     let mut con = client(node);

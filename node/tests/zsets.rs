@@ -349,14 +349,6 @@ fn scores_reply_with_redis_digits_in_resp2_and_resp3() {
     node.shutdown();
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Every node's links are up and have applied everything their primaries wrote.
 fn caught_up(nodes: &[NodeHandle]) -> bool {
     nodes.iter().all(|n| {
@@ -596,31 +588,8 @@ fn a_blocked_bzmpop_takes_up_to_count_from_the_first_set_written() {
 
 #[test]
 fn a_blocked_bzpopmin_is_redirected_when_its_slot_moves() {
-    let nodes: Vec<NodeHandle> = ["a", "b"].iter().map(|id| cluster_node(id)).collect();
-    let topo = form(&nodes, 1);
     let key = "waiting";
-    let slot = key_slot(key.as_bytes());
-    let owner = topo.owners_of(slot)[0].clone();
-    let (here, there) = if nodes[0].state.cluster.node_id == owner {
-        (&nodes[0], &nodes[1])
-    } else {
-        (&nodes[1], &nodes[0])
-    };
-    let waiter = in_background(here, &["BZPOPMIN", key, "0"]);
-    wait_until("the client to block", Duration::from_secs(5), || {
-        here.state.blocking.waiting_on(key.as_bytes()) == 1
-    });
-    // The slot moves to the other node.
-    let mut owners = topo.to_slot_owners();
-    owners[usize::from(slot)] = vec![there.state.cluster.node_id.clone()];
-    let moved = Topology::from_slot_owners(topo.epoch + 1, topo.nodes.clone(), owners).expect("valid topology");
-    for n in &nodes {
-        n.state.cluster.apply(moved.clone()).expect("topology applies");
-    }
-    let err = waiter.join().expect("thread").expect_err("redirected");
-    assert_eq!(err.code(), Some("MOVED"));
-    assert_eq!(err.detail(), Some(format!("{slot} {}", there.resp_addr).as_str()));
-    assert_eq!(here.state.blocking.blocked_clients(), 0);
+    blocked_command_is_redirected_when_its_slot_moves(&["BZPOPMIN", key, "0"], key);
 }
 
 #[test]

@@ -6,9 +6,10 @@ pub mod plan;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringcache_core::placement::{next_topology, Member};
+use ringcache_core::slot::{key_slot, Slot};
 use ringcache_core::topology::{NodeInfo, Topology};
 use ringcache_node::config::Config;
 use ringcache_node::launch::NodeHandle;
@@ -60,6 +61,15 @@ pub fn cmd<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str])
         c.arg(*a);
     }
     c.query(con).unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
+}
+
+/// Polls `f` until it holds; fails the test naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Runs `args` on a new connection in a thread (it may block); the reply comes back
@@ -159,4 +169,75 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
         .expect("request");
     String::from_utf8_lossy(&read_some(&mut s, usize::MAX)).into_owned()
+}
+
+/// Runs the blocking `command`, whose key is `key`, on the owner of the key's slot in a
+/// two-node cluster, then moves that slot to the other node: the blocked client must
+/// be answered `-MOVED` to the new owner and leave no waiter behind.
+pub fn blocked_command_is_redirected_when_its_slot_moves(command: &[&str], key: &str) {
+    let nodes: Vec<NodeHandle> = ["a", "b"].iter().map(|id| cluster_node(id)).collect();
+    let topo = form(&nodes, 1);
+    let slot = key_slot(key.as_bytes());
+    let owner = topo.owners_of(slot)[0].clone();
+    let (here, there) = if nodes[0].state.cluster.node_id == owner {
+        (&nodes[0], &nodes[1])
+    } else {
+        (&nodes[1], &nodes[0])
+    };
+    let waiter = in_background(here, command);
+    wait_until("the client to block", Duration::from_secs(5), || {
+        here.state.blocking.waiting_on(key.as_bytes()) == 1
+    });
+    // The slot moves to the other node.
+    let mut owners = topo.to_slot_owners();
+    owners[usize::from(slot)] = vec![there.state.cluster.node_id.clone()];
+    let moved = Topology::from_slot_owners(topo.epoch + 1, topo.nodes.clone(), owners).expect("valid topology");
+    for n in &nodes {
+        n.state.cluster.apply(moved.clone()).expect("topology applies");
+    }
+    let err = waiter.join().expect("thread").expect_err("redirected");
+    assert_eq!(err.code(), Some("MOVED"));
+    assert_eq!(err.detail(), Some(format!("{slot} {}", there.resp_addr).as_str()));
+    assert_eq!(here.state.blocking.blocked_clients(), 0);
+}
+
+/// Nodes "a" and "b" in cluster mode, every slot placed over them with one copy (epoch
+/// 1), and the topology.
+pub fn two_node_cluster() -> (NodeHandle, NodeHandle, Topology) {
+    let (a, b) = (cluster_node("a"), cluster_node("b"));
+    let infos = vec![info(&a), info(&b)];
+    let members: Vec<Member> = infos.iter().map(|n| Member::new(n.id.clone())).collect();
+    let mut t1 = next_topology(None, &infos, &members, 1).expect("placement");
+    t1.epoch = 1;
+    for n in [&a, &b] {
+        n.state.cluster.apply(t1.clone()).expect("applies");
+    }
+    (a, b, t1)
+}
+
+/// Hands `slot` from `a` to `b` of [`two_node_cluster`] without a copy: `b` begins a
+/// handover from `a` (so it reads missing keys through), then `b` owns the slot in the
+/// next epoch on both nodes.
+pub fn hand_slot_to_b(a: &NodeHandle, b: &NodeHandle, t1: &Topology, slot: Slot) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut control = rt.block_on(control_client(b));
+    rt.block_on(control.begin_handover(ringcache_proto::pb::BeginHandoverRequest {
+        handover_id: "h".into(),
+        slots: vec![ringcache_proto::pb::SlotRange {
+            start: u32::from(slot),
+            end: u32::from(slot),
+        }],
+        source_node_id: "a".into(),
+        source_resp_addr: a.resp_addr.to_string(),
+    }))
+    .expect("handover begins");
+    let mut owners = t1.to_slot_owners();
+    owners[usize::from(slot)] = vec!["b".to_string()];
+    let t2 = Topology::from_slot_owners(t1.epoch + 1, t1.nodes.clone(), owners).expect("valid topology");
+    for n in [a, b] {
+        n.state.cluster.apply(t2.clone()).expect("applies");
+    }
 }
