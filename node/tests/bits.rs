@@ -7,14 +7,6 @@ mod common;
 
 use common::*;
 
-fn used_memory(con: &mut redis::Connection) -> u64 {
-    let info: String = cmd(con, &["INFO", "memory"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no used_memory in {info:?}"))
-}
-
 const BAD_OFFSET: &str = "ERR bit offset is not an integer or out of range";
 
 #[test]

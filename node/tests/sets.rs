@@ -12,14 +12,6 @@ use std::time::Duration;
 use common::*;
 use ringcache_core::slot::key_slot;
 
-fn used_memory(con: &mut redis::Connection) -> u64 {
-    let info: String = cmd(con, &["INFO", "memory"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no used_memory in {info:?}"))
-}
-
 fn members(con: &mut redis::Connection, key: &str) -> HashSet<String> {
     cmd(con, &["SMEMBERS", key])
 }

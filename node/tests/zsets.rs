@@ -15,14 +15,6 @@ use ringcache_core::slot::key_slot;
 use ringcache_core::topology::Topology;
 use ringcache_node::launch::NodeHandle;
 
-fn used_memory(con: &mut redis::Connection) -> u64 {
-    let info: String = cmd(con, &["INFO", "memory"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no used_memory in {info:?}"))
-}
-
 /// A flat RESP2 WITHSCORES reply as (member, score) pairs.
 fn pairs(flat: Vec<String>) -> Vec<(String, f64)> {
     flat.chunks(2)

@@ -1,9 +1,9 @@
-//! What the command families of collection types (hashes, lists, …) share: finding a
+//! What the command families of collection types (hashes, lists, sorted sets) share: finding a
 //! key's value of the right type, and changing it so that memory accounting stays
 //! exact and a key exists only while its collection has elements.
 
 use super::CmdError;
-use crate::store::{Entry, Hash, List, Object, SlotRef};
+use crate::store::{Entry, Hash, List, Object, SlotRef, ZSet};
 
 /// A collection value type, as the commands of its family see it.
 pub trait Collection: Default {
@@ -59,6 +59,30 @@ impl Collection for List {
 
     fn is_empty(&self) -> bool {
         List::is_empty(self)
+    }
+}
+
+impl Collection for ZSet {
+    fn of(e: &Entry) -> Option<&Self> {
+        match e.as_object() {
+            Some(Object::ZSet(z)) => Some(z),
+            _ => None,
+        }
+    }
+
+    fn of_mut(e: &mut Entry) -> Option<&mut Self> {
+        match e.as_object_mut() {
+            Some(Object::ZSet(z)) => Some(z),
+            _ => None,
+        }
+    }
+
+    fn into_object(self) -> Object {
+        Object::ZSet(self)
+    }
+
+    fn is_empty(&self) -> bool {
+        ZSet::is_empty(self)
     }
 }
 

@@ -19,7 +19,7 @@ use rand::Rng;
 
 use super::args::{blocking_timeout, int, is, parse_i64};
 use super::flag::*;
-use super::{CmdError, CmdResult, CommandSpec, Ctx};
+use super::{collection, CmdError, CmdResult, CommandSpec, Ctx};
 use crate::resp::Out;
 use crate::store::zset::{self, LexRange, ScoreRange};
 use crate::store::{Entry, Object, SlotRef, ZSet};
@@ -156,43 +156,9 @@ fn write_zset<R>(
     f: impl FnOnce(&mut ZSet, &mut Out) -> Result<R, CmdError>,
 ) -> Result<Option<R>, CmdError> {
     let now = ctx.now;
-    let key_slot = ctx.slot_of(key);
+    let mut locked = ctx.store.lock(ctx.slot_of(key));
     let out = &mut *ctx.out;
-    let mut locked = ctx.store.lock(key_slot);
-    let mut slot = locked.slot();
-    let exists = match slot.get(key, now) {
-        Some(e) => {
-            zset_ref(e)?;
-            true
-        }
-        None => false,
-    };
-    if !exists {
-        if !create {
-            return Ok(None);
-        }
-        let mut z = ZSet::default();
-        let r = f(&mut z, out)?;
-        if !z.is_empty() {
-            slot.insert(Entry::object(key, Object::ZSet(z), 0, 0), now);
-        }
-        return Ok(Some(r));
-    }
-    let changed = slot.modify(key, now, |e| -> Result<(R, bool), CmdError> {
-        let z = zset_mut(e)?;
-        let r = f(z, out)?;
-        Ok((r, z.is_empty()))
-    });
-    match changed {
-        None => Ok(None),
-        Some(res) => {
-            let (r, now_empty) = res?;
-            if now_empty {
-                slot.remove(key, now);
-            }
-            Ok(Some(r))
-        }
-    }
+    collection::update(&mut locked.slot(), key, now, create, |z| f(z, out))
 }
 
 /// Stores `z` at `dst` (replacing any value and its TTL), or deletes `dst` when `z` is
