@@ -590,6 +590,18 @@ fn zread_command() -> impl Strategy<Value = Vec<String>> {
     ]
 }
 
+/// What may follow ZMPOP's and BZMPOP's keys and MIN|MAX: a COUNT, good or bad.
+const MPOP_OPTIONS: &[&str] = &[
+    "",
+    "COUNT 1",
+    "COUNT 3",
+    "COUNT 0",
+    "COUNT x",
+    "COUNT",
+    "COUNT 1 COUNT 2",
+    "BOGUS",
+];
+
 fn zpop_command() -> impl Strategy<Value = Vec<String>> {
     prop_oneof![
         (
@@ -606,16 +618,7 @@ fn zpop_command() -> impl Strategy<Value = Vec<String>> {
             pick(NUMKEYS),
             proptest::collection::vec(key(), 1..3),
             pick(&["MIN", "MAX", "min", "BOGUS"]),
-            pick(&[
-                "",
-                "COUNT 1",
-                "COUNT 3",
-                "COUNT 0",
-                "COUNT x",
-                "COUNT",
-                "COUNT 1 COUNT 2",
-                "BOGUS"
-            ]),
+            pick(MPOP_OPTIONS),
         )
             .prop_map(|(n, keys, w, rest)| {
                 let mut c = vec!["ZMPOP".to_string(), n];
@@ -635,16 +638,7 @@ fn zpop_command() -> impl Strategy<Value = Vec<String>> {
             pick(NUMKEYS),
             proptest::collection::vec(key(), 1..3),
             pick(&["MIN", "MAX", "max", "BOGUS"]),
-            pick(&[
-                "",
-                "COUNT 1",
-                "COUNT 3",
-                "COUNT 0",
-                "COUNT x",
-                "COUNT",
-                "COUNT 1 COUNT 2",
-                "BOGUS"
-            ]),
+            pick(MPOP_OPTIONS),
         )
             .prop_map(|(t, n, keys, w, rest)| {
                 let mut c = vec!["BZMPOP".to_string(), t, n];
