@@ -143,6 +143,7 @@ impl NodeHandle {
             let links = crate::replication::replica::Links {
                 repl: state.replication.clone(),
                 access: state.access.clone(),
+                replay: Arc::new(crate::cmd::replication::Replayer::new(state.clone())),
             };
             let repl = crate::replication::replica::spawn(store.clone(), links, shutdown.clone());
             handles.push(repl.map_err(LaunchError::Thread)?);

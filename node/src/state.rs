@@ -210,8 +210,16 @@ pub struct ClientRegistry {
 
 impl ClientRegistry {
     pub fn register(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientShared> {
+        let c = self.detached(addr, laddr);
+        self.clients.lock().insert(c.id, c.clone());
+        c
+    }
+
+    /// A client with an id of its own that `CLIENT LIST` does not show (the replica's
+    /// runner of replicated commands).
+    pub fn detached(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientShared> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let c = Arc::new(ClientShared {
+        Arc::new(ClientShared {
             id,
             addr,
             laddr,
@@ -220,9 +228,7 @@ impl ClientRegistry {
                 resp: 2,
                 ..ClientMeta::default()
             }),
-        });
-        self.clients.lock().insert(id, c.clone());
-        c
+        })
     }
 
     pub fn unregister(&self, id: u64) {

@@ -603,3 +603,212 @@ fn bitmaps_and_sketches_reach_replicas_byte_for_byte() {
         n.shutdown();
     }
 }
+
+/// Everything a key of any type holds, as a replica and its primary can be compared
+/// (sets and hashes sorted; a Bloom filter by its item count).
+fn dump(con: &mut redis::Connection, key: &str) -> String {
+    let kind: String = cmd(con, &["TYPE", key]);
+    let body = match kind.as_str() {
+        "none" => String::new(),
+        "string" => cmd::<String>(con, &["GET", key]),
+        "list" => cmd::<Vec<String>>(con, &["LRANGE", key, "0", "-1"]).join(","),
+        "set" => {
+            let mut m: Vec<String> = cmd(con, &["SMEMBERS", key]);
+            m.sort();
+            m.join(",")
+        }
+        "zset" => cmd::<Vec<String>>(con, &["ZRANGE", key, "0", "-1", "WITHSCORES"]).join(","),
+        "hash" => {
+            let mut m: Vec<(String, String)> = cmd(con, &["HGETALL", key]);
+            m.sort();
+            format!("{m:?}")
+        }
+        "MBbloom--" => cmd::<i64>(con, &["BF.CARD", key]).to_string(),
+        other => panic!("{key}: unexpected type {other}"),
+    };
+    let pttl: i64 = cmd(con, &["PTTL", key]);
+    // A TTL reads lower on whichever side is asked second; only its presence is compared.
+    format!("{kind} ttl={} {body}", pttl >= 0)
+}
+
+/// Writes every kind of change each collection command ships as itself, plus writes
+/// that ship whole values (SPOP, EXPIRE, a multi-key store).
+fn change_every_type(con: &mut redis::Connection, round: usize) {
+    let r = round.to_string();
+    let run = |con: &mut redis::Connection, args: &[&str]| {
+        let _: redis::Value = cmd(con, args);
+    };
+    run(con, &["LPUSH", "{feed}list", &format!("post-{r}"), "x"]);
+    run(con, &["LTRIM", "{feed}list", "0", "999"]);
+    run(con, &["LSET", "{feed}list", "1", &format!("edited-{r}")]);
+    run(con, &["LINSERT", "{feed}list", "BEFORE", "x", &format!("before-x-{r}")]);
+    run(con, &["LREM", "{feed}list", "1", "x"]);
+    run(con, &["RPUSH", "{feed}list", "tail-a", "tail-b"]);
+    run(con, &["RPOP", "{feed}list"]);
+    run(con, &["LPOP", "{feed}list", "1"]);
+    run(con, &["LPUSHX", "{feed}list", &format!("pushx-{r}")]);
+    run(con, &["RPUSHX", "{feed}list", "rpushx"]);
+    run(con, &["SADD", "{feed}set", &format!("m{r}"), "7", "8"]);
+    run(con, &["SREM", "{feed}set", "7", "absent"]);
+    run(con, &["SPOP", "{feed}set"]);
+    run(
+        con,
+        &[
+            "ZADD",
+            "{feed}zset",
+            "GT",
+            "CH",
+            &format!("{round}.5"),
+            "m1",
+            "2",
+            &format!("z{r}"),
+        ],
+    );
+    run(con, &["ZADD", "{feed}zset", "INCR", "0.25", "m2"]);
+    run(con, &["ZINCRBY", "{feed}zset", "-1.5", "m3"]);
+    run(con, &["ZREM", "{feed}zset", "m4", "absent"]);
+    run(con, &["ZPOPMIN", "{feed}zset"]);
+    run(con, &["ZPOPMAX", "{feed}zset", "2"]);
+    run(con, &["ZREMRANGEBYSCORE", "{feed}zset", "-inf", "(0"]);
+    run(con, &["ZREMRANGEBYRANK", "{feed}zset", "0", "0"]);
+    run(con, &["ZREMRANGEBYLEX", "{feed}lex", "[a", "[b"]);
+    run(con, &["HSET", "{feed}hash", "f1", &r, &format!("g{r}"), "v"]);
+    run(con, &["HSETNX", "{feed}hash", "f1", "never"]);
+    run(con, &["HDEL", "{feed}hash", "f3", "absent"]);
+    run(con, &["HINCRBY", "{feed}hash", "n", "3"]);
+    run(con, &["HINCRBYFLOAT", "{feed}hash", "x", "0.1"]);
+    run(con, &["HMSET", "{feed}hash", "m", &r]);
+    run(con, &["EXPIRE", "{feed}hash", "1000"]);
+    run(con, &["ZUNIONSTORE", "{feed}union", "2", "{feed}zset", "{feed}set"]);
+    run(con, &["BF.ADD", "{feed}bloom", &format!("item-{r}")]);
+    run(con, &["SET", "{feed}str", &r]);
+}
+
+const FEED_KEYS: [&str; 9] = [
+    "{feed}list",
+    "{feed}set",
+    "{feed}zset",
+    "{feed}lex",
+    "{feed}hash",
+    "{feed}union",
+    "{feed}bloom",
+    "{feed}str",
+    "{feed}gone",
+];
+
+fn feed_mismatches(primary: &NodeHandle, replica: &NodeHandle) -> Vec<String> {
+    let (mut p, mut r) = (client(primary), readonly_client(replica));
+    FEED_KEYS
+        .iter()
+        .filter_map(|k| {
+            let (want, got) = (dump(&mut p, k), dump(&mut r, k));
+            (want != got).then(|| format!("{k}: primary {want:?}, replica {got:?}"))
+        })
+        .collect()
+}
+
+fn counter(
+    node: &NodeHandle,
+    f: impl Fn(&ringcache_node::replication::Counters) -> &std::sync::atomic::AtomicU64,
+) -> u64 {
+    f(&node.state.replication.counters).load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart() {
+    let (mut nodes, topo) = three_nodes(|_| {});
+    let owners = topo.owners_of(key_slot(b"{feed}"));
+    let (p_id, r_id) = (owners[0].clone(), owners[1].clone());
+    let primary = by_id(&nodes, &p_id);
+    let mut con = client(primary);
+    // A feed of 1,000 posts and a collection of every other type.
+    for chunk in 0..10 {
+        let posts: Vec<String> = (0..100).map(|i| format!("post-{}", chunk * 100 + i)).collect();
+        let mut c = redis::cmd("RPUSH");
+        c.arg("{feed}list").arg(&posts);
+        let _: i64 = c.query(&mut con).expect("RPUSH");
+    }
+    let members: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+    let mut c = redis::cmd("SADD");
+    c.arg("{feed}set").arg(&members);
+    let _: i64 = c.query(&mut con).expect("SADD");
+    for i in 0..200 {
+        cmd::<i64>(&mut con, &["ZADD", "{feed}zset", &i.to_string(), &format!("m{i}")]);
+        cmd::<i64>(&mut con, &["HSET", "{feed}hash", &format!("f{i}"), &i.to_string()]);
+    }
+    cmd::<i64>(&mut con, &["ZADD", "{feed}lex", "0", "a", "0", "b", "0", "c", "0", "d"]);
+    cmd::<()>(&mut con, &["SET", "{feed}gone", "x"]);
+    cmd::<i64>(&mut con, &["DEL", "{feed}gone"]);
+    let refs: Vec<&NodeHandle> = nodes.iter().collect();
+    wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
+
+    // A push to the 1,000-post feed ships the pushed post, not the feed.
+    let post = "p".repeat(128);
+    let (bytes0, cmds0) = (
+        counter(primary, |c| &c.bytes_shipped),
+        counter(primary, |c| &c.commands_shipped),
+    );
+    for _ in 0..100 {
+        cmd::<i64>(&mut con, &["LPUSH", "{feed}list", &post]);
+    }
+    let per_push = (counter(primary, |c| &c.bytes_shipped) - bytes0) / 100;
+    eprintln!("{per_push} bytes shipped per push of a {}-byte post", post.len());
+    assert_eq!(counter(primary, |c| &c.commands_shipped) - cmds0, 100);
+    assert!(
+        per_push < 2 * post.len() as u64,
+        "{per_push} bytes shipped per push of a {}-byte post",
+        post.len()
+    );
+    wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
+    let bad = feed_mismatches(primary, by_id(&nodes, &r_id));
+    assert!(bad.is_empty(), "{bad:?}");
+
+    for round in 0..5 {
+        change_every_type(&mut con, round);
+    }
+    wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
+    let bad = feed_mismatches(primary, by_id(&nodes, &r_id));
+    assert!(bad.is_empty(), "{bad:?}");
+
+    // The replica restarts (a new process, so a new instance): writes go on meanwhile;
+    // it gets a full copy with the values' change counts, and later writes ship as
+    // changes again.
+    let at = nodes
+        .iter()
+        .position(|n| n.state.cluster.node_id == r_id)
+        .expect("replica");
+    nodes.remove(at).shutdown();
+    for round in 5..8 {
+        change_every_type(&mut con, round);
+    }
+    let back = cluster_node(&r_id);
+    let mut next = topo.clone();
+    next.epoch += 1;
+    for n in next.nodes.iter_mut().filter(|n| n.id == r_id) {
+        *n = info(&back);
+    }
+    nodes.push(back);
+    for n in &nodes {
+        n.state.cluster.apply(next.clone()).expect("newer epoch");
+    }
+    let primary = by_id(&nodes, &p_id);
+    let refs: Vec<&NodeHandle> = nodes.iter().collect();
+    wait_until("the restarted replica to copy", Duration::from_secs(20), || {
+        caught_up(&refs)
+    });
+    let bad = feed_mismatches(primary, by_id(&nodes, &r_id));
+    assert!(bad.is_empty(), "after the copy: {bad:?}");
+    let cmds = counter(primary, |c| &c.commands_shipped);
+    for round in 8..12 {
+        change_every_type(&mut con, round);
+    }
+    wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
+    let bad = feed_mismatches(primary, by_id(&nodes, &r_id));
+    assert!(bad.is_empty(), "after the restart: {bad:?}");
+    assert!(counter(primary, |c| &c.commands_shipped) > cmds + 40);
+    // No replica ever found a value that did not fit a command's base.
+    assert_eq!(counter(primary, |c| &c.refetches_served), 0);
+    for n in nodes {
+        n.shutdown();
+    }
+}

@@ -20,7 +20,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "hset",
         arity: -4,
-        flags: WRITE | DENYOOM | FAST,
+        flags: WRITE | DENYOOM | FAST | REPLAY,
         keys: (1, 1, 1),
         group: "hash",
         summary: "Creates or modifies the value of a field in a hash.",
@@ -29,7 +29,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "hsetnx",
         arity: 4,
-        flags: WRITE | DENYOOM | FAST,
+        flags: WRITE | DENYOOM | FAST | REPLAY,
         keys: (1, 1, 1),
         group: "hash",
         summary: "Sets the value of a field in a hash only when the field doesn't exist.",
@@ -38,7 +38,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "hmset",
         arity: -4,
-        flags: WRITE | DENYOOM | FAST,
+        flags: WRITE | DENYOOM | FAST | REPLAY,
         keys: (1, 1, 1),
         group: "hash",
         summary: "Sets the values of multiple fields.",
@@ -74,7 +74,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "hdel",
         arity: -3,
-        flags: WRITE | FAST,
+        flags: WRITE | FAST | REPLAY,
         keys: (1, 1, 1),
         group: "hash",
         summary: "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.",
@@ -92,7 +92,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "hincrby",
         arity: 4,
-        flags: WRITE | DENYOOM | FAST,
+        flags: WRITE | DENYOOM | FAST | REPLAY,
         keys: (1, 1, 1),
         group: "hash",
         summary: "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.",
@@ -101,7 +101,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "hincrbyfloat",
         arity: 4,
-        flags: WRITE | DENYOOM | FAST,
+        flags: WRITE | DENYOOM | FAST | REPLAY,
         keys: (1, 1, 1),
         group: "hash",
         summary: "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.",

@@ -172,6 +172,11 @@ pub mod flag {
     pub const NOMULTI: u32 = 1 << 18;
     /// Allowed in RESP2 Pub/Sub mode (SUBSCRIBE UNSUBSCRIBE PING QUIT RESET). Internal.
     pub const PUBSUB: u32 = 1 << 19;
+    /// A write of one collection key whose effect depends only on the value it finds
+    /// and its arguments (LPUSH, HSET, ZADD, …): replication may ship the command
+    /// instead of the whole value, and a replica runs it (replication/mod.rs). The
+    /// key is the first argument. Internal.
+    pub const REPLAY: u32 = 1 << 20;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),

@@ -10,10 +10,11 @@
 
 use bytes::Bytes;
 
-use super::flag::{DENYOOM, FLUSH, NOAUTH, NOMULTI, PUBSUB, READONLY, TX, WRITE};
+use super::flag::{DENYOOM, FLUSH, NOAUTH, NOMULTI, PUBSUB, READONLY, REPLAY, TX, WRITE};
 use super::route::route;
 use super::{unknown_command, CmdError, CommandSpec, Ctx, Found, Next};
 use crate::handover::{HandoverStep, KeyAccess};
+use crate::replication::{Change, Replication};
 use crate::store::Object;
 use ringcache_core::slot::key_slot;
 
@@ -97,6 +98,7 @@ fn run(
     if spec.flags & DENYOOM != 0 && !ctx.client.no_evict {
         ctx.store.ensure_memory()?;
     }
+    let base = change_base(ctx, spec, args);
     let result = (spec.handler)(ctx, args);
     if matches!(ctx.next, Next::Block(_)) {
         // Nothing changed and nothing was answered: no records, no wake-ups.
@@ -140,7 +142,7 @@ fn run(
     }
     if spec.flags & WRITE != 0 {
         // Also after an error: a handler may have changed a key before failing.
-        if let Some(wait) = replicate(ctx, spec, args, result.is_ok()) {
+        if let Some(wait) = replicate(ctx, spec, args, base, result.is_ok()) {
             return result.map(|()| Some(Next::WaitForAcks(wait)));
         }
     }
@@ -181,14 +183,25 @@ fn check(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Cm
     Ok(())
 }
 
+/// For a command that may be shipped to replicas as itself (`REPLAY`), on the primary
+/// of a slot with replicas: the change count of its key's value before it runs.
+fn change_base(ctx: &Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Option<u64> {
+    if spec.flags & REPLAY == 0 {
+        return None;
+    }
+    let (view, slot, key) = (ctx.view?, ctx.slot?, args.get(1)?);
+    Replication::change_base(ctx.store, view, slot, key, ctx.now)
+}
+
 /// The replication step after a write (cluster mode, on the primary of the keys'
-/// slot): the written keys' new state goes to the backlog, a flush becomes a flush
-/// record. Returns the acknowledgement wait `minReplicasToAck` asks for, if the write
-/// `succeeded`.
+/// slot): the written keys' new state, or the command itself (`base`: see
+/// [`change_base`]), goes to the backlog, a flush becomes a flush record. Returns the
+/// acknowledgement wait `minReplicasToAck` asks for, if the write `succeeded`.
 fn replicate(
     ctx: &Ctx<'_>,
     spec: &CommandSpec,
     args: &[Bytes],
+    base: Option<u64>,
     succeeded: bool,
 ) -> Option<crate::replication::AckWait> {
     let view = ctx.view?;
@@ -201,7 +214,8 @@ fn replicate(
     }
     let slot = ctx.slot?;
     let keys = spec.key_positions(args).map(|p| &args[p]);
-    let offset = repl.record_write(ctx.store, view, slot, keys, ctx.now);
+    let change = base.map(|base| Change { base, args });
+    let offset = repl.record_write(ctx.store, view, slot, keys, change, ctx.now);
     if succeeded {
         repl.ack_wait(slot, offset)
     } else {

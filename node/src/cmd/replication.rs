@@ -2,12 +2,19 @@
 //! connection into a replication stream from this primary (see
 //! [`crate::replication`]); `RINGCACHE.ACK` is only meaningful on such a stream.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use super::args::text;
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx, Next};
+use crate::replication::record::Replay;
 use crate::replication::SyncRequest;
+use crate::resp::Out;
+use crate::state::{ClientState, ServerState};
+use crate::store::Store;
 
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
@@ -65,4 +72,64 @@ fn ack(_ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     Err(CmdError::Other(
         "RINGCACHE.ACK is only valid on a replication stream".into(),
     ))
+}
+
+/// Runs the write commands a primary ships as themselves (flag `REPLAY`) on this
+/// replica's store, through their handlers as a client's command would run, but
+/// without routing (the replica holds these slots for the primary), replication or
+/// replies. Used by the replication thread only.
+pub struct Replayer {
+    state: Arc<ServerState>,
+    client: Mutex<ClientState>,
+}
+
+impl Replayer {
+    pub fn new(state: Arc<ServerState>) -> Replayer {
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let client = ClientState {
+            shared: state.clients.detached(addr, addr),
+            authenticated: true,
+            // As in Redis, a primary's writes are applied whatever the memory.
+            no_evict: true,
+            readonly: false,
+            can_read_through: false,
+            can_block: false,
+            blocked: false,
+            coalesce: Default::default(),
+            depth: 1,
+            tx: Default::default(),
+            pushes: Default::default(),
+        };
+        Replayer {
+            state,
+            client: Mutex::new(client),
+        }
+    }
+}
+
+impl Replay for Replayer {
+    fn replay(&self, store: &Store, args: &[Bytes], now: u64) {
+        let Some((_, spec)) = super::find(args) else { return };
+        // Only what a primary of this build ships as a command.
+        if spec.flags & REPLAY == 0 {
+            return;
+        }
+        let mut client = self.client.lock();
+        let mut out = Out::new();
+        let mut ctx = Ctx {
+            store,
+            server: &self.state,
+            client: &mut client,
+            out: &mut out,
+            now,
+            view: None,
+            slot: None,
+            next: Next::Continue,
+        };
+        if let Err(e) = (spec.handler)(&mut ctx, args) {
+            // The primary ran it on the same value: an error means the values differ,
+            // which the replica's count check then finds.
+            tracing::debug!(command = spec.name, error = %e, "replayed command failed");
+        }
+    }
 }

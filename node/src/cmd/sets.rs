@@ -22,8 +22,8 @@ use ringcache_core::slot::Slot;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec { name: "sadd", arity: -3, flags: WRITE | DENYOOM | FAST, keys: (1, 1, 1), group: "set", summary: "Adds one or more members to a set. Creates the key if it doesn't exist.", handler: sadd },
-    CommandSpec { name: "srem", arity: -3, flags: WRITE | FAST, keys: (1, 1, 1), group: "set", summary: "Removes one or more members from a set. Deletes the set if the last member was removed.", handler: srem },
+    CommandSpec { name: "sadd", arity: -3, flags: WRITE | DENYOOM | FAST | REPLAY, keys: (1, 1, 1), group: "set", summary: "Adds one or more members to a set. Creates the key if it doesn't exist.", handler: sadd },
+    CommandSpec { name: "srem", arity: -3, flags: WRITE | FAST | REPLAY, keys: (1, 1, 1), group: "set", summary: "Removes one or more members from a set. Deletes the set if the last member was removed.", handler: srem },
     CommandSpec { name: "smembers", arity: 2, flags: READONLY, keys: (1, 1, 1), group: "set", summary: "Returns all members of a set.", handler: smembers },
     CommandSpec { name: "sismember", arity: 3, flags: READONLY | FAST, keys: (1, 1, 1), group: "set", summary: "Determines whether a member belongs to a set.", handler: sismember },
     CommandSpec { name: "smismember", arity: -3, flags: READONLY | FAST, keys: (1, 1, 1), group: "set", summary: "Determines whether multiple members belong to a set.", handler: smismember },

@@ -1,9 +1,13 @@
 //! Replication primary → replicas (DESIGN.md §5).
 //!
 //! What is shipped is the *state of each written key after the write* (string value
-//! or all hash fields, plus the absolute expiry), or its deletion, or a flush. Replicas
-//! never re-execute commands, so `INCR`, relative `EXPIRE` and friends replicate
-//! deterministically.
+//! or all elements of a collection, plus the absolute expiry), or its deletion, or a
+//! flush; or, for the collection writes that are deterministic given the value they find
+//! (`LPUSH`, `LTRIM`, `HSET`, `SADD`, `ZADD`, … flagged `REPLAY` in their command
+//! tables), the command itself when it made the one change the replicas miss
+//! (store/changes.rs). So a push to a feed of 1,000 elements ships the pushed element,
+//! not the feed. Replicas never re-execute anything else, so `INCR`, relative `EXPIRE`,
+//! `SPOP` and friends replicate deterministically.
 //!
 //! - Primary side: after a write command on a slot this node is primary of (and that
 //!   has replicas), the command pipeline calls [`Replication::record_write`], which
@@ -28,7 +32,9 @@
 //!   write waits on its own, so a pipeline of them costs one replica round trip each.
 //!
 //! Known limits:
-//! - A hash is shipped whole on every write to it (O(fields) per `HSET`).
+//! - A collection write that is not deterministic (`SPOP`, a blocking pop, `EXEC`'s
+//!   commands are replayed one by one though) or touches several keys (`LMOVE`,
+//!   `ZUNIONSTORE`) ships the whole value of each key it wrote.
 //! - Eviction and expiry are not shipped: replicas expire by the absolute time they
 //!   were given and evict under their own `maxmemory`.
 //! - A replica shows a slot partially while a full copy of it is in progress, and
@@ -57,9 +63,43 @@ use ringcache_core::view::View;
 use tokio::sync::watch;
 
 use crate::cluster::ClusterState;
-use crate::store::Store;
+use crate::store::{Changes, SlotRef, Store};
 use backlog::{Backlog, DEFAULT_BACKLOG_BYTES};
 use record::Record;
+
+/// A write command that may be shipped as itself: its arguments (name, key, …) and the
+/// change count its key's value had before it ran.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub base: u64,
+    pub args: &'a [Bytes],
+}
+
+/// Whether a write is shipped as its command: the value changed exactly once since the
+/// command found it at `base`, and the replicas have the value at `base` (nothing else
+/// is pending for them). Otherwise the whole value goes.
+pub fn ships_as_command(changes: Changes, base: u64) -> bool {
+    changes.shipped == base && changes.count == base.wrapping_add(1)
+}
+
+/// The record for `key` as it is now, with its collection marked as shipped at its
+/// current count; or its command, when `change` (for this key) may be shipped instead.
+fn record_for(s: &mut SlotRef<'_>, key: &[u8], now: u64, change: Option<Change<'_>>) -> Record {
+    let Some(e) = s.get(key, now) else {
+        return Record::del(key);
+    };
+    let expires = e.expire_at().is_some();
+    let Some(c) = e.changes_mut() else {
+        return Record::from_entry(key, Some(e));
+    };
+    let as_command = change.filter(|ch| ch.args.get(1).is_some_and(|k| k == key) && ships_as_command(*c, ch.base));
+    c.shipped = c.count;
+    match as_command {
+        // The time goes along only when it matters: a key with a TTL.
+        Some(ch) => Record::command(ch.base, if expires { now } else { 0 }, ch.args),
+        None => Record::from_entry(key, Some(e)),
+    }
+}
 
 /// The reply of a write that was not acknowledged by enough replicas in time.
 pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
@@ -159,6 +199,13 @@ pub struct Counters {
     pub partial_syncs_received: AtomicU64,
     /// Replica side: data records applied (copies included).
     pub records_applied: AtomicU64,
+    /// Primary side: bytes of records appended to the backlog (each counted once,
+    /// however many replicas it goes to).
+    pub bytes_shipped: AtomicU64,
+    /// Primary side: records that are a write command rather than a whole value.
+    pub commands_shipped: AtomicU64,
+    /// Primary side: whole values shipped because a replica asked (`RINGCACHE.REFETCH`).
+    pub refetches_served: AtomicU64,
 }
 
 impl Replication {
@@ -321,29 +368,74 @@ impl Replication {
 }
 
 impl Replication {
+    /// Whether writes to `slot` are shipped from here: this node is its primary and
+    /// it has replicas.
+    pub fn ships(view: &View, slot: Slot) -> bool {
+        view.is_primary(slot) && view.slots.owners(slot).len() >= 2
+    }
+
+    /// Primary side, before a write command that may be shipped as itself runs: the
+    /// change count of its key's value (none for a missing key or a string).
+    pub fn change_base(store: &Store, view: &View, slot: Slot, key: &[u8], now: u64) -> Option<u64> {
+        if !Self::ships(view, slot) {
+            return None;
+        }
+        let mut locked = store.lock(slot);
+        let mut s = locked.slot();
+        s.read_untouched(key, now).and_then(|e| e.changes()).map(|c| c.count)
+    }
+
     /// Primary side, after a write command on `slot` that routing let run here: when
-    /// this node is the slot's primary and the slot has replicas, appends the state of
-    /// every key of `keys` in `slot` to the backlog, each under its shard lock. Returns
-    /// the offset of the last record appended (0: none, nothing to wait for).
+    /// this node is the slot's primary and the slot has replicas, appends a record of
+    /// every key of `keys` in `slot` to the backlog, each under its shard lock: the
+    /// command itself when `change` allows it (see [`ships_as_command`]), else the
+    /// key's state. Returns the offset of the last record appended (0: none, nothing
+    /// to wait for).
     pub fn record_write<'k>(
         &self,
         store: &Store,
         view: &View,
         slot: Slot,
         keys: impl Iterator<Item = &'k Bytes>,
+        change: Option<Change<'_>>,
         now: u64,
     ) -> u64 {
-        if !view.is_primary(slot) || view.slots.owners(slot).len() < 2 {
+        if !Self::ships(view, slot) {
             return 0;
         }
         let mut last = 0;
         let mut locked = store.lock(slot);
         let mut s = locked.slot();
         for key in keys {
-            let rec = Record::from_entry(key, s.get(key, now).map(|e| &*e));
-            last = self.backlog.append(slot, rec);
+            last = self.append(slot, record_for(&mut s, key, now, change));
         }
         last
+    }
+
+    /// Primary side, when a replica asks (`RINGCACHE.REFETCH`): ships `key`'s whole
+    /// value, or its deletion, if this node is still its slot's primary.
+    pub fn refetch(&self, store: &Store, key: &[u8], now: u64) {
+        let slot = ringcache_core::slot::key_slot(key);
+        let Some(view) = self.cluster.view() else { return };
+        if !Self::ships(&view, slot) {
+            return;
+        }
+        self.counters.refetches_served.fetch_add(1, Ordering::Relaxed);
+        let mut locked = store.lock(slot);
+        let mut s = locked.slot();
+        let rec = record_for(&mut s, key, now, None);
+        self.append(slot, rec);
+    }
+
+    fn append(&self, slot: Slot, rec: Record) -> u64 {
+        let (tag, nargs, body) = (rec.tag, rec.nargs, rec.body.len());
+        let offset = self.backlog.append(slot, rec);
+        let bytes = record::frame_len(tag, nargs, body, offset);
+        self.counters.bytes_shipped.fetch_add(bytes as u64, Ordering::Relaxed);
+        if tag == record::Tag::Cmd {
+            self.counters.commands_shipped.fetch_add(1, Ordering::Relaxed);
+        }
+        offset
     }
 
     /// Primary side, after `FLUSHALL`/`FLUSHDB`: every slot this node is primary of was
@@ -358,5 +450,27 @@ impl Replication {
     /// `minReplicasToAck` asks for one.
     pub fn ack_wait(&self, slot: Slot, offset: u64) -> Option<AckWait> {
         (offset > 0 && self.min_replicas_to_ack() > 0).then_some(AckWait { offset, slot })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_ships_as_its_command_only_when_it_is_the_one_change_the_replicas_miss() {
+        let at = |count, shipped| Changes { count, shipped };
+        // Found at 7, replicas have 7, one change since: the command goes.
+        assert!(ships_as_command(at(8, 7), 7));
+        // Another write changed it too (before or after this one ran).
+        assert!(!ships_as_command(at(9, 7), 7));
+        assert!(!ships_as_command(at(9, 8), 8 - 1));
+        // It changed nothing (the count did not move).
+        assert!(!ships_as_command(at(7, 7), 7));
+        // The replicas are behind, or never got this value (a new value, one received
+        // as a replica, one already shipped whole after this write).
+        assert!(!ships_as_command(at(8, 6), 7));
+        assert!(!ships_as_command(at(8, Changes::NOT_SHIPPED), 7));
+        assert!(!ships_as_command(at(8, 8), 7));
     }
 }

@@ -155,7 +155,7 @@ async fn run(
             loop {
                 match stream.try_read_buf(&mut rbuf) {
                     Ok(0) => return Ok(()),
-                    Ok(_) => handle_acks(&mut rbuf, req, repl, limits)?,
+                    Ok(_) => handle_replies(&mut rbuf, req, store, repl, limits)?,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e.into()),
                 }
@@ -170,7 +170,7 @@ async fn run(
         match event {
             Event::Appended => {}
             Event::Stop | Event::Read(0) => return Ok(()),
-            Event::Read(_) => handle_acks(&mut rbuf, req, repl, limits)?,
+            Event::Read(_) => handle_replies(&mut rbuf, req, store, repl, limits)?,
             Event::Heartbeat => {
                 if repl.cluster.epoch() != req.epoch {
                     return Err(ReplicationError::TopologyChanged);
@@ -182,16 +182,20 @@ async fn run(
     }
 }
 
-/// Applies every complete `RINGCACHE.ACK` in `rbuf`.
-fn handle_acks(
+/// Handles every complete reply of the replica in `rbuf`: `RINGCACHE.ACK <offset>`, and
+/// `RINGCACHE.REFETCH <key>` for a key whose shipped command did not fit its value there.
+fn handle_replies(
     rbuf: &mut BytesMut,
     req: &SyncRequest,
+    store: &Store,
     repl: &Replication,
     limits: &Limits,
 ) -> Result<(), ReplicationError> {
     while let Some(args) = parse_request(rbuf, limits)? {
-        let offset = parse_ack(&args)?;
-        repl.peer_acked(&req.replica_id, offset);
+        match &args[..] {
+            [name, key] if name.eq_ignore_ascii_case(b"RINGCACHE.REFETCH") => repl.refetch(store, key, now_ms()),
+            _ => repl.peer_acked(&req.replica_id, parse_ack(&args)?),
+        }
     }
     if rbuf.len() > MAX_ACK_BUFFER {
         return Err(ReplicationError::BufferLimit(MAX_ACK_BUFFER));

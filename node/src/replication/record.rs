@@ -1,24 +1,32 @@
 //! What a primary ships: the state of a key after a write (or its deletion, or a
-//! flush), encoded once as RESP, and how a replica parses and applies it.
+//! flush), or the write command itself when it is the one change a collection's
+//! replicas miss (store/changes.rs); encoded once as RESP, and how a replica parses and
+//! applies it.
 //!
 //! Frames on a replication stream are RESP arrays whose second element is an offset:
 //!
 //! ```text
 //! RBEGIN    <offset> FULL|PARTIAL       stream starts; records from <offset> on follow
 //! RSET      <offset> <key> <value> <expire_at>
-//! ROBJ      <offset> <key> <expire_at> <type> <element> ...   (store/object.rs: the wire form)
+//! ROBJ      <offset> <key> <expire_at> <type> <count> <element> ...   (store/object.rs: the wire form)
+//! RCMD      <offset> <base> <now> <command> <key> <arg> ...   the write, to apply to the value at count <base>
 //! RDEL      <offset> <key>
 //! RFLUSH    <offset>                    every slot this stream covers is emptied
 //! RCOPYDONE <offset>                    end of a full copy (copied keys carry offset 0)
 //! RPING     <offset>                    heartbeat; everything up to <offset> was sent
 //! ```
 //!
-//! `expire_at` is unix ms, 0 for none. A replica answers `RINGCACHE.ACK <offset>`.
+//! `expire_at` is unix ms, 0 for none. `count` is the collection's change count; an
+//! `RCMD` runs its command on a replica when the key's value there has count `<base>`
+//! (it then has `<base> + 1`), at time `<now>` (0: the replica's clock; sent when the key
+//! has a TTL, so that both sides see it live or expired alike). A replica answers
+//! `RINGCACHE.ACK <offset>`, and `RINGCACHE.REFETCH <key>` for a key whose value does
+//! not match a command's base: the primary then ships that key's whole value.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{ReplicationError, SlotSet};
-use crate::store::{Entry, Object, Store, ValueRef};
+use crate::store::{Changes, Entry, Object, Store, ValueRef};
 use ringcache_core::slot::key_slot;
 
 /// Kind of a stored record.
@@ -26,6 +34,7 @@ use ringcache_core::slot::key_slot;
 pub enum Tag {
     Set,
     Obj,
+    Cmd,
     Del,
     Flush,
 }
@@ -35,6 +44,7 @@ impl Tag {
         match self {
             Tag::Set => b"RSET",
             Tag::Obj => b"ROBJ",
+            Tag::Cmd => b"RCMD",
             Tag::Del => b"RDEL",
             Tag::Flush => b"RFLUSH",
         }
@@ -83,16 +93,34 @@ impl Record {
                 }
             }
             ValueRef::Obj(o) => {
+                let count = e.changes().map_or(0, |c| c.count);
                 put_bulk(&mut body, key);
                 put_bulk(&mut body, expire.as_bytes());
                 put_bulk(&mut body, o.type_name().as_bytes());
+                put_bulk(&mut body, itoa(count).as_bytes());
                 o.for_each_wire(|element| put_bulk(&mut body, element));
                 Record {
                     tag: Tag::Obj,
-                    nargs: 5 + o.wire_len(),
+                    nargs: 6 + o.wire_len(),
                     body: body.freeze(),
                 }
             }
+        }
+    }
+
+    /// A write command `args` (name, key, arguments) to run on the value at count
+    /// `base`, at time `now` (0: the replica's own clock).
+    pub fn command(base: u64, now: u64, args: &[Bytes]) -> Record {
+        let mut body = BytesMut::with_capacity(args.iter().map(|a| a.len() + 16).sum::<usize>() + 40);
+        put_bulk(&mut body, itoa(base).as_bytes());
+        put_bulk(&mut body, itoa(now).as_bytes());
+        for a in args {
+            put_bulk(&mut body, a);
+        }
+        Record {
+            tag: Tag::Cmd,
+            nargs: 4 + args.len(),
+            body: body.freeze(),
         }
     }
 
@@ -119,6 +147,17 @@ impl Record {
         write_header(buf, self.nargs, self.tag.name(), offset);
         buf.extend_from_slice(&self.body);
     }
+}
+
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// Bytes of a record's whole frame at `offset` (what a stream carries), from its tag,
+/// element count and body length.
+pub fn frame_len(tag: Tag, nargs: usize, body: usize, offset: u64) -> usize {
+    let bulk = |len: usize| 1 + digits(len as u64) + 2 + len + 2;
+    1 + digits(nargs as u64) + 2 + bulk(tag.name().len()) + bulk(digits(offset)) + body
 }
 
 fn write_header(buf: &mut BytesMut, nargs: usize, tag: &[u8], offset: u64) {
@@ -174,13 +213,21 @@ pub enum Frame<'a> {
         value: &'a [u8],
         expire_at: u64,
     },
-    /// A collection: its `TYPE` name and its wire form (store/object.rs).
+    /// A collection: its `TYPE` name, change count and wire form (store/object.rs).
     Obj {
         offset: u64,
         key: &'a [u8],
         expire_at: u64,
         kind: &'a [u8],
+        count: u64,
         elements: &'a [Bytes],
+    },
+    /// A write command (`args`: name, key, arguments) for the value at count `base`.
+    Cmd {
+        offset: u64,
+        base: u64,
+        now: u64,
+        args: &'a [Bytes],
     },
     Del {
         offset: u64,
@@ -246,7 +293,7 @@ impl<'a> Frame<'a> {
                 }
             }
             b"ROBJ" => {
-                if args.len() < 5 {
+                if args.len() < 6 {
                     return Err(bad("ROBJ elements"));
                 }
                 Frame::Obj {
@@ -254,7 +301,20 @@ impl<'a> Frame<'a> {
                     key: &args[2],
                     expire_at: num(&args[3])?,
                     kind: &args[4],
-                    elements: &args[5..],
+                    count: num(&args[5])?,
+                    elements: &args[6..],
+                }
+            }
+            b"RCMD" => {
+                // The command name and its key at least.
+                if args.len() < 6 {
+                    return Err(bad("RCMD elements"));
+                }
+                Frame::Cmd {
+                    offset,
+                    base: num(&args[2])?,
+                    now: num(&args[3])?,
+                    args: &args[4..],
                 }
             }
             b"RDEL" => {
@@ -276,17 +336,77 @@ impl<'a> Frame<'a> {
             | Frame::Ping { offset }
             | Frame::Set { offset, .. }
             | Frame::Obj { offset, .. }
+            | Frame::Cmd { offset, .. }
             | Frame::Del { offset, .. }
             | Frame::Flush { offset } => offset,
         }
     }
 }
 
+/// Runs a replicated write command on the local store, as a client's command would
+/// run (the command layer provides it: replication sits below the commands).
+pub trait Replay: Send + Sync {
+    /// Runs `args` (name, key, arguments) at time `now`, bypassing routing.
+    fn replay(&self, store: &Store, args: &[Bytes], now: u64);
+}
+
+/// What applying a frame did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Yes,
+    /// Not for this replica's slots, or already part of what it holds.
+    Ignored,
+    /// A command for a value that is not here at its base count: the key's whole value
+    /// must be asked for.
+    Refetch(Bytes),
+}
+
+/// The change count of `key`'s value at `now`, if it holds a collection.
+fn count_of(store: &Store, key: &[u8], now: u64) -> Option<u64> {
+    store
+        .lock(key_slot(key))
+        .slot()
+        .read_untouched(key, now)
+        .and_then(|e| e.changes())
+        .map(|c| c.count)
+}
+
 /// Applies a data frame to `store`, bypassing routing. Keys outside `slots` (the
-/// slots this replica holds for the stream's primary) are ignored. Returns whether
-/// something was applied.
-pub fn apply(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64) -> bool {
+/// slots this replica holds for the stream's primary) are ignored.
+pub fn apply(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64, replay: &dyn Replay) -> Applied {
+    if !applies(store, frame, slots, now) {
+        return Applied::Ignored;
+    }
+    let Frame::Cmd {
+        base, now: at, args, ..
+    } = *frame
+    else {
+        return Applied::Yes;
+    };
+    let key = &args[1];
+    let at = if at == 0 { now } else { at };
+    match count_of(store, key, at) {
+        Some(c) if c == base => {}
+        // A full copy read after this write already has it.
+        Some(c) if c > base => return Applied::Ignored,
+        _ => return Applied::Refetch(key.clone()),
+    }
+    replay.replay(store, args, at);
+    store.removals.record(key);
+    // The primary ran the same command on the same value and saw one change; anything
+    // else means the values differ (a replica's eviction, say).
+    if count_of(store, key, at) == Some(base.wrapping_add(1)) {
+        Applied::Yes
+    } else {
+        Applied::Refetch(key.clone())
+    }
+}
+
+/// Applies a whole-value frame; for a command frame, only says whether it is for
+/// these slots.
+fn applies(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64) -> bool {
     match *frame {
+        Frame::Cmd { args, .. } => slots.contains(key_slot(&args[1])),
         Frame::Set {
             key, value, expire_at, ..
         } => {
@@ -308,6 +428,7 @@ pub fn apply(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64) -> boo
             key,
             expire_at,
             kind,
+            count,
             elements,
             ..
         } => {
@@ -325,7 +446,7 @@ pub fn apply(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64) -> boo
             let mut s = locked.slot();
             match object {
                 Some(o) if expire_at == 0 || expire_at > now => {
-                    s.insert(Entry::object(key, o, expire_at, 0), now);
+                    s.insert(Entry::object_with(key, o, Changes::received(count), expire_at, 0), now);
                 }
                 _ => {
                     s.remove(key, now);
@@ -374,6 +495,81 @@ mod tests {
     use crate::resp::{parse_request, Limits};
     use crate::store::{now_ms, Hash, Policy};
 
+    /// Stands in for the command layer: runs `<name> <key> <element>` as a push to the
+    /// head of the list at key (one change).
+    struct PushFront;
+
+    impl Replay for PushFront {
+        fn replay(&self, store: &Store, args: &[Bytes], now: u64) {
+            let (key, element) = (&args[1], &args[2]);
+            store.lock(key_slot(key)).slot().modify(key, now, |e| {
+                if let Some(Object::List(l)) = e.as_object_mut() {
+                    l.push_front(element);
+                }
+            });
+        }
+    }
+
+    fn list_of(store: &Store, key: &[u8], now: u64) -> Option<(Vec<Vec<u8>>, u64)> {
+        let mut l = store.lock(key_slot(key));
+        let mut s = l.slot();
+        let e = s.get(key, now)?;
+        let count = e.changes()?.count;
+        match e.as_object() {
+            Some(Object::List(l)) => Some((l.iter().map(<[u8]>::to_vec).collect(), count)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_command_applies_once_to_the_value_at_its_base_and_asks_for_the_value_otherwise() {
+        let primary = Store::new(0, Policy::S3Fifo);
+        let replica = Store::new(0, Policy::S3Fifo);
+        let now = now_ms();
+        let all = SlotSet::all();
+        let mut list = crate::store::List::default();
+        list.push_back(b"a");
+        let slot = key_slot(b"feed");
+        primary
+            .lock(slot)
+            .slot()
+            .insert(Entry::object(b"feed", Object::List(list), 0, 0), now);
+        let whole = |store: &Store| Record::from_entry(b"feed", store.lock(slot).slot().get(b"feed", now).map(|e| &*e));
+        // The whole value carries its count.
+        let args = roundtrip(&whole(&primary), 1);
+        assert_eq!(
+            apply(&replica, &Frame::parse(&args).unwrap(), &all, now, &PushFront),
+            Applied::Yes
+        );
+        let (_, base) = list_of(&primary, b"feed", now).unwrap();
+        assert_eq!(list_of(&replica, b"feed", now), Some((vec![b"a".to_vec()], base)));
+
+        let push: Vec<Bytes> = ["LPUSH", "feed", "b"].iter().map(|w| Bytes::from(*w)).collect();
+        let cmd = Record::command(base, 0, &push);
+        let args = roundtrip(&cmd, 2);
+        let frame = Frame::parse(&args).unwrap();
+        assert_eq!(apply(&replica, &frame, &all, now, &PushFront), Applied::Yes);
+        let want = Some((vec![b"b".to_vec(), b"a".to_vec()], base + 1));
+        assert_eq!(list_of(&replica, b"feed", now), want);
+        // Again (a copy that already has it): ignored, not pushed twice.
+        assert_eq!(apply(&replica, &frame, &all, now, &PushFront), Applied::Ignored);
+        assert_eq!(list_of(&replica, b"feed", now), want);
+        // A command for a later count, or for a key not here: the value is asked for.
+        let args = roundtrip(&Record::command(base + 5, 0, &push), 3);
+        let frame = Frame::parse(&args).unwrap();
+        assert_eq!(
+            apply(&replica, &frame, &all, now, &PushFront),
+            Applied::Refetch(Bytes::from("feed"))
+        );
+        replica.lock(slot).slot().remove(b"feed", now);
+        assert_eq!(
+            apply(&replica, &frame, &all, now, &PushFront),
+            Applied::Refetch(Bytes::from("feed"))
+        );
+        // A command is smaller than the value it changes.
+        assert!(cmd.body.len() < whole(&primary).body.len() + 64);
+    }
+
     fn roundtrip(rec: &Record, offset: u64) -> Vec<Bytes> {
         let mut buf = BytesMut::new();
         rec.write(offset, &mut buf);
@@ -407,7 +603,7 @@ mod tests {
             let args = roundtrip(&rec, i as u64 + 1);
             let frame = Frame::parse(&args).unwrap();
             assert_eq!(frame.offset(), i as u64 + 1);
-            assert!(apply(&replica, &frame, &all, now));
+            assert_eq!(apply(&replica, &frame, &all, now, &PushFront), Applied::Yes);
         }
         let mut l = replica.lock(slot);
         let mut s = l.slot();
@@ -425,14 +621,23 @@ mod tests {
         drop(l);
 
         let args = roundtrip(&Record::del(b"s"), 9);
-        apply(&replica, &Frame::parse(&args).unwrap(), &all, now);
+        apply(&replica, &Frame::parse(&args).unwrap(), &all, now, &PushFront);
         assert!(replica.lock(slot).slot().get(b"s", now).is_none());
         // Keys outside the stream's slots are ignored.
         let args = roundtrip(&Record::from_entry(b"h", None), 10);
-        assert!(!apply(&replica, &Frame::parse(&args).unwrap(), &SlotSet::empty(), now));
+        assert_eq!(
+            apply(
+                &replica,
+                &Frame::parse(&args).unwrap(),
+                &SlotSet::empty(),
+                now,
+                &PushFront
+            ),
+            Applied::Ignored
+        );
         assert_eq!(replica.dbsize(), 1);
         let args = roundtrip(&Record::flush(), 11);
-        apply(&replica, &Frame::parse(&args).unwrap(), &all, now);
+        apply(&replica, &Frame::parse(&args).unwrap(), &all, now, &PushFront);
         assert_eq!(replica.dbsize(), 0);
     }
 
@@ -445,6 +650,10 @@ mod tests {
             b(&["RSET", "x", "k", "v", "0"]),
             b(&["RSET", "1", "k", "v"]),
             b(&["ROBJ", "1", "k", "0"]),
+            b(&["ROBJ", "1", "k", "0", "list"]),
+            b(&["ROBJ", "1", "k", "0", "list", "x", "a"]),
+            b(&["RCMD", "1", "7", "0", "LPUSH"]),
+            b(&["RCMD", "1", "x", "0", "LPUSH", "k"]),
             b(&["RBEGIN", "1", "HALF"]),
             b(&["NOPE", "1"]),
             b(&["RDEL", "1"]),

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
 use ringcache_core::slotset::SlotSet;
 
-use super::record::{apply, clear_slots, write_command, Frame};
+use super::record::{apply, clear_slots, write_command, Applied, Frame, Replay};
 use super::{LinkProgress, Replication, ReplicationError};
 use crate::access::Access;
 use crate::resp::RequestParser;
@@ -45,10 +45,12 @@ struct LinkKey {
 
 /// What the links share: the replication state (with this node's cluster view) and
 /// this node's password and limits, which hold on its primaries' ports too.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Links {
     pub repl: Arc<Replication>,
     pub access: Arc<Access>,
+    /// Runs the write commands a primary ships as themselves.
+    pub replay: Arc<dyn Replay>,
 }
 
 /// Starts the replica-side thread (cluster mode only does anything).
@@ -243,6 +245,9 @@ async fn session(
     let mut parser = RequestParser::default();
     let mut copying = false;
     let mut acked = next.saturating_sub(1);
+    // Keys whose whole value was asked for (`RINGCACHE.REFETCH`): their commands are
+    // skipped until the value arrives.
+    let mut refetching: std::collections::HashSet<bytes::Bytes> = std::collections::HashSet::new();
     loop {
         let n = tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(&mut rbuf))
             .await
@@ -303,8 +308,26 @@ async fn session(
                     if offset != 0 && offset < next {
                         continue; // already applied
                     }
-                    if apply(store, &data, &key.slots, now) {
-                        repl.counters.records_applied.fetch_add(1, Ordering::Relaxed);
+                    match &data {
+                        Frame::Cmd { args, .. } if args.get(1).is_some_and(|k| refetching.contains(k)) => {}
+                        _ => match apply(store, &data, &key.slots, now, &*state.replay) {
+                            Applied::Yes => {
+                                repl.counters.records_applied.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Applied::Ignored => {}
+                            Applied::Refetch(k) => {
+                                debug!(primary = %key.primary_id, "replication: asking for a whole value");
+                                write_command(&mut wbuf, &[b"RINGCACHE.REFETCH", &k]);
+                                refetching.insert(k);
+                            }
+                        },
+                    }
+                    match &data {
+                        Frame::Set { key: k, .. } | Frame::Obj { key: k, .. } | Frame::Del { key: k, .. } => {
+                            refetching.remove(*k);
+                        }
+                        Frame::Flush { .. } => refetching.clear(),
+                        _ => {}
                     }
                     if offset != 0 {
                         next = offset.saturating_add(1);
@@ -320,10 +343,12 @@ async fn session(
             acked = next - 1;
             let off = acked.to_string();
             write_command(&mut wbuf, &[b"RINGCACHE.ACK", off.as_bytes()]);
-            stream.write_all(&wbuf).await?;
-            wbuf.clear();
         } else if !copying && next > 0 {
             set_next(state, &key.primary_id, generation, next);
+        }
+        if !wbuf.is_empty() {
+            stream.write_all(&wbuf).await?;
+            wbuf.clear();
         }
     }
 }

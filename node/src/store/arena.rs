@@ -34,7 +34,7 @@ use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::ptr::NonNull;
 
 use super::entry::Entry;
-use super::object::Object;
+use super::object::Stored;
 
 /// A block in an [`Arena`].
 pub(super) type Handle = u32;
@@ -326,7 +326,7 @@ pub(super) struct Arena {
     /// Blocks over `SMALL_MAX` bytes: pointer and length (from `zeroed(bytes_layout(len))`).
     large: Vec<Option<(NonNull<u8>, usize)>>,
     large_spare: Vec<u32>,
-    objects: Vec<Option<Box<Object>>>,
+    objects: Vec<Option<Box<Stored>>>,
     objects_spare: Vec<u32>,
 }
 
@@ -586,7 +586,7 @@ impl Arena {
     }
 
     /// Stores an object; returns its index.
-    pub(super) fn put_object(&mut self, obj: Box<Object>) -> u32 {
+    pub(super) fn put_object(&mut self, obj: Box<Stored>) -> u32 {
         match self.objects_spare.pop() {
             Some(i) => {
                 self.objects[i as usize] = Some(obj);
@@ -599,17 +599,17 @@ impl Arena {
         }
     }
 
-    pub(super) fn take_object(&mut self, i: u32) -> Option<Box<Object>> {
+    pub(super) fn take_object(&mut self, i: u32) -> Option<Box<Stored>> {
         let obj = self.objects.get_mut(i as usize)?.take()?;
         self.objects_spare.push(i);
         Some(obj)
     }
 
-    pub(super) fn object(&self, i: u32) -> Option<&Object> {
+    pub(super) fn object(&self, i: u32) -> Option<&Stored> {
         self.objects.get(i as usize)?.as_deref()
     }
 
-    pub(super) fn object_mut(&mut self, i: u32) -> Option<&mut Object> {
+    pub(super) fn object_mut(&mut self, i: u32) -> Option<&mut Stored> {
         self.objects.get_mut(i as usize)?.as_deref_mut()
     }
 
@@ -691,7 +691,7 @@ enum Repr {
 pub(super) struct Block {
     repr: Repr,
     /// The object of an owned entry; arena blocks keep theirs in the arena.
-    obj: Option<Box<Object>>,
+    obj: Option<Box<Stored>>,
 }
 
 // SAFETY: an owned block owns its bytes like a Box<[u8]>. Views only exist inside a
@@ -738,16 +738,16 @@ impl Block {
     }
 
     /// Takes the owned object of an owned block.
-    pub(super) fn take_own_object(&mut self) -> Option<Box<Object>> {
+    pub(super) fn take_own_object(&mut self) -> Option<Box<Stored>> {
         self.obj.take()
     }
 
-    pub(super) fn set_own_object(&mut self, obj: Option<Box<Object>>) {
+    pub(super) fn set_own_object(&mut self, obj: Option<Box<Stored>>) {
         self.obj = obj;
     }
 
     /// The object with index `i` (arena views) or the owned object (owned blocks).
-    pub(super) fn object(&self, i: u32) -> Option<&Object> {
+    pub(super) fn object(&self, i: u32) -> Option<&Stored> {
         match &self.repr {
             Repr::Heap { .. } | Repr::Inline { .. } => self.obj.as_deref(),
             // SAFETY: the arena outlives the view (module docs); shared access.
@@ -755,7 +755,7 @@ impl Block {
         }
     }
 
-    pub(super) fn object_mut(&mut self, i: u32) -> Option<&mut Object> {
+    pub(super) fn object_mut(&mut self, i: u32) -> Option<&mut Stored> {
         match &mut self.repr {
             Repr::Heap { .. } | Repr::Inline { .. } => self.obj.as_deref_mut(),
             // SAFETY: a mutable view's slot borrow of the arena is exclusive.

@@ -19,7 +19,8 @@
 //! the block's bytes.
 
 use super::arena::{charged, Arena, Block, Handle};
-use super::object::Object;
+use super::object::{Object, Stored};
+use super::Changes;
 
 const META: usize = 0;
 const CLOCK: usize = 1;
@@ -182,7 +183,7 @@ impl Entry {
         self.block.bytes()
     }
 
-    fn build(key: &[u8], kind: Kind, value: &[u8], obj: Option<Box<Object>>, expire_at: u64, clock: u32) -> Entry {
+    fn build(key: &[u8], kind: Kind, value: &[u8], obj: Option<Box<Stored>>, expire_at: u64, clock: u32) -> Entry {
         let payload_len = match kind {
             Kind::String => varint_len(value.len()) + value.len(),
             Kind::Object => OBJ_INDEX_LEN,
@@ -226,7 +227,14 @@ impl Entry {
 
     /// An entry holding a non-string value.
     pub fn object(key: &[u8], obj: Object, expire_at: u64, clock: u32) -> Entry {
-        Entry::build(key, Kind::Object, &[], Some(Box::new(obj)), expire_at, clock)
+        Entry::object_with(key, obj, Changes::fresh(), expire_at, clock)
+    }
+
+    /// An entry holding a non-string value with the given change counts (a value
+    /// received from a primary keeps the primary's count).
+    pub fn object_with(key: &[u8], obj: Object, changes: Changes, expire_at: u64, clock: u32) -> Entry {
+        let stored = Stored { object: obj, changes };
+        Entry::build(key, Kind::Object, &[], Some(Box::new(stored)), expire_at, clock)
     }
 
     /// Moves an owned entry into `arena`; returns its handle. A view is copied.
@@ -314,7 +322,7 @@ impl Entry {
         match self.kind() {
             Kind::String => ValueRef::Str(slice(b, p.value_start, p.value_len)),
             Kind::Object => match self.block.object(object_index(b, &p)) {
-                Some(o) => ValueRef::Obj(o),
+                Some(o) => ValueRef::Obj(&o.object),
                 None => ValueRef::Str(&[]),
             },
         }
@@ -353,7 +361,25 @@ impl Entry {
         }
         let b = self.bytes();
         let i = object_index(b, &parts(b));
-        self.block.object_mut(i)
+        self.block.object_mut(i).map(|s| &mut s.object)
+    }
+
+    /// The change counts of a non-string value (see [`super::changes`]).
+    pub fn changes(&self) -> Option<Changes> {
+        if self.kind() != Kind::Object {
+            return None;
+        }
+        let b = self.bytes();
+        self.block.object(object_index(b, &parts(b))).map(|s| s.changes)
+    }
+
+    pub fn changes_mut(&mut self) -> Option<&mut Changes> {
+        if self.kind() != Kind::Object {
+            return None;
+        }
+        let b = self.bytes();
+        let i = object_index(b, &parts(b));
+        self.block.object_mut(i).map(|s| &mut s.changes)
     }
 
     /// Unix time in ms at which the key expires, if any.
@@ -458,7 +484,8 @@ impl Entry {
     /// slot, and the object's own accounting for non-string values.
     pub fn mem_size(&self) -> usize {
         let obj = match self.value() {
-            ValueRef::Obj(o) => o.mem_size(),
+            // The change counts live next to the value (store/changes.rs).
+            ValueRef::Obj(o) => o.mem_size() + std::mem::size_of::<Changes>(),
             ValueRef::Str(_) => 0,
         };
         charged(self.block_len()) + TABLE_SLOT_BYTES + obj

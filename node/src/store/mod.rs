@@ -7,6 +7,7 @@
 
 mod arena;
 pub mod bloom;
+pub mod changes;
 pub mod encoding;
 pub mod entry;
 pub mod eviction;
@@ -32,12 +33,13 @@ use parking_lot::{Mutex, MutexGuard};
 pub use arena::allow_huge_pages;
 use arena::ViewSlot;
 pub use bloom::{Bloom, BloomParams};
+pub use changes::Changes;
 pub use entry::{Entry, ValueRef};
 pub use eviction::Policy;
 pub use hash::Hash;
 pub use list::{List, LIST_MAX_ELEMENT};
 pub use memory::{Memory, OutOfMemory};
-pub use object::{DecodeError, Object};
+pub use object::{DecodeError, Object, Stored};
 use ringcache_core::slot::{Slot, SLOT_COUNT};
 pub use set::{Set, SetMember, SET_MAX_INTSET_ENTRIES};
 pub use shard::{Shard, SlotStats};
@@ -541,6 +543,13 @@ impl SlotRef<'_> {
         let had_ttl = e.expire_at().is_some();
         let small = !e.in_main();
         let (r, changed) = f(e);
+        if changed {
+            // Replication ships a collection write as the change when this is the
+            // one change it made (store/changes.rs).
+            if let Some(c) = e.changes_mut() {
+                c.bump();
+            }
+        }
         let after = e.mem_size();
         let has_ttl = e.expire_at().is_some();
         store.mem.add(after, small);

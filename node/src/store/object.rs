@@ -24,6 +24,13 @@ pub enum Object {
     Bloom(Bloom),
 }
 
+/// A collection as the store keeps it: the value and its change count (see
+/// [`super::changes`]).
+pub struct Stored {
+    pub object: Object,
+    pub changes: super::Changes,
+}
+
 /// Why a wire form does not make a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
