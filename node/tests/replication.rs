@@ -702,7 +702,8 @@ fn feed_mismatches(primary: &NodeHandle, replica: &NodeHandle) -> Vec<String> {
         .iter()
         .filter_map(|k| {
             let (want, got) = (dump(&mut p, k), dump(&mut r, k));
-            (want != got).then(|| format!("{k}: primary {want:?}, replica {got:?}"))
+            let short = |v: &str| v.chars().take(160).collect::<String>();
+            (want != got).then(|| format!("{k}: primary {:?}…, replica {:?}…", short(&want), short(&got)))
         })
         .collect()
 }
@@ -808,6 +809,41 @@ fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart()
     assert!(counter(primary, |c| &c.commands_shipped) > cmds + 40);
     // No replica ever found a value that did not fit a command's base.
     assert_eq!(counter(primary, |c| &c.refetches_served), 0);
+
+    // The slot's copies move: the third node becomes its replica (a full copy while
+    // writes go on), then its primary, with the old primary as its replica.
+    let third = nodes
+        .iter()
+        .find(|n| n.state.cluster.node_id != p_id && n.state.cluster.node_id != r_id)
+        .expect("third node")
+        .state
+        .cluster
+        .node_id
+        .clone();
+    let slot = key_slot(b"{feed}");
+    let mut epoch = next.epoch;
+    for owners in [vec![p_id.clone(), third.clone()], vec![third.clone(), p_id.clone()]] {
+        let mut all = next.to_slot_owners();
+        all[usize::from(slot)] = owners.clone();
+        epoch += 1;
+        let t = Topology::from_slot_owners(epoch, next.nodes.clone(), all).expect("valid topology");
+        let copies = |id: &str| by_id(&nodes, id).state.replication.status().full_syncs_received;
+        let before = copies(&owners[1]);
+        for n in &nodes {
+            n.state.cluster.apply(t.clone()).expect("newer epoch");
+        }
+        let mut con = client(by_id(&nodes, &owners[0]));
+        for round in 12..15 {
+            change_every_type(&mut con, round);
+        }
+        // The new replica's link to the slot's primary restarts with the new slots
+        // and copies them.
+        wait_until("the new replica to copy", Duration::from_secs(20), || {
+            copies(&owners[1]) > before && caught_up(&refs)
+        });
+        let bad = feed_mismatches(by_id(&nodes, &owners[0]), by_id(&nodes, &owners[1]));
+        assert!(bad.is_empty(), "owners {owners:?}: {bad:?}");
+    }
     for n in nodes {
         n.shutdown();
     }
