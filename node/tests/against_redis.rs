@@ -1621,6 +1621,54 @@ fn object_encoding_of_strings_matches_redis() {
     }
 }
 
+/// OBJECT ENCODING of hashes: `listpack` while small, `hashtable` once a field or value
+/// is longer than `hash-max-listpack-value` or there are more fields than
+/// `hash-max-listpack-entries` (also after CONFIG SET lowers them), and for good.
+#[test]
+fn object_encoding_of_hashes_matches_redis() {
+    let node = common::start();
+    let redis = Redis::start();
+    let mut ours = Conn::open(node.resp_addr);
+    let mut theirs = Conn::open(("127.0.0.1", redis.port));
+    let mut script: Vec<Vec<String>> = vec![
+        words(&["HSET", "small", "a", "1", "b", "2"]),
+        words(&["OBJECT", "ENCODING", "small"]),
+        words(&["HSET", "edge", "f", &"v".repeat(64)]),
+        words(&["OBJECT", "ENCODING", "edge"]),
+        words(&["HSET", "long", "f", &"v".repeat(65)]),
+        words(&["OBJECT", "ENCODING", "long"]),
+        words(&["HDEL", "long", "f"]),
+        words(&["HSET", "longfield", &"f".repeat(65), "v"]),
+        words(&["HSET", "longfield", &"f".repeat(65), "w", "g", "1"]),
+        words(&["HDEL", "longfield", &"f".repeat(65)]),
+        words(&["OBJECT", "ENCODING", "longfield"]),
+        words(&["HINCRBY", "counter", "n", "5"]),
+        words(&["OBJECT", "ENCODING", "counter"]),
+    ];
+    let mut many = vec!["HSET".to_string(), "many".to_string()];
+    for i in 0..512 {
+        many.push(format!("f{i}"));
+        many.push(i.to_string());
+    }
+    script.push(many.clone());
+    script.push(words(&["OBJECT", "ENCODING", "many"]));
+    script.push(words(&["HSET", "many", "f0", "again"]));
+    script.push(words(&["OBJECT", "ENCODING", "many"]));
+    script.push(words(&["HSET", "many", "one-more", "x"]));
+    script.push(words(&["OBJECT", "ENCODING", "many"]));
+    script.push(words(&["CONFIG", "SET", "hash-max-listpack-entries", "3"]));
+    script.push(words(&["HSET", "small", "c", "3"]));
+    script.push(words(&["OBJECT", "ENCODING", "small"]));
+    script.push(words(&["HSET", "small", "d", "4"]));
+    script.push(words(&["OBJECT", "ENCODING", "small"]));
+    script.push(words(&["HDEL", "small", "a", "b", "c"]));
+    script.push(words(&["OBJECT", "ENCODING", "small"]));
+    script.push(words(&["HGETALL", "edge"]));
+    for c in &script {
+        assert_eq!(show(&ours.call(c)), show(&theirs.call(c)), "{:?}", &c[..c.len().min(4)]);
+    }
+}
+
 /// Everything a connection receives up to the reply to a PING sent now: the pushes
 /// (invalidations, messages) that arrived since the last call, then the PING reply
 /// (`+QUEUED` inside MULTI).

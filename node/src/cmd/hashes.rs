@@ -13,7 +13,7 @@ use super::flag::*;
 use super::float::{self, AddError, Parsed};
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
 use crate::resp::Out;
-use crate::store::{Entry, Hash, Object};
+use crate::store::{Entry, Hash, HashLimits, Object};
 use crate::util::glob;
 
 pub const COMMANDS: &[CommandSpec] = &[
@@ -214,16 +214,28 @@ fn write_hash_if<R>(
     collection::update_if(&mut locked.slot(), key, now, false, f, changed)
 }
 
+/// When a hash stays packed: Redis' `hash-max-listpack-entries` and
+/// `hash-max-listpack-value` (CONFIG SET changes them; hashes convert on their next
+/// write, and only towards the table form).
+fn limits(ctx: &Ctx<'_>) -> HashLimits {
+    let get = |name| usize::try_from(ctx.store.encodings.by_name(name)).unwrap_or(0);
+    HashLimits {
+        entries: get("hash-max-listpack-entries"),
+        value: get("hash-max-listpack-value"),
+    }
+}
+
 /// Field/value pairs of HSET and HMSET; an odd count is an arity error.
 fn set_fields(ctx: &mut Ctx<'_>, args: &[Bytes], name: &str) -> Result<i64, CmdError> {
     let pairs = &args[2..];
     if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(CmdError::WrongArity(name.to_string()));
     }
+    let limits = limits(ctx);
     let added = write_hash(ctx, &args[1], true, |h| {
         let mut added = 0;
         for fv in pairs.chunks_exact(2) {
-            if h.insert(&fv[0], &fv[1]) {
+            if h.insert_within(&fv[0], &fv[1], limits) {
                 added += 1;
             }
         }
@@ -246,12 +258,10 @@ fn hmset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 fn hsetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let (field, value) = (&args[2], &args[3]);
-    let set = write_hash(
-        ctx,
-        &args[1],
-        true,
-        |h| Ok(!h.contains(field) && h.insert(field, value)),
-    )?;
+    let limits = limits(ctx);
+    let set = write_hash(ctx, &args[1], true, |h| {
+        Ok(!h.contains(field) && h.insert_within(field, value, limits))
+    })?;
     ctx.out.int(i64::from(set.unwrap_or(false)));
     Ok(())
 }
@@ -341,13 +351,14 @@ fn hdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 fn hincrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let field = &args[2];
     let incr = int(&args[3])?;
+    let limits = limits(ctx);
     let value = write_hash(ctx, &args[1], true, |h| {
         let current = match h.get(field) {
             None => 0,
             Some(v) => parse_i64(v).ok_or_else(|| CmdError::Other("hash value is not an integer".into()))?,
         };
         let value = current.checked_add(incr).ok_or(CmdError::Overflow)?;
-        h.insert(field, value.to_string().as_bytes());
+        h.insert_within(field, value.to_string().as_bytes(), limits);
         Ok(value)
     })?;
     ctx.out.int(value.unwrap_or(0));
@@ -361,13 +372,14 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         Parsed::Infinite => return Err(CmdError::Other("value is NaN or Infinity".into())),
         Parsed::Finite => {}
     }
+    let limits = limits(ctx);
     let text = write_hash(ctx, &args[1], true, |h| {
         let text = float::add(Some(h.get(field).unwrap_or(b"0")), incr).map_err(|e| match e {
             AddError::BaseNotFloat => CmdError::Other("hash value is not a float".into()),
             AddError::IncrNotFloat => CmdError::NotFloat,
             AddError::NotFinite => CmdError::Other("increment would produce NaN or Infinity".into()),
         })?;
-        h.insert(field, &text);
+        h.insert_within(field, &text, limits);
         Ok(text)
     })?;
     ctx.out.bulk(&text.unwrap_or_default());

@@ -1,41 +1,269 @@
 //! The hash type: field → value, with its own byte count so that memory accounting
 //! stays exact without walking the value.
+//!
+//! Two forms, as in Redis: a small hash (at most `hash-max-listpack-entries` fields,
+//! none longer than `hash-max-listpack-value` bytes, field or value) is *packed*:
+//! its fields and values back to back in one buffer, in insertion order, each after
+//! its length, and found by a scan (`OBJECT ENCODING` says `listpack`). A hash that
+//! outgrows either limit becomes a *table* (`hashtable`) for good, as in Redis.
 
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-/// Per-field overhead charged for a hash field (two boxed slices and a table slot).
+/// Per-field overhead charged for a table field (two boxed slices and a table slot).
 const HASH_FIELD_OVERHEAD: usize = 48;
 
-/// Fixed charge for an empty hash (the struct, its vector and table headers).
+/// Fixed charge for an empty table hash (the struct, its vector and table headers).
 const HASH_BASE: usize = 64;
+
+/// Fixed charge for a packed hash (the struct and its buffer's header).
+const PACKED_BASE: usize = 40;
 
 /// A hash field: name and value.
 type Field = (Box<[u8]>, Box<[u8]>);
 
+/// When a hash stays packed: Redis' `hash-max-listpack-entries` and
+/// `hash-max-listpack-value` (store/encoding.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashLimits {
+    pub entries: usize,
+    pub value: usize,
+}
+
+impl Default for HashLimits {
+    /// Redis 7.0's defaults.
+    fn default() -> HashLimits {
+        HashLimits {
+            entries: 512,
+            value: 64,
+        }
+    }
+}
+
 /// A Redis hash: field → value.
-///
-/// Fields live in a dense vector indexed by a hash table of positions (removal swaps
-/// the last field into the hole), so lookups are O(1) and a uniformly random field —
-/// for HRANDFIELD — is one index away.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Hash {
+    repr: Repr,
+}
+
+impl Default for Hash {
+    fn default() -> Hash {
+        Hash {
+            repr: Repr::Packed(Packed::default()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Packed(Packed),
+    Table(Table),
+}
+
+impl Hash {
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Packed(p) => p.len,
+            Repr::Table(t) => t.entries.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `OBJECT ENCODING`'s name for the form.
+    pub fn encoding(&self) -> &'static str {
+        match &self.repr {
+            Repr::Packed(_) => "listpack",
+            Repr::Table(_) => "hashtable",
+        }
+    }
+
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        match &self.repr {
+            Repr::Packed(p) => p.find(field).map(|f| &p.buf[f.value.0..f.value.1]),
+            Repr::Table(t) => t.get(field),
+        }
+    }
+
+    pub fn contains(&self, field: &[u8]) -> bool {
+        self.get(field).is_some()
+    }
+
+    /// The field and value at position `i` (0..len), in no particular order; used to
+    /// pick random fields.
+    pub fn at(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        match &self.repr {
+            Repr::Packed(p) => p.iter().nth(i),
+            Repr::Table(t) => t.entries.get(i).map(|(k, v)| (&**k, &**v)),
+        }
+    }
+
+    /// Sets a field; returns true when the field is new. A packed hash stays packed
+    /// within Redis' default limits.
+    pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
+        self.insert_within(field, value, HashLimits::default())
+    }
+
+    /// Sets a field, turning a packed hash into a table when it would outgrow `limits`;
+    /// returns true when the field is new.
+    pub fn insert_within(&mut self, field: &[u8], value: &[u8], limits: HashLimits) -> bool {
+        if let Repr::Packed(p) = &mut self.repr {
+            let fits = field.len() <= limits.value && value.len() <= limits.value;
+            if fits && (p.len < limits.entries || p.find(field).is_some()) {
+                return p.insert(field, value);
+            }
+            let mut t = Table::default();
+            for (f, v) in p.iter() {
+                t.insert(f, v);
+            }
+            self.repr = Repr::Table(t);
+        }
+        match &mut self.repr {
+            Repr::Table(t) => t.insert(field, value),
+            Repr::Packed(_) => false,
+        }
+    }
+
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match &mut self.repr {
+            Repr::Packed(p) => p.remove(field),
+            Repr::Table(t) => t.remove(field),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let (packed, table) = match &self.repr {
+            Repr::Packed(p) => (Some(p.iter()), None),
+            Repr::Table(t) => (None, Some(t.entries.iter().map(|(k, v)| (&**k, &**v)))),
+        };
+        packed.into_iter().flatten().chain(table.into_iter().flatten())
+    }
+
+    pub fn mem_size(&self) -> usize {
+        match &self.repr {
+            Repr::Packed(p) => PACKED_BASE + p.buf.len(),
+            Repr::Table(t) => t.bytes + HASH_BASE,
+        }
+    }
+}
+
+fn put_len(buf: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+/// A length at `at`: (length, bytes it took). Malformed input reads as what is there.
+fn get_len(buf: &[u8], at: usize) -> (usize, usize) {
+    let (mut n, mut shift, mut i) = (0usize, 0u32, at);
+    while let Some(&b) = buf.get(i) {
+        n |= usize::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
+        i += 1;
+        if b & 0x80 == 0 || shift > 56 {
+            break;
+        }
+        shift += 7;
+    }
+    (n, i - at)
+}
+
+/// Where one packed field is: the whole pair, and its value, as byte ranges.
+struct Found {
+    start: usize,
+    end: usize,
+    value: (usize, usize),
+}
+
+/// The packed form: `len(field) field len(value) value …` in insertion order. Its
+/// buffer is kept exactly as long as its contents (the charge is what is allocated).
+#[derive(Debug, Clone, Default)]
+struct Packed {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Packed {
+    /// The pairs with their byte ranges, in order.
+    fn pairs(&self) -> impl Iterator<Item = (usize, (usize, usize), (usize, usize))> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= self.buf.len() {
+                return None;
+            }
+            let start = at;
+            let (flen, n) = get_len(&self.buf, at);
+            let field = (at + n, (at + n + flen).min(self.buf.len()));
+            let (vlen, m) = get_len(&self.buf, field.1);
+            let value = (field.1 + m, (field.1 + m + vlen).min(self.buf.len()));
+            at = value.1;
+            Some((start, field, value))
+        })
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.pairs().map(|(_, f, v)| (&self.buf[f.0..f.1], &self.buf[v.0..v.1]))
+    }
+
+    fn find(&self, field: &[u8]) -> Option<Found> {
+        self.pairs()
+            .find(|(_, f, _)| &self.buf[f.0..f.1] == field)
+            .map(|(start, _, value)| Found {
+                start,
+                end: value.1,
+                value,
+            })
+    }
+
+    fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
+        let mut pair = Vec::with_capacity(field.len() + value.len() + 4);
+        put_len(&mut pair, field.len());
+        pair.extend_from_slice(field);
+        put_len(&mut pair, value.len());
+        pair.extend_from_slice(value);
+        match self.find(field) {
+            Some(found) => {
+                // In place, so a replaced field keeps its position (as in Redis).
+                self.buf.splice(found.start..found.end, pair);
+                self.buf.shrink_to_fit();
+                false
+            }
+            None => {
+                self.buf.reserve_exact(pair.len());
+                self.buf.extend_from_slice(&pair);
+                self.len += 1;
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, field: &[u8]) -> bool {
+        let Some(found) = self.find(field) else {
+            return false;
+        };
+        self.buf.drain(found.start..found.end);
+        self.buf.shrink_to_fit();
+        self.len -= 1;
+        true
+    }
+}
+
+/// The table form: fields in a dense vector indexed by a hash table of positions
+/// (removal swaps the last field into the hole), so lookups are O(1) and a uniformly
+/// random field — for HRANDFIELD — is one index away.
+#[derive(Debug, Clone, Default)]
+struct Table {
     entries: Vec<Field>,
     index: HashTable<usize>,
     hasher: DefaultHashBuilder,
     bytes: usize,
 }
 
-impl Hash {
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
+impl Table {
     fn position(&self, field: &[u8]) -> Option<usize> {
         let entries = &self.entries;
         self.index
@@ -43,22 +271,11 @@ impl Hash {
             .copied()
     }
 
-    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+    fn get(&self, field: &[u8]) -> Option<&[u8]> {
         self.position(field).map(|i| &*self.entries[i].1)
     }
 
-    pub fn contains(&self, field: &[u8]) -> bool {
-        self.position(field).is_some()
-    }
-
-    /// The field and value at position `i` (0..len), in no particular order; used to
-    /// pick random fields.
-    pub fn at(&self, i: usize) -> Option<(&[u8], &[u8])> {
-        self.entries.get(i).map(|(k, v)| (&**k, &**v))
-    }
-
-    /// Sets a field; returns true when the field is new.
-    pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
+    fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
         match self.position(field) {
             Some(i) => {
                 let v = &mut self.entries[i].1;
@@ -78,7 +295,7 @@ impl Hash {
         }
     }
 
-    pub fn remove(&mut self, field: &[u8]) -> bool {
+    fn remove(&mut self, field: &[u8]) -> bool {
         let h = self.hasher.hash_one(field);
         let entries = &self.entries;
         let Ok(found) = self.index.find_entry(h, |&i| &*entries[i].0 == field) else {
@@ -107,14 +324,6 @@ impl Hash {
             self.index.shrink_to(len * 2, |&j| hasher.hash_one(&*entries[j].0));
         }
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries.iter().map(|(k, v)| (&**k, &**v))
-    }
-
-    pub fn mem_size(&self) -> usize {
-        self.bytes + HASH_BASE
-    }
 }
 
 #[cfg(test)]
@@ -122,25 +331,59 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// What a hash of these contents is charged in its form.
+    fn charge(h: &Hash, model: &std::collections::HashMap<Vec<u8>, Vec<u8>>) -> usize {
+        let varint = |n: usize| {
+            let mut v = Vec::new();
+            put_len(&mut v, n);
+            v.len()
+        };
+        match h.encoding() {
+            "listpack" => {
+                PACKED_BASE
+                    + model
+                        .iter()
+                        .map(|(f, v)| varint(f.len()) + f.len() + varint(v.len()) + v.len())
+                        .sum::<usize>()
+            }
+            _ => {
+                HASH_BASE
+                    + model
+                        .iter()
+                        .map(|(f, v)| f.len() + v.len() + HASH_FIELD_OVERHEAD)
+                        .sum::<usize>()
+            }
+        }
+    }
+
     proptest! {
-        /// Any sequence of inserts and removes agrees with a plain map, and the byte
-        /// charge always equals what the model's contents cost.
+        /// Any sequence of inserts and removes agrees with a plain map in either form,
+        /// the byte charge always equals what the model's contents cost in the form the
+        /// hash is in, and a hash is packed exactly while it never outgrew the limits.
         #[test]
-        fn hash_matches_a_model(ops in proptest::collection::vec((any::<bool>(), 0u8..40, 0usize..20), 0..400)) {
+        fn hash_matches_a_model(
+            ops in proptest::collection::vec((any::<bool>(), 0u8..40, 0usize..200), 0..400),
+            entries in 0usize..40,
+            value in 0usize..150,
+        ) {
+            let limits = HashLimits { entries, value };
             let mut h = Hash::default();
             let mut model = std::collections::HashMap::<Vec<u8>, Vec<u8>>::new();
+            let mut outgrew = false;
             for (insert, f, vlen) in ops {
                 let field = vec![b'f'; usize::from(f)];
                 if insert {
-                    let value = vec![b'v'; vlen];
-                    prop_assert_eq!(h.insert(&field, &value), model.insert(field, value).is_none());
+                    let v = vec![b'v'; vlen];
+                    let new = !model.contains_key(&field);
+                    outgrew |= field.len() > value || v.len() > value || (new && model.len() >= entries);
+                    prop_assert_eq!(h.insert_within(&field, &v, limits), model.insert(field, v).is_none());
                 } else {
                     prop_assert_eq!(h.remove(&field), model.remove(&field).is_some());
                 }
                 prop_assert_eq!(h.len(), model.len());
+                prop_assert_eq!(h.encoding(), if outgrew { "hashtable" } else { "listpack" });
+                prop_assert_eq!(h.mem_size(), charge(&h, &model));
             }
-            let charge: usize = model.iter().map(|(f, v)| f.len() + v.len() + HASH_FIELD_OVERHEAD).sum();
-            prop_assert_eq!(h.mem_size(), charge + HASH_BASE);
             for (f, v) in &model {
                 prop_assert_eq!(h.get(f), Some(&v[..]));
             }
@@ -153,9 +396,29 @@ mod tests {
     }
 
     #[test]
+    fn a_packed_hash_keeps_insertion_order_and_replaced_fields_keep_their_place() {
+        let mut h = Hash::default();
+        for f in ["c", "a", "b"] {
+            assert!(h.insert(f.as_bytes(), b"1"));
+        }
+        assert!(!h.insert(b"a", b"a longer value"));
+        assert!(h.remove(b"c"));
+        let order: Vec<(&[u8], &[u8])> = h.iter().collect();
+        assert_eq!(order, vec![(&b"a"[..], &b"a longer value"[..]), (&b"b"[..], &b"1"[..])]);
+        assert_eq!(h.encoding(), "listpack");
+        // Two short fields cost their bytes and a length byte each, not a table's.
+        assert_eq!(h.mem_size(), PACKED_BASE + (1 + 1 + 1 + 14) + (1 + 1 + 1 + 1));
+    }
+
+    #[test]
     fn hash_accounting_is_exact_and_lookups_survive_swap_removal() {
         let mut h = Hash::default();
+        // A table from the first field on.
+        let table = HashLimits { entries: 0, value: 0 };
+        assert!(h.insert_within(b"f0", b"v0", table));
+        assert!(h.remove(b"f0"));
         let empty = h.mem_size();
+        assert_eq!(empty, HASH_BASE);
         for i in 0..1000u32 {
             assert!(h.insert(format!("f{i}").as_bytes(), format!("v{i}").as_bytes()));
         }

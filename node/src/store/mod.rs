@@ -36,7 +36,7 @@ pub use bloom::{Bloom, BloomParams};
 pub use changes::Changes;
 pub use entry::{Entry, ValueRef};
 pub use eviction::Policy;
-pub use hash::Hash;
+pub use hash::{Hash, HashLimits};
 pub use list::{List, LIST_MAX_ELEMENT};
 pub use memory::{Memory, OutOfMemory};
 pub use object::{DecodeError, Object, Stored};

@@ -56,9 +56,7 @@ impl Object {
     /// `intset` for compact forms; `hashtable`, `quicklist`, `skiplist` for full ones).
     pub fn encoding(&self) -> &'static str {
         match self {
-            // No compact form: a hash is always a table here (Redis uses a listpack up
-            // to hash-max-listpack-entries fields).
-            Object::Hash(_) => "hashtable",
+            Object::Hash(h) => h.encoding(),
             Object::ZSet(z) => z.encoding(),
             Object::Set(s) => s.encoding(),
             Object::List(_) => "quicklist",
