@@ -4,12 +4,14 @@
 Feeds are lists (LPUSH a post id, LTRIM 0 999 to keep the newest 1000, LRANGE 0 49 to
 read a page) or sorted sets scored by time (ZADD, ZREVRANGE 0 49). First both servers
 get the same 1000 feeds of 1000 16-byte ids each, lists then sorted sets; that gives
-bytes per feed of each kind (used_memory and RSS growth over its load, per feed). Then each
+bytes per feed of each kind (used_memory and RSS growth over its load, per feed), and
+bytes per user profile (10,000 hashes of 4 short fields: the objects a feed points to).
+Then each
 operation runs as a redis-benchmark custom command over those feeds (50 clients,
 random feed per request, pipeline 1 and 16), alternating servers, several rounds:
 median ops/s and server CPU time per request, and their ringcache/Redis ratios.
 
-Usage: python3 bench/feed.py [--rounds 3] [--requests 200000]
+Usage: python3 bench/feed.py [--rounds 3] [--requests 200000] [--memory-only]
        BENCH_NODE_BIN=path/to/ringcache-node ...   (that binary; no build)
        BENCH_NODE_THREADS=1 ...                     (one worker thread, like Redis)
 Prints a Markdown table (also written to bench/out/feed.md). Measure on a quiet machine:
@@ -71,6 +73,27 @@ def load_feeds(port, kind):
                 got += chunk
 
 
+PROFILES = 10000
+
+
+def load_profiles(port):
+    """10,000 user profiles, hashes of 4 short fields (about 50 bytes of text each)."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(120)
+        for start in range(0, PROFILES, 500):
+            batch = b"".join(
+                resp(b"HSET", b"user:%d" % u, b"name", b"user%d" % u, b"email", b"user%d@example.com" % u,
+                     b"age", b"33", b"city", b"Paris")
+                for u in range(start, start + 500))
+            s.sendall(batch)
+            got = b""
+            while got.count(b"\r\n") < 500:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    raise RuntimeError("server closed the connection during the load")
+                got += chunk
+
+
 def run(server, command, pipeline, requests):
     user0, sys0 = nvr.cpu_split(server.proc.pid)
     out = subprocess.run(
@@ -87,6 +110,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=200000)
+    ap.add_argument("--memory-only", action="store_true", help="bytes per feed and per profile only")
     args = ap.parse_args()
     nvr.ensure_tools()
     node, redis = nvr.start_servers()
@@ -99,8 +123,12 @@ def main():
                 load_feeds(s.port, kind)
                 used1, rss1 = s.info_field("used_memory"), nvr.rss_bytes(s.proc.pid)
                 memory[(s.name, kind)] = ((used1 - used0) / FEEDS, (rss1 - rss0) / FEEDS)
+            used0, rss0 = s.info_field("used_memory"), nvr.rss_bytes(s.proc.pid)
+            load_profiles(s.port)
+            used1, rss1 = s.info_field("used_memory"), nvr.rss_bytes(s.proc.pid)
+            memory[(s.name, "profile")] = ((used1 - used0) / PROFILES, (rss1 - rss0) / PROFILES)
         results = {}
-        for name, command in OPERATIONS:
+        for name, command in [] if args.memory_only else OPERATIONS:
             for pipeline in (1, 16):
                 samples = {s.name: [] for s in servers}
                 for _ in range(args.rounds):
@@ -124,7 +152,8 @@ def main():
                          f"{rc / nc:.2f} |")
         lines += [
             "",
-            f"| bytes per feed of {FEED_LEN} ids ({ID_LEN * FEED_LEN:,} bytes of ids) | used_memory | RSS |",
+            f"| bytes per feed of {FEED_LEN} ids ({ID_LEN * FEED_LEN:,} bytes of ids), per profile hash "
+            "(4 fields, ~50 bytes of text) | used_memory | RSS |",
             "|---|---|---|",
         ]
         for (n, kind), (used, rss) in memory.items():

@@ -150,6 +150,11 @@ impl Hash {
     }
 }
 
+/// Bytes [`put_len`] takes for `n`.
+fn len_bytes(n: usize) -> usize {
+    (usize::BITS - n.leading_zeros()).max(1).div_ceil(7) as usize
+}
+
 fn put_len(buf: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         buf.push((n as u8) | 0x80);
@@ -220,21 +225,27 @@ impl Packed {
     }
 
     fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
-        let mut pair = Vec::with_capacity(field.len() + value.len() + 4);
-        put_len(&mut pair, field.len());
-        pair.extend_from_slice(field);
-        put_len(&mut pair, value.len());
-        pair.extend_from_slice(value);
         match self.find(field) {
             Some(found) => {
-                // In place, so a replaced field keeps its position (as in Redis).
-                self.buf.splice(found.start..found.end, pair);
-                self.buf.shrink_to_fit();
+                // In place, so a replaced field keeps its position (as in Redis): the
+                // buffer up to the old value's length, the new value, the rest.
+                let value_at = found.value.0 - len_bytes(found.value.1 - found.value.0);
+                let rest = &self.buf[found.end..];
+                let mut buf = Vec::with_capacity(value_at + len_bytes(value.len()) + value.len() + rest.len());
+                buf.extend_from_slice(&self.buf[..value_at]);
+                put_len(&mut buf, value.len());
+                buf.extend_from_slice(value);
+                buf.extend_from_slice(rest);
+                self.buf = buf;
                 false
             }
             None => {
-                self.buf.reserve_exact(pair.len());
-                self.buf.extend_from_slice(&pair);
+                self.buf
+                    .reserve_exact(len_bytes(field.len()) + field.len() + len_bytes(value.len()) + value.len());
+                put_len(&mut self.buf, field.len());
+                self.buf.extend_from_slice(field);
+                put_len(&mut self.buf, value.len());
+                self.buf.extend_from_slice(value);
                 self.len += 1;
                 true
             }
