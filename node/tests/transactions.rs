@@ -94,6 +94,36 @@ fn watch_sees_another_clients_write() {
     node.shutdown();
 }
 
+/// Sorted-set writes that change nothing leave a WATCH alone, as in Redis (which
+/// signals a modified key only when members were added, updated or removed); one that
+/// changes something aborts it.
+#[test]
+fn sorted_set_writes_that_change_nothing_do_not_abort_a_watch() {
+    let node = start();
+    let (mut mine, mut other) = (client(&node), client(&node));
+    cmd::<i64>(&mut mine, &["ZADD", "z", "1", "a", "2", "b"]);
+    for noop in [
+        &["ZREM", "z", "absent"][..],
+        &["ZADD", "z", "NX", "5", "a"],
+        &["ZADD", "z", "1", "a"],
+        &["ZADD", "z", "XX", "1", "absent"],
+        &["ZREMRANGEBYSCORE", "z", "10", "20"],
+        &["ZREMRANGEBYRANK", "z", "5", "9"],
+        &["ZREMRANGEBYLEX", "z", "[x", "[y"],
+        &["ZPOPMIN", "z", "0"],
+    ] {
+        cmd::<()>(&mut mine, &["WATCH", "z"]);
+        let _: redis::Value = cmd(&mut other, noop);
+        assert!(transaction(&mut mine, &[&["ZCARD", "z"]]).is_some(), "{noop:?} aborted the watch");
+    }
+    for change in [&["ZREM", "z", "a"][..], &["ZADD", "z", "NX", "3", "c"], &["ZPOPMIN", "z"]] {
+        cmd::<()>(&mut mine, &["WATCH", "z"]);
+        let _: redis::Value = cmd(&mut other, change);
+        assert_eq!(transaction(&mut mine, &[&["ZCARD", "z"]]), None, "{change:?}");
+    }
+    node.shutdown();
+}
+
 #[test]
 fn optimistic_increments_from_many_clients_lose_no_update() {
     let node = start();

@@ -147,18 +147,21 @@ fn read_zset<R>(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(Option<&ZSet>, &mu
 /// Runs `f` on the sorted set at `key` for a write command, keeping memory accounting
 /// exact. A missing key is created (when `create`) with an empty set that is stored
 /// only if `f` leaves members in it; a set that `f` empties is deleted. `f` must not
-/// change the set when it fails. Returns `None` when the key is missing and not
-/// created.
+/// change the set when it fails. `changed` tells from `f`'s result whether it changed
+/// the set (ZREM of absent members, ZADD NX of present ones change nothing), so that
+/// WATCH sees only real changes, as in Redis. Returns `None` when the key is missing and
+/// not created.
 fn write_zset<R>(
     ctx: &mut Ctx<'_>,
     key: &[u8],
     create: bool,
     f: impl FnOnce(&mut ZSet, &mut Out) -> Result<R, CmdError>,
+    changed: impl FnOnce(&R) -> bool,
 ) -> Result<Option<R>, CmdError> {
     let now = ctx.now;
     let mut locked = ctx.store.lock(ctx.slot_of(key));
     let out = &mut *ctx.out;
-    collection::update(&mut locked.slot(), key, now, create, |z| f(z, out))
+    collection::update_if(&mut locked.slot(), key, now, create, |z| f(z, out), changed)
 }
 
 /// Stores `z` at `dst` (replacing any value and its TTL), or deletes `dst` when `z` is
@@ -293,20 +296,26 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: &[Bytes], mut flags: AddFlags) -> CmdRe
         .map(|p| zset::parse_score(&p[0]).ok_or(CmdError::NotFloat))
         .collect::<Result<Vec<f64>, CmdError>>()?;
     // With XX a missing key stays missing.
-    let done = write_zset(ctx, &args[1], !f.xx, |z, _| {
-        let (mut added, mut updated, mut last) = (0, 0, None);
-        for (p, &score) in pairs.chunks_exact(2).zip(&scores) {
-            let (what, new) = add_one(z, &p[1], score, f)?;
-            match what {
-                Added::New => added += 1,
-                Added::Updated => updated += 1,
-                Added::Same => {}
-                Added::Nop => continue,
+    let done = write_zset(
+        ctx,
+        &args[1],
+        !f.xx,
+        |z, _| {
+            let (mut added, mut updated, mut last) = (0, 0, None);
+            for (p, &score) in pairs.chunks_exact(2).zip(&scores) {
+                let (what, new) = add_one(z, &p[1], score, f)?;
+                match what {
+                    Added::New => added += 1,
+                    Added::Updated => updated += 1,
+                    Added::Same => {}
+                    Added::Nop => continue,
+                }
+                last = Some(new);
             }
-            last = Some(new);
-        }
-        Ok((added, updated, last))
-    })?;
+            Ok((added, updated, last))
+        },
+        |&(added, updated, _)| added + updated > 0,
+    )?;
     let (added, updated, last) = done.unwrap_or((0, 0, None));
     if f.incr {
         match last {
@@ -336,9 +345,13 @@ fn zincrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 
 fn zrem(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     let members = &args[2..];
-    let removed = write_zset(ctx, &args[1], false, |z, _| {
-        Ok(members.iter().filter(|m| z.remove(m).is_some()).count())
-    })?;
+    let removed = write_zset(
+        ctx,
+        &args[1],
+        false,
+        |z, _| Ok(members.iter().filter(|m| z.remove(m).is_some()).count()),
+        |&n| n > 0,
+    )?;
     ctx.out.int(removed.unwrap_or(0) as i64);
     Ok(())
 }
@@ -672,10 +685,16 @@ fn zrangestore(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 // --- ZREMRANGEBY* -------------------------------------------------------------------
 
 fn remove_range(ctx: &mut Ctx<'_>, key: &[u8], span: impl FnOnce(&ZSet) -> (usize, usize)) -> CmdResult {
-    let removed = write_zset(ctx, key, false, |z, _| {
-        let (lo, hi) = span(z);
-        Ok(z.remove_ranks(lo, hi))
-    })?;
+    let removed = write_zset(
+        ctx,
+        key,
+        false,
+        |z, _| {
+            let (lo, hi) = span(z);
+            Ok(z.remove_ranks(lo, hi))
+        },
+        |&n| n > 0,
+    )?;
     ctx.out.int(removed.unwrap_or(0) as i64);
     Ok(())
 }
@@ -726,18 +745,24 @@ fn pop_generic(ctx: &mut Ctx<'_>, args: &[Bytes], max: bool) -> CmdResult {
         None => None,
     };
     let nested = ctx.out.resp3 && count.is_some();
-    let done = write_zset(ctx, &args[1], false, |z, out| {
-        let n = count
-            .map_or(1, |c| usize::try_from(c).unwrap_or(usize::MAX))
-            .min(z.len());
-        if n == 0 {
-            out.array(0);
-            return Ok(());
-        }
-        out.array(if nested { n } else { 2 * n });
-        pop_entries(z, n, max, nested, out);
-        Ok(())
-    })?;
+    let done = write_zset(
+        ctx,
+        &args[1],
+        false,
+        |z, out| {
+            let n = count
+                .map_or(1, |c| usize::try_from(c).unwrap_or(usize::MAX))
+                .min(z.len());
+            if n == 0 {
+                out.array(0);
+                return Ok(0);
+            }
+            out.array(if nested { n } else { 2 * n });
+            pop_entries(z, n, max, nested, out);
+            Ok(n)
+        },
+        |&n| n > 0,
+    )?;
     if done.is_none() {
         ctx.out.array(0);
     }
