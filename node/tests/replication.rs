@@ -1,7 +1,8 @@
 //! Replication primary → replicas on three in-process nodes with two copies of every
 //! slot: data reaches replicas (strings, TTLs, hashes, deletions), a short break
 //! resumes from the offset, a long one copies again, and acknowledged writes wait for
-//! a replica or answer `-NOREPLICAS`.
+//! a replica or answer `-NOREPLICAS`; collection writes ship as their change, and every
+//! type survives a replica restart, moved copies and a slot handover.
 
 mod common;
 
@@ -15,6 +16,7 @@ use ringcache_core::slot::key_slot;
 use ringcache_core::topology::{NodeInfo, Topology};
 use ringcache_node::config::Config;
 use ringcache_node::launch::NodeHandle;
+use ringcache_node::store::now_ms;
 
 fn three_nodes(tweak: impl Fn(&mut Config)) -> (Vec<NodeHandle>, Topology) {
     let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node_with(id, &tweak)).collect();
@@ -633,29 +635,30 @@ fn dump(con: &mut redis::Connection, key: &str) -> String {
 
 /// Writes every kind of change each collection command ships as itself, plus writes
 /// that ship whole values (SPOP, EXPIRE, a multi-key store).
-fn change_every_type(con: &mut redis::Connection, round: usize) {
+fn change_every_type(con: &mut redis::Connection, tag: &str, round: usize) {
+    let k = |name: &str| format!("{{{tag}}}{name}");
     let r = round.to_string();
     let run = |con: &mut redis::Connection, args: &[&str]| {
         let _: redis::Value = cmd(con, args);
     };
-    run(con, &["LPUSH", "{feed}list", &format!("post-{r}"), "x"]);
-    run(con, &["LTRIM", "{feed}list", "0", "999"]);
-    run(con, &["LSET", "{feed}list", "1", &format!("edited-{r}")]);
-    run(con, &["LINSERT", "{feed}list", "BEFORE", "x", &format!("before-x-{r}")]);
-    run(con, &["LREM", "{feed}list", "1", "x"]);
-    run(con, &["RPUSH", "{feed}list", "tail-a", "tail-b"]);
-    run(con, &["RPOP", "{feed}list"]);
-    run(con, &["LPOP", "{feed}list", "1"]);
-    run(con, &["LPUSHX", "{feed}list", &format!("pushx-{r}")]);
-    run(con, &["RPUSHX", "{feed}list", "rpushx"]);
-    run(con, &["SADD", "{feed}set", &format!("m{r}"), "7", "8"]);
-    run(con, &["SREM", "{feed}set", "7", "absent"]);
-    run(con, &["SPOP", "{feed}set"]);
+    run(con, &["LPUSH", &k("list"), &format!("post-{r}"), "x"]);
+    run(con, &["LTRIM", &k("list"), "0", "999"]);
+    run(con, &["LSET", &k("list"), "1", &format!("edited-{r}")]);
+    run(con, &["LINSERT", &k("list"), "BEFORE", "x", &format!("before-x-{r}")]);
+    run(con, &["LREM", &k("list"), "1", "x"]);
+    run(con, &["RPUSH", &k("list"), "tail-a", "tail-b"]);
+    run(con, &["RPOP", &k("list")]);
+    run(con, &["LPOP", &k("list"), "1"]);
+    run(con, &["LPUSHX", &k("list"), &format!("pushx-{r}")]);
+    run(con, &["RPUSHX", &k("list"), "rpushx"]);
+    run(con, &["SADD", &k("set"), &format!("m{r}"), "7", "8"]);
+    run(con, &["SREM", &k("set"), "7", "absent"]);
+    run(con, &["SPOP", &k("set")]);
     run(
         con,
         &[
             "ZADD",
-            "{feed}zset",
+            &k("zset"),
             "GT",
             "CH",
             &format!("{round}.5"),
@@ -664,41 +667,37 @@ fn change_every_type(con: &mut redis::Connection, round: usize) {
             &format!("z{r}"),
         ],
     );
-    run(con, &["ZADD", "{feed}zset", "INCR", "0.25", "m2"]);
-    run(con, &["ZINCRBY", "{feed}zset", "-1.5", "m3"]);
-    run(con, &["ZREM", "{feed}zset", "m4", "absent"]);
-    run(con, &["ZPOPMIN", "{feed}zset"]);
-    run(con, &["ZPOPMAX", "{feed}zset", "2"]);
-    run(con, &["ZREMRANGEBYSCORE", "{feed}zset", "-inf", "(0"]);
-    run(con, &["ZREMRANGEBYRANK", "{feed}zset", "0", "0"]);
-    run(con, &["ZREMRANGEBYLEX", "{feed}lex", "[a", "[b"]);
-    run(con, &["HSET", "{feed}hash", "f1", &r, &format!("g{r}"), "v"]);
-    run(con, &["HSETNX", "{feed}hash", "f1", "never"]);
-    run(con, &["HDEL", "{feed}hash", "f3", "absent"]);
-    run(con, &["HINCRBY", "{feed}hash", "n", "3"]);
-    run(con, &["HINCRBYFLOAT", "{feed}hash", "x", "0.1"]);
-    run(con, &["HMSET", "{feed}hash", "m", &r]);
-    run(con, &["EXPIRE", "{feed}hash", "1000"]);
-    run(con, &["ZUNIONSTORE", "{feed}union", "2", "{feed}zset", "{feed}set"]);
-    run(con, &["BF.ADD", "{feed}bloom", &format!("item-{r}")]);
-    run(con, &["SET", "{feed}str", &r]);
+    run(con, &["ZADD", &k("zset"), "INCR", "0.25", "m2"]);
+    run(con, &["ZINCRBY", &k("zset"), "-1.5", "m3"]);
+    run(con, &["ZREM", &k("zset"), "m4", "absent"]);
+    run(con, &["ZPOPMIN", &k("zset")]);
+    run(con, &["ZPOPMAX", &k("zset"), "2"]);
+    run(con, &["ZREMRANGEBYSCORE", &k("zset"), "-inf", "(0"]);
+    run(con, &["ZREMRANGEBYRANK", &k("zset"), "0", "0"]);
+    run(con, &["ZREMRANGEBYLEX", &k("lex"), "[a", "[b"]);
+    run(con, &["HSET", &k("hash"), "f1", &r, &format!("g{r}"), "v"]);
+    run(con, &["HSETNX", &k("hash"), "f1", "never"]);
+    run(con, &["HDEL", &k("hash"), "f3", "absent"]);
+    run(con, &["HINCRBY", &k("hash"), "n", "3"]);
+    run(con, &["HINCRBYFLOAT", &k("hash"), "x", "0.1"]);
+    run(con, &["HMSET", &k("hash"), "m", &r]);
+    run(con, &["EXPIRE", &k("hash"), "1000"]);
+    run(con, &["ZUNIONSTORE", &k("union"), "2", &k("zset"), &k("set")]);
+    run(con, &["BF.ADD", &k("bloom"), &format!("item-{r}")]);
+    run(con, &["SET", &k("str"), &r]);
 }
 
-const FEED_KEYS: [&str; 9] = [
-    "{feed}list",
-    "{feed}set",
-    "{feed}zset",
-    "{feed}lex",
-    "{feed}hash",
-    "{feed}union",
-    "{feed}bloom",
-    "{feed}str",
-    "{feed}gone",
-];
+/// The keys [`change_every_type`] writes, with hash tag `tag`.
+fn feed_keys(tag: &str) -> Vec<String> {
+    ["list", "set", "zset", "lex", "hash", "union", "bloom", "str", "gone"]
+        .iter()
+        .map(|name| format!("{{{tag}}}{name}"))
+        .collect()
+}
 
 fn feed_mismatches(primary: &NodeHandle, replica: &NodeHandle) -> Vec<String> {
     let (mut p, mut r) = (client(primary), readonly_client(replica));
-    FEED_KEYS
+    feed_keys("feed")
         .iter()
         .filter_map(|k| {
             let (want, got) = (dump(&mut p, k), dump(&mut r, k));
@@ -765,7 +764,7 @@ fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart()
     assert!(bad.is_empty(), "{bad:?}");
 
     for round in 0..5 {
-        change_every_type(&mut con, round);
+        change_every_type(&mut con, "feed", round);
     }
     wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
     let bad = feed_mismatches(primary, by_id(&nodes, &r_id));
@@ -780,7 +779,7 @@ fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart()
         .expect("replica");
     nodes.remove(at).shutdown();
     for round in 5..8 {
-        change_every_type(&mut con, round);
+        change_every_type(&mut con, "feed", round);
     }
     let back = cluster_node(&r_id);
     let mut next = topo.clone();
@@ -801,7 +800,7 @@ fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart()
     assert!(bad.is_empty(), "after the copy: {bad:?}");
     let cmds = counter(primary, |c| &c.commands_shipped);
     for round in 8..12 {
-        change_every_type(&mut con, round);
+        change_every_type(&mut con, "feed", round);
     }
     wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
     let bad = feed_mismatches(primary, by_id(&nodes, &r_id));
@@ -834,7 +833,7 @@ fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart()
         }
         let mut con = client(by_id(&nodes, &owners[0]));
         for round in 12..15 {
-            change_every_type(&mut con, round);
+            change_every_type(&mut con, "feed", round);
         }
         // The new replica's link to the slot's primary restarts with the new slots
         // and copies them.
@@ -847,4 +846,50 @@ fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart()
     for n in nodes {
         n.shutdown();
     }
+}
+
+/// A slot handover (the new owner reads missing keys through from the old one) carries
+/// every type, and the new owner's writes start from the values it read through.
+#[test]
+fn every_type_reads_through_a_slot_handover() {
+    let (a, b, t1) = two_node_cluster();
+    // A hash tag whose slot "a" owns (hand_slot_to_b moves a slot from "a" to "b").
+    let tag = (0..)
+        .map(|i| format!("feed{i}"))
+        .find(|t| t1.owners_of(key_slot(t.as_bytes()))[0] == "a")
+        .expect("a slot of a");
+    let slot = key_slot(tag.as_bytes());
+    let mut ca = client(&a);
+    let zset = format!("{{{tag}}}zset");
+    for i in 0..30 {
+        cmd::<i64>(&mut ca, &["ZADD", &zset, &i.to_string(), &format!("m{i}")]);
+    }
+    cmd::<i64>(
+        &mut ca,
+        &["ZADD", &format!("{{{tag}}}lex"), "0", "a", "0", "b", "0", "c", "0", "d"],
+    );
+    for round in 0..3 {
+        change_every_type(&mut ca, &tag, round);
+    }
+    let keys = feed_keys(&tag);
+    let before: Vec<String> = keys.iter().map(|k| dump(&mut ca, k)).collect();
+    assert!(
+        before.iter().filter(|d| !d.starts_with("none")).count() >= 8,
+        "{before:?}"
+    );
+
+    hand_slot_to_b(&a, &b, &t1, slot);
+    let mut cb = client(&b);
+    let after: Vec<String> = keys.iter().map(|k| dump(&mut cb, k)).collect();
+    assert_eq!(after, before);
+    // Writes on the new owner go on from there, and it now holds every key itself.
+    for round in 3..5 {
+        change_every_type(&mut cb, &tag, round);
+    }
+    for k in &keys {
+        let local = b.store.lock(slot).slot().get(k.as_bytes(), now_ms()).is_some();
+        assert_eq!(local, !dump(&mut cb, k).starts_with("none"), "{k}");
+    }
+    a.shutdown();
+    b.shutdown();
 }

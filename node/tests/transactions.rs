@@ -114,9 +114,16 @@ fn sorted_set_writes_that_change_nothing_do_not_abort_a_watch() {
     ] {
         cmd::<()>(&mut mine, &["WATCH", "z"]);
         let _: redis::Value = cmd(&mut other, noop);
-        assert!(transaction(&mut mine, &[&["ZCARD", "z"]]).is_some(), "{noop:?} aborted the watch");
+        assert!(
+            transaction(&mut mine, &[&["ZCARD", "z"]]).is_some(),
+            "{noop:?} aborted the watch"
+        );
     }
-    for change in [&["ZREM", "z", "a"][..], &["ZADD", "z", "NX", "3", "c"], &["ZPOPMIN", "z"]] {
+    for change in [
+        &["ZREM", "z", "a"][..],
+        &["ZADD", "z", "NX", "3", "c"],
+        &["ZPOPMIN", "z"],
+    ] {
         cmd::<()>(&mut mine, &["WATCH", "z"]);
         let _: redis::Value = cmd(&mut other, change);
         assert_eq!(transaction(&mut mine, &[&["ZCARD", "z"]]), None, "{change:?}");
