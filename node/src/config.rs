@@ -104,6 +104,13 @@ pub struct Config {
     #[arg(long, env = "RINGCACHE_HOTKEYS_SAMPLE", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub hotkeys_sample: u32,
 
+    /// Hot-key replica reads on the proxy port: reads of a key this node sees at least
+    /// this many times a second (by the hot-key sketch) are spread over the key's
+    /// copies, the replicas included, which may answer a replication lag behind its
+    /// latest write. 0 (the default) turns it off.
+    #[arg(long, env = "RINGCACHE_HOT_KEY_REPLICA_READS", default_value_t = 0)]
+    pub hot_key_replica_reads: u64,
+
     /// Log format: text or json.
     #[arg(long, env = "RINGCACHE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -209,6 +216,7 @@ impl Config {
             k: usize::from(self.hotkeys_k),
             window_secs: self.hotkeys_window,
             sample: self.hotkeys_sample,
+            replica_reads_min_ops: self.hot_key_replica_reads,
         }
     }
 
@@ -237,6 +245,7 @@ impl Config {
             hotkeys_k: 10,
             hotkeys_window: 10,
             hotkeys_sample: 32,
+            hot_key_replica_reads: 0,
             bf_error_rate: 0.01,
             bf_initial_size: 100,
             bf_expansion: 2,

@@ -31,6 +31,9 @@ pub struct HotKeysConfig {
     pub window_secs: u64,
     /// 1 in `sample` keyed commands is counted (1: every command).
     pub sample: u32,
+    /// The proxy port spreads reads of keys with at least this many commands a second
+    /// over their copies (0: never; `--hot-key-replica-reads`).
+    pub replica_reads_min_ops: u64,
 }
 
 impl Default for HotKeysConfig {
@@ -40,6 +43,7 @@ impl Default for HotKeysConfig {
             k: 10,
             window_secs: 10,
             sample: 32,
+            replica_reads_min_ops: 0,
         }
     }
 }
@@ -188,6 +192,7 @@ mod tests {
             k: 3,
             window_secs: 1,
             sample,
+            replica_reads_min_ops: 0,
         }
     }
 

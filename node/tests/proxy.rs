@@ -340,3 +340,74 @@ fn before_auth_the_proxy_port_has_the_same_small_request_limits() {
     assert_eq!(out, b"+OK\r\n+OK\r\n");
     node.shutdown();
 }
+
+/// `--hot-key-replica-reads`: reads of a key the node sees often enough are spread over
+/// the slot's copies (primary and replica both serve them); a cold key's reads and
+/// every write stay on the primary.
+#[test]
+fn hot_key_reads_through_the_proxy_are_spread_over_the_copies() {
+    let nodes: Vec<NodeHandle> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            cluster_node_with(id, |c| {
+                c.hot_key_replica_reads = 50;
+                c.hotkeys_sample = 1;
+            })
+        })
+        .collect();
+    let topo = form(&nodes, 2);
+    let (hot, cold) = ("{hot}key", "{hot}cold");
+    let slot = key_slot(hot.as_bytes());
+    let owners = topo.owners_of(slot);
+    let node = |id: &str| nodes.iter().find(|n| n.state.cluster.node_id == id).expect("node");
+    let (primary, replica) = (node(&owners[0]), node(&owners[1]));
+    // Enter through the node that holds no copy of the slot: every read is forwarded.
+    let entry = nodes
+        .iter()
+        .find(|n| !owners.contains(&n.state.cluster.node_id))
+        .expect("a third node");
+    let mut con = proxy(entry);
+    cmd::<()>(&mut con, &["SET", hot, "v"]);
+    cmd::<()>(&mut con, &["SET", cold, "c"]);
+    wait_until("the replica to have the keys", Duration::from_secs(20), || {
+        replica.store.slot_stats(slot).keys == 2
+    });
+    let hits = |n: &NodeHandle| n.store.slot_stats(slot).hits;
+    for _ in 0..5 {
+        assert_eq!(cmd::<String>(&mut con, &["GET", cold]), "c");
+    }
+    assert_eq!(hits(replica), 0, "a cold key's reads go to its primary");
+    assert_eq!(hits(primary), 5);
+    wait_until(
+        "reads of the hot key to reach both copies",
+        Duration::from_secs(30),
+        || {
+            for _ in 0..200 {
+                assert_eq!(cmd::<String>(&mut con, &["GET", hot]), "v");
+            }
+            hits(replica) >= 100 && hits(primary) >= 100
+        },
+    );
+    // Entering through a copy's own node: this node's copy serves locally (as a
+    // replica read on the replica), the other remotely.
+    for via in [primary, replica] {
+        let mut con = proxy(via);
+        let (p0, r0) = (hits(primary), hits(replica));
+        wait_until(
+            "reads through a copy's node to reach both copies",
+            Duration::from_secs(30),
+            || {
+                for _ in 0..200 {
+                    assert_eq!(cmd::<String>(&mut con, &["GET", hot]), "v");
+                }
+                hits(replica) >= r0 + 100 && hits(primary) >= p0 + 100
+            },
+        );
+    }
+    // Writes still go to the primary only: the replica sees them by replication.
+    cmd::<()>(&mut con, &["SET", hot, "w"]);
+    wait_until("the replica to have the write", Duration::from_secs(20), || {
+        (0..10).all(|_| cmd::<String>(&mut con, &["GET", hot]) == "w")
+    });
+    shutdown_all(nodes);
+}

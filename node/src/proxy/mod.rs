@@ -19,15 +19,21 @@
 //! Blocking commands (BLPOP, BLMOVE, …) are refused: a blocked request would hold up
 //! the pooled upstream connection every client of the worker shares.
 //!
+//! Hot keys ([`hot`], `--hot-key-replica-reads`): single-key reads of a key this node
+//! sees often enough go to the slot's copies in turn, replicas included (over
+//! `READONLY` upstream connections, or locally as a replica read).
+//!
 //! Not cluster-wide: keyless commands that report on keys (DBSIZE, KEYS, SCAN,
 //! RANDOMKEY, FLUSHALL, INFO keyspace) see this node only. Upstream connections
 //! authenticate with this node's `requirepass` (all nodes of a cluster share it).
 //! In standalone mode every request runs locally.
 
+pub mod hot;
 pub mod pool;
 pub mod reply;
 pub mod split;
 
+use std::cell::RefCell;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -40,14 +46,15 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use ringcache_core::slot::Slot;
+use ringcache_core::slot::{key_slot, Slot};
 use ringcache_core::view::{Owner, View};
 
 use crate::cmd::{self, Ctx, Next};
 use crate::resp::{Out, ProtocolError, RequestParser};
 use crate::state::{ClientState, ServerState};
 use crate::store::{now_ms, Store};
-use pool::{Pool, PoolError, ReplyRx};
+use hot::HotSet;
+use pool::{Lane, Pool, PoolError, ReplyRx};
 use split::{Merge, Plan};
 
 /// The answer to a blocking command (BLPOP, BLMOVE, …) on the proxy port.
@@ -125,12 +132,13 @@ fn worker(i: usize, listener: StdListener, store: Arc<Store>, state: Arc<ServerS
             Err(e) => return warn!(proxy_worker = i, error = %e, "cannot register proxy listener"),
         };
         let pool = Rc::new(Pool::new());
+        let hot = Rc::new(RefCell::new(HotSet::default()));
         let tracker = tokio_util::task::TaskTracker::new();
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let conn = match Conn::new(&stream, store.clone(), state.clone(), pool.clone()) {
+                        let conn = match Conn::new(&stream, store.clone(), state.clone(), pool.clone(), hot.clone()) {
                             Ok(c) => c,
                             Err(e) => {
                                 debug!(%peer, error = %e, "proxy connection failed");
@@ -164,6 +172,28 @@ fn worker(i: usize, listener: StdListener, store: Arc<Store>, state: Arc<ServerS
 enum Target {
     Local,
     Remote(String),
+    /// A hot key's read on this node's replica copy of its slot.
+    LocalReplica,
+    /// A hot key's read on another node's replica copy, over a `READONLY` connection.
+    RemoteReplica(String),
+}
+
+/// Where a spread read of a hot key in `slot` goes: the slot's copy `copy` (0 is the
+/// primary), here or on another node.
+fn copy_target(view: &View, slot: Slot, copy: usize) -> Target {
+    let owners = view.slots.owners(slot);
+    let Some(id) = owners.get(copy) else {
+        return target_of(view, slot);
+    };
+    let primary = copy == 0;
+    if *id == view.me.id {
+        return if primary { Target::Local } else { Target::LocalReplica };
+    }
+    match view.topology.node(id) {
+        Some(node) if primary => Target::Remote(node.resp_addr.clone()),
+        Some(node) => Target::RemoteReplica(node.resp_addr.clone()),
+        None => target_of(view, slot),
+    }
 }
 
 fn target_of(view: &View, slot: Slot) -> Target {
@@ -193,8 +223,8 @@ struct PartState {
 
 enum Wait {
     Done(Bytes),
-    /// Queued upstream; the flag is the protocol of the connection it went on.
-    Reply(ReplyRx, bool),
+    /// Queued upstream, on a connection of this lane.
+    Reply(ReplyRx, Lane),
     Failed(PoolError),
 }
 
@@ -214,12 +244,20 @@ struct Conn {
     store: Arc<Store>,
     state: Arc<ServerState>,
     pool: Rc<Pool>,
+    /// The worker's hot keys, whose reads are spread over their copies.
+    hot: Rc<RefCell<HotSet>>,
     client: ClientState,
     out: Out,
 }
 
 impl Conn {
-    fn new(stream: &TcpStream, store: Arc<Store>, state: Arc<ServerState>, pool: Rc<Pool>) -> std::io::Result<Conn> {
+    fn new(
+        stream: &TcpStream,
+        store: Arc<Store>,
+        state: Arc<ServerState>,
+        pool: Rc<Pool>,
+        hot: Rc<RefCell<HotSet>>,
+    ) -> std::io::Result<Conn> {
         let _ = stream.set_nodelay(true);
         let shared = state.clients.register(stream.peer_addr()?, stream.local_addr()?);
         let client = ClientState {
@@ -241,6 +279,7 @@ impl Conn {
             store,
             state,
             pool,
+            hot,
             client,
             out: Out::new(),
         })
@@ -414,7 +453,7 @@ impl Conn {
             return (Pending::Ready(reply), flow);
         }
         match split::plan(spec, args, |slot| target_of(&view, slot)) {
-            Plan::Keyless | Plan::Whole(Target::Local) => {
+            Plan::Keyless => {
                 let (reply, flow) = self.execute_local(args).await;
                 (Pending::Ready(reply), flow)
             }
@@ -423,10 +462,16 @@ impl Conn {
                 out.error(split::CROSSSLOT);
                 (Pending::Ready(out.buf.freeze()), Flow::Continue)
             }
-            Plan::Whole(target) => {
-                let part = self.start(target, args.to_vec(), Vec::new()).await;
-                (Pending::Whole(part), Flow::Continue)
-            }
+            Plan::Whole(target) => match self.spread(&view, spec, args, target) {
+                Target::Local => {
+                    let (reply, flow) = self.execute_local(args).await;
+                    (Pending::Ready(reply), flow)
+                }
+                target => {
+                    let part = self.start(target, args.to_vec(), Vec::new()).await;
+                    (Pending::Whole(part), Flow::Continue)
+                }
+            },
             Plan::Split { merge, keys, parts } => {
                 let mut started = Vec::with_capacity(parts.len());
                 for p in parts {
@@ -444,6 +489,27 @@ impl Conn {
         }
     }
 
+    /// For a request of one slot: counts its key for hot-key detection when it goes to
+    /// another node (the pipeline counts what runs here), and sends a read of a hot
+    /// key to the slot's next copy instead of its primary.
+    fn spread(&self, view: &View, spec: &cmd::CommandSpec, args: &[Bytes], target: Target) -> Target {
+        let Some(key) = spec.key_positions(args).next().and_then(|p| args.get(p)) else {
+            return target;
+        };
+        let hotkeys = &self.state.hotkeys;
+        let now = now_ms();
+        if target != Target::Local && hotkeys.sample() {
+            hotkeys.record(key, now);
+        }
+        let single_read = spec.flags & cmd::flag::READONLY != 0 && spec.key_positions(args).count() == 1;
+        if !single_read || !self.hot.borrow_mut().is_hot(hotkeys, key, now) {
+            return target;
+        }
+        let slot = key_slot(key);
+        let copy = self.hot.borrow_mut().next_copy(view.slots.owners(slot).len());
+        copy_target(view, slot, copy)
+    }
+
     /// Runs a sub-request locally now, or queues it to its owner.
     async fn start(&mut self, target: Target, args: Vec<Bytes>, keys: Vec<usize>) -> PartState {
         let wait = self.begin(&target, &args).await;
@@ -458,16 +524,26 @@ impl Conn {
     async fn begin(&mut self, target: &Target, args: &[Bytes]) -> Wait {
         match target {
             Target::Local => Wait::Done(self.execute_local(args).await.0),
-            Target::Remote(addr) => {
+            Target::LocalReplica => {
+                // A replica read, as a READONLY connection's.
+                self.client.readonly = true;
+                let reply = self.execute_local(args).await.0;
+                self.client.readonly = false;
+                Wait::Done(reply)
+            }
+            Target::Remote(addr) | Target::RemoteReplica(addr) => {
                 let password = self.state.access.requirepass();
                 let request = pool::encode_request(args);
-                let resp3 = self.out.resp3;
+                let lane = Lane {
+                    resp3: self.out.resp3,
+                    readonly: matches!(target, Target::RemoteReplica(_)),
+                };
                 match self
                     .pool
-                    .send(addr, resp3, password.as_deref(), request, UPSTREAM_TIMEOUT)
+                    .send(addr, lane, password.as_deref(), request, UPSTREAM_TIMEOUT)
                     .await
                 {
-                    Ok(rx) => Wait::Reply(rx, resp3),
+                    Ok(rx) => Wait::Reply(rx, lane),
                     Err(e) => Wait::Failed(e),
                 }
             }
@@ -522,13 +598,13 @@ impl Conn {
 
     async fn await_reply(&mut self, wait: Wait, target: &Target) -> Bytes {
         let addr = match target {
-            Target::Remote(a) => a.as_str(),
-            Target::Local => "local",
+            Target::Remote(a) | Target::RemoteReplica(a) => a.as_str(),
+            Target::Local | Target::LocalReplica => "local",
         };
         match wait {
             Wait::Done(b) => b,
             Wait::Failed(e) => clusterdown(&e.to_string()),
-            Wait::Reply(rx, resp3) => match tokio::time::timeout(UPSTREAM_TIMEOUT, rx).await {
+            Wait::Reply(rx, lane) => match tokio::time::timeout(UPSTREAM_TIMEOUT, rx).await {
                 Ok(Ok(Ok(reply))) => reply,
                 Ok(Ok(Err(e))) => clusterdown(&e.to_string()),
                 Ok(Err(_)) => clusterdown(&format!("connection to {addr} lost")),
@@ -536,7 +612,7 @@ impl Conn {
                     // An owner that holds a reply this long is treated as stuck: drop the
                     // connection so later requests reconnect instead of queueing behind it.
                     warn!(addr, "proxy: owner did not answer in time; reconnecting");
-                    self.pool.reset(addr, resp3);
+                    self.pool.reset(addr, lane);
                     clusterdown(&format!("{addr} did not answer within {UPSTREAM_TIMEOUT:?}"))
                 }
             },

@@ -121,10 +121,19 @@ impl Drop for Upstream {
     }
 }
 
+/// What an upstream connection is set up for: RESP3 (`HELLO 3`, for clients that
+/// said it), and replica reads (`READONLY`, for hot-key reads spread over a slot's
+/// copies, see `hot.rs`). Requests go on a connection of their lane only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Lane {
+    pub resp3: bool,
+    pub readonly: bool,
+}
+
 /// Upstream connections of one worker thread (not `Send`: lives on a `LocalSet`).
 #[derive(Default)]
 pub struct Pool {
-    conns: RefCell<HashMap<(String, bool), Rc<Upstream>>>,
+    conns: RefCell<HashMap<(String, Lane), Rc<Upstream>>>,
 }
 
 impl Pool {
@@ -132,24 +141,24 @@ impl Pool {
         Pool::default()
     }
 
-    /// Queues `request` (an encoded RESP command) to `addr`, on a connection speaking
-    /// RESP3 when `resp3`, authenticating with `password` when connecting. Returns
+    /// Queues `request` (an encoded RESP command) to `addr`, on a connection of `lane`,
+    /// authenticating with `password` when connecting. Returns
     /// where the reply will arrive. Never waits for a connect (requests queue while
     /// the connection is being made); waits at most `wait` for a free in-flight slot.
     pub async fn send(
         &self,
         addr: &str,
-        resp3: bool,
+        lane: Lane,
         password: Option<&str>,
         request: Bytes,
         wait: Duration,
     ) -> Result<ReplyRx, PoolError> {
-        let up = self.upstream(addr, resp3, password)?;
+        let up = self.upstream(addr, lane, password)?;
         let permit = match tokio::time::timeout(wait, up.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(up.link.error()),
             Err(_) => {
-                self.reset(addr, resp3);
+                self.reset(addr, lane);
                 return Err(PoolError::Busy { addr: addr.to_string() });
             }
         };
@@ -166,16 +175,16 @@ impl Pool {
 
     /// Drops the connection to `addr` (e.g. after a reply timed out): its waiters get
     /// an error, its tasks stop, and the next request reconnects.
-    pub fn reset(&self, addr: &str, resp3: bool) {
-        let removed = self.conns.borrow_mut().remove(&(addr.to_string(), resp3));
+    pub fn reset(&self, addr: &str, lane: Lane) {
+        let removed = self.conns.borrow_mut().remove(&(addr.to_string(), lane));
         if let Some(up) = removed {
             up.link.fail(up.link.closed());
             up.task.abort();
         }
     }
 
-    fn upstream(&self, addr: &str, resp3: bool, password: Option<&str>) -> Result<Rc<Upstream>, PoolError> {
-        let key = (addr.to_string(), resp3);
+    fn upstream(&self, addr: &str, lane: Lane, password: Option<&str>) -> Result<Rc<Upstream>, PoolError> {
+        let key = (addr.to_string(), lane);
         if let Some(up) = self.conns.borrow().get(&key) {
             if !up.link.dead.get() {
                 return Ok(up.clone());
@@ -186,7 +195,7 @@ impl Pool {
                 }
             }
         }
-        let up = Rc::new(start(addr, resp3, password.map(str::to_string)));
+        let up = Rc::new(start(addr, lane, password.map(str::to_string)));
         self.conns.borrow_mut().insert(key, up.clone());
         Ok(up)
     }
@@ -205,7 +214,7 @@ pub fn encode_request(args: &[Bytes]) -> Bytes {
 }
 
 /// Creates an upstream whose task connects in the background, then writes.
-fn start(addr: &str, resp3: bool, password: Option<String>) -> Upstream {
+fn start(addr: &str, lane: Lane, password: Option<String>) -> Upstream {
     let link = Rc::new(Link {
         addr: addr.to_string(),
         dead: Cell::new(false),
@@ -214,7 +223,7 @@ fn start(addr: &str, resp3: bool, password: Option<String>) -> Upstream {
         last_error: RefCell::new(None),
     });
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-    let task = tokio::task::spawn_local(run(resp3, password, rx, link.clone())).abort_handle();
+    let task = tokio::task::spawn_local(run(lane, password, rx, link.clone())).abort_handle();
     Upstream {
         tx,
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -225,8 +234,8 @@ fn start(addr: &str, resp3: bool, password: Option<String>) -> Upstream {
 
 /// Connects, then runs the writer (and spawns the reader). A failed connect fails
 /// every request queued meanwhile with the connect error.
-async fn run(resp3: bool, password: Option<String>, mut rx: mpsc::Receiver<Job>, link: Rc<Link>) {
-    let stream = match connect(&link.addr, resp3, password.as_deref()).await {
+async fn run(lane: Lane, password: Option<String>, mut rx: mpsc::Receiver<Job>, link: Rc<Link>) {
+    let stream = match connect(&link.addr, lane, password.as_deref()).await {
         Ok(s) => s,
         Err(e) => {
             debug!(addr = %link.addr, error = %e, "proxy: cannot reach owner");
@@ -258,7 +267,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn connect(addr: &str, resp3: bool, password: Option<&str>) -> Result<TcpStream, PoolError> {
+async fn connect(addr: &str, lane: Lane, password: Option<&str>) -> Result<TcpStream, PoolError> {
     let connect_err = |e: std::io::Error| PoolError::Connect {
         addr: addr.to_string(),
         reason: e.to_string(),
@@ -272,8 +281,11 @@ async fn connect(addr: &str, resp3: bool, password: Option<&str>) -> Result<TcpS
     if let Some(pw) = password {
         handshake.push(vec![Bytes::from_static(b"AUTH"), Bytes::copy_from_slice(pw.as_bytes())]);
     }
-    if resp3 {
+    if lane.resp3 {
         handshake.push(vec![Bytes::from_static(b"HELLO"), Bytes::from_static(b"3")]);
+    }
+    if lane.readonly {
+        handshake.push(vec![Bytes::from_static(b"READONLY")]);
     }
     if !handshake.is_empty() {
         let hs = async {
@@ -310,7 +322,12 @@ async fn connect(addr: &str, resp3: bool, password: Option<&str>) -> Result<TcpS
             .await
             .map_err(|_| PoolError::ConnectTimeout { addr: addr.to_string() })??;
     }
-    debug!(addr, resp3, "proxy: connected to owner");
+    debug!(
+        addr,
+        resp3 = lane.resp3,
+        readonly = lane.readonly,
+        "proxy: connected to owner"
+    );
     Ok(stream)
 }
 
@@ -445,7 +462,11 @@ mod tests {
                 let wait = Duration::from_secs(5);
                 let mut rxs = Vec::new();
                 for i in 0..50 {
-                    rxs.push(pool.send(&addr, false, None, echo(i), wait).await.expect("queued"));
+                    rxs.push(
+                        pool.send(&addr, Lane::default(), None, echo(i), wait)
+                            .await
+                            .expect("queued"),
+                    );
                 }
                 for (i, rx) in rxs.into_iter().enumerate() {
                     let reply = rx.await.expect("answered").expect("a reply");
@@ -455,7 +476,7 @@ mod tests {
                 // The owner goes away: the request in flight fails, then so do new ones,
                 // without waiting for a timeout.
                 let _ = server.await;
-                let rx = pool.send(&addr, false, None, echo(0), wait).await;
+                let rx = pool.send(&addr, Lane::default(), None, echo(0), wait).await;
                 let err = match rx {
                     Ok(rx) => rx.await.expect("answered").expect_err("owner is gone"),
                     Err(e) => e,
@@ -464,7 +485,7 @@ mod tests {
                     matches!(err, PoolError::Closed { .. } | PoolError::Connect { .. }),
                     "{err}"
                 );
-                let again = pool.send(&addr, false, None, echo(1), wait).await;
+                let again = pool.send(&addr, Lane::default(), None, echo(1), wait).await;
                 let err = match again {
                     Ok(rx) => rx.await.expect("answered").expect_err("owner is gone"),
                     Err(e) => e,
