@@ -170,6 +170,11 @@ pub struct CacheClusterSpec {
     #[serde(default)]
     pub failover: FailoverSpec,
 
+    /// The nodes' defences against cache stampede, avalanche, penetration and hot keys
+    /// (the README's "Cache failure modes" sections say when to use each).
+    #[serde(default)]
+    pub protection: ProtectionSpec,
+
     /// Labels added to the node pods (the operator's own selector labels win).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -230,6 +235,7 @@ impl Default for CacheClusterSpec {
             auth: AuthSpec::default(),
             warmup: WarmupSpec::default(),
             failover: FailoverSpec::default(),
+            protection: ProtectionSpec::default(),
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             node_selector: BTreeMap::new(),
@@ -274,6 +280,27 @@ mod defaults {
         300
     }
     pub(super) fn detection_seconds() -> i32 {
+        2
+    }
+    pub(super) fn enabled() -> bool {
+        true
+    }
+    pub(super) fn hot_keys_k() -> i32 {
+        10
+    }
+    pub(super) fn hot_keys_window_seconds() -> i32 {
+        10
+    }
+    pub(super) fn hot_keys_sample() -> i32 {
+        32
+    }
+    pub(super) fn bloom_error_rate() -> f64 {
+        0.01
+    }
+    pub(super) fn bloom_initial_size() -> i64 {
+        100
+    }
+    pub(super) fn bloom_expansion() -> i32 {
         2
     }
 }
@@ -424,6 +451,123 @@ impl Default for FailoverSpec {
     fn default() -> Self {
         FailoverSpec {
             detection_seconds: defaults::detection_seconds(),
+        }
+    }
+}
+
+/// Defences against the ways a cache hurts the database behind it; each becomes the
+/// node flag of the same name (`ringcache-node --help`).
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = reflow_descriptions)]
+pub struct ProtectionSpec {
+    /// Avalanche: every relative TTL a command sets gets a random extra of 0 to this
+    /// many percent, so keys written together do not all expire together. 0 to 100; 0
+    /// is off.
+    #[schemars(range(min = 0, max = 100))]
+    #[serde(default)]
+    pub ttl_jitter_percent: i32,
+
+    /// Stampede: GETs of keys matching these glob patterns coalesce (one client fills a
+    /// missing key, the others wait for its SET) on connections that did not choose
+    /// with RINGCACHE.COALESCE. At most 64 patterns of 1 to 256 characters, none with a
+    /// comma.
+    #[schemars(length(max = 64), inner(length(min = 1, max = 256)))]
+    #[x_kube(validation = Rule::new("self.all(p, !p.contains(','))")
+        .message("spec.protection.coalescePatterns: a pattern must not contain a comma"))]
+    #[serde(default)]
+    pub coalesce_patterns: Vec<String>,
+
+    /// Stampede: a GET of a coalesced key that expires within this many milliseconds
+    /// gets nil once (its client refreshes the key) while the others keep the value. 0
+    /// is off.
+    #[schemars(range(min = 0))]
+    #[serde(default)]
+    pub coalesce_early_ms: i64,
+
+    /// Hot keys: detection and the proxy port's replica reads.
+    #[serde(default)]
+    pub hot_keys: HotKeysSpec,
+
+    /// Penetration: how BF.ADD, BF.MADD and BF.INSERT make a Bloom filter they create.
+    #[serde(default)]
+    pub bloom: BloomSpec,
+}
+
+/// Hot-key detection and mitigation.
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = reflow_descriptions)]
+pub struct HotKeysSpec {
+    /// Count a sample of keyed commands and report the hottest keys (in each member's
+    /// status, RINGCACHE.HOTKEYS and /metrics).
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+
+    /// How many hot keys are reported. 1 to 1000.
+    #[schemars(range(min = 1, max = 1000))]
+    #[serde(default = "defaults::hot_keys_k")]
+    pub k: i32,
+
+    /// Seconds over which rates are measured. 1 to 3600.
+    #[schemars(range(min = 1, max = 3600))]
+    #[serde(default = "defaults::hot_keys_window_seconds")]
+    pub window_seconds: i32,
+
+    /// Count 1 in this many keyed commands. 1 to 1000000.
+    #[schemars(range(min = 1, max = 1000000))]
+    #[serde(default = "defaults::hot_keys_sample")]
+    pub sample: i32,
+
+    /// The proxy port spreads reads of a key seen at least this many times a second
+    /// over the key's copies, replicas included (which may answer a replication lag
+    /// behind the latest write). 0 is off.
+    #[schemars(range(min = 0))]
+    #[serde(default)]
+    pub replica_reads_min_ops: i64,
+}
+
+impl Default for HotKeysSpec {
+    fn default() -> Self {
+        HotKeysSpec {
+            enabled: defaults::enabled(),
+            k: defaults::hot_keys_k(),
+            window_seconds: defaults::hot_keys_window_seconds(),
+            sample: defaults::hot_keys_sample(),
+            replica_reads_min_ops: 0,
+        }
+    }
+}
+
+/// Defaults of Bloom filters created by BF.ADD, BF.MADD and BF.INSERT (RedisBloom's
+/// module arguments).
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = reflow_descriptions)]
+pub struct BloomSpec {
+    /// False-positive rate, greater than 0 and less than 1.
+    #[x_kube(validation = Rule::new("self > 0.0 && self < 1.0")
+        .message("spec.protection.bloom.errorRate: must be greater than 0 and less than 1"))]
+    #[serde(default = "defaults::bloom_error_rate")]
+    pub error_rate: f64,
+
+    /// Items the first sub-filter holds. 1 to 2^30.
+    #[schemars(range(min = 1, max = 1073741824))]
+    #[serde(default = "defaults::bloom_initial_size")]
+    pub initial_size: i64,
+
+    /// Growth of each new sub-filter; 0 makes filters non-scaling. 0 to 32768.
+    #[schemars(range(min = 0, max = 32768))]
+    #[serde(default = "defaults::bloom_expansion")]
+    pub expansion: i32,
+}
+
+impl Default for BloomSpec {
+    fn default() -> Self {
+        BloomSpec {
+            error_rate: defaults::bloom_error_rate(),
+            initial_size: defaults::bloom_initial_size(),
+            expansion: defaults::bloom_expansion(),
         }
     }
 }
@@ -956,7 +1100,7 @@ mod tests {
         }
         let mut messages = Vec::new();
         walk(&schema(), &mut messages);
-        assert_eq!(messages.len(), 8, "{messages:?}");
+        assert_eq!(messages.len(), 10, "{messages:?}");
         for m in messages {
             assert!(m.starts_with("spec."), "{m}");
             assert!(!m.contains('\n'), "{m}");
@@ -979,7 +1123,7 @@ mod tests {
                 Some(d) => assert_eq!(prop.get("default"), Some(d), "spec.{name}"),
             }
         }
-        assert_eq!(props.len(), 21);
+        assert_eq!(props.len(), 22);
         assert_eq!(at(&s, "spec.replicas")["minimum"].as_f64(), Some(1.0));
         assert_eq!(at(&s, "spec.replicationFactor")["minimum"].as_f64(), Some(1.0));
         assert_eq!(at(&s, "spec.warmup.stages")["items"]["maximum"].as_f64(), Some(100.0));

@@ -341,6 +341,22 @@ fn invalid_examples_are_refused_with_a_message_naming_the_field() {
         ("  maxmemoryPolicy: lru", "spec.maxmemoryPolicy"),
         ("  failover:\n    detectionSeconds: 0", "spec.failover.detectionSeconds"),
         ("  service:\n    type: ExternalName", "spec.service.type"),
+        (
+            "  protection:\n    ttlJitterPercent: 101",
+            "spec.protection.ttlJitterPercent",
+        ),
+        (
+            "  protection:\n    coalescePatterns: [\"a,b\"]",
+            "spec.protection.coalescePatterns: a pattern must not contain a comma",
+        ),
+        (
+            "  protection:\n    hotKeys:\n      sample: 0",
+            "spec.protection.hotKeys.sample",
+        ),
+        (
+            "  protection:\n    bloom:\n      errorRate: 1",
+            "spec.protection.bloom.errorRate: must be greater than 0 and less than 1",
+        ),
     ];
     for (spec, expected) in cases {
         let err = refused(&ns, &cache_cluster("bad", spec));
@@ -395,6 +411,19 @@ fn valid_objects_are_accepted_with_every_default_filled_in() {
                 "onTimeout": "Proceed"
             },
             "failover": { "detectionSeconds": 2 },
+            "protection": {
+                "ttlJitterPercent": 0,
+                "coalescePatterns": [],
+                "coalesceEarlyMs": 0,
+                "hotKeys": {
+                    "enabled": true,
+                    "k": 10,
+                    "windowSeconds": 10,
+                    "sample": 32,
+                    "replicaReadsMinOps": 0
+                },
+                "bloom": { "errorRate": 0.01, "initialSize": 100, "expansion": 2 }
+            },
             "labels": {},
             "annotations": {},
             "nodeSelector": {},
@@ -421,6 +450,12 @@ fn valid_objects_are_accepted_with_every_default_filled_in() {
     assert_eq!(got["spec"]["warmup"]["stages"], json!([10, 25, 50, 100]));
     assert_eq!(got["spec"]["warmup"]["minHitRatio"], json!(0.95));
     assert_eq!(got["spec"]["service"], json!({"type": "NodePort", "annotations": {}}));
+    let hot = cache_cluster("hot", "  protection:\n    hotKeys:\n      replicaReadsMinOps: 500");
+    kubectl(&["create", "-n", &ns, "-f", "-"], Some(&hot)).expect("create");
+    let got = json_of(&kubectl(&["get", "-n", &ns, "rcc", "hot", "-o", "json"], None).expect("get"));
+    assert_eq!(got["spec"]["protection"]["hotKeys"]["replicaReadsMinOps"], json!(500));
+    assert_eq!(got["spec"]["protection"]["hotKeys"]["sample"], json!(32));
+    assert_eq!(got["spec"]["protection"]["ttlJitterPercent"], json!(0));
 
     // The category lists them.
     let listed = kubectl(&["get", "-n", &ns, "ringcache", "-o", "name"], None).expect("get the category");

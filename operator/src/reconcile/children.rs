@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{CacheCluster, ImagePullPolicy, ServiceType};
+use crate::crd::{CacheCluster, ImagePullPolicy, ProtectionSpec, ServiceType};
 use crate::plan::observed::{ADMIN_PORT, CONTROL_PORT, PROXY_PORT, RESP_PORT};
 
 /// The field manager of every server-side apply.
@@ -227,6 +227,53 @@ fn http_probe(path: &str, period: i32, initial_delay: i32) -> Probe {
     }
 }
 
+/// The node flags of `spec.protection`, only those that differ from the node's
+/// defaults (so a cluster that sets none keeps its pod template).
+fn protection_args(p: &ProtectionSpec) -> Vec<String> {
+    let defaults = ProtectionSpec::default();
+    let mut args = Vec::new();
+    let mut flag = |name: &str, value: String| {
+        args.push(format!("--{name}"));
+        args.push(value);
+    };
+    if p.ttl_jitter_percent != defaults.ttl_jitter_percent {
+        flag("ttl-jitter-percent", p.ttl_jitter_percent.to_string());
+    }
+    for pattern in &p.coalesce_patterns {
+        flag("coalesce-pattern", pattern.clone());
+    }
+    if p.coalesce_early_ms != defaults.coalesce_early_ms {
+        flag("coalesce-early-ms", p.coalesce_early_ms.to_string());
+    }
+    let (h, dh) = (&p.hot_keys, &defaults.hot_keys);
+    if h.enabled != dh.enabled {
+        flag("hotkeys", h.enabled.to_string());
+    }
+    if h.k != dh.k {
+        flag("hotkeys-k", h.k.to_string());
+    }
+    if h.window_seconds != dh.window_seconds {
+        flag("hotkeys-window", h.window_seconds.to_string());
+    }
+    if h.sample != dh.sample {
+        flag("hotkeys-sample", h.sample.to_string());
+    }
+    if h.replica_reads_min_ops != dh.replica_reads_min_ops {
+        flag("hot-key-replica-reads", h.replica_reads_min_ops.to_string());
+    }
+    let (b, db) = (&p.bloom, &defaults.bloom);
+    if b.error_rate != db.error_rate {
+        flag("bf-error-rate", b.error_rate.to_string());
+    }
+    if b.initial_size != db.initial_size {
+        flag("bf-initial-size", b.initial_size.to_string());
+    }
+    if b.expansion != db.expansion {
+        flag("bf-expansion", b.expansion.to_string());
+    }
+    args
+}
+
 /// The node container.
 fn node_container(cc: &CacheCluster, names: &Names) -> Result<Container, ChildrenError> {
     let spec = &cc.spec;
@@ -248,6 +295,7 @@ fn node_container(cc: &CacheCluster, names: &Names) -> Result<Container, Childre
         args.push("--maxmemory".into());
         args.push(m);
     }
+    args.extend(protection_args(&spec.protection));
     let mut env = vec![
         env_field("POD_IP", "status.podIP"),
         env_field("POD_NAME", "metadata.name"),
@@ -488,6 +536,36 @@ mod tests {
         cc.metadata.namespace = Some("ns".into());
         cc.metadata.uid = Some("uid-1".into());
         cc
+    }
+
+    #[test]
+    fn protection_becomes_node_flags_and_defaults_add_none() {
+        assert!(protection_args(&ProtectionSpec::default()).is_empty());
+        let mut p = ProtectionSpec {
+            ttl_jitter_percent: 10,
+            coalesce_patterns: vec!["user:*".into(), "feed:*".into()],
+            ..ProtectionSpec::default()
+        };
+        p.hot_keys.replica_reads_min_ops = 500;
+        p.hot_keys.enabled = false;
+        p.bloom.error_rate = 0.001;
+        assert_eq!(
+            protection_args(&p),
+            [
+                "--ttl-jitter-percent",
+                "10",
+                "--coalesce-pattern",
+                "user:*",
+                "--coalesce-pattern",
+                "feed:*",
+                "--hotkeys",
+                "false",
+                "--hot-key-replica-reads",
+                "500",
+                "--bf-error-rate",
+                "0.001",
+            ]
+        );
     }
 
     #[test]
