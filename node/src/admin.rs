@@ -47,6 +47,16 @@ fn metrics_page(store: &Store, state: &ServerState) -> String {
         &state.handovers.snapshots(),
     );
     metrics::render_hot_keys(&mut page, &state.hotkeys.top_k(crate::store::now_ms()));
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let spread = &state.hotkeys.spread;
+    metrics::render_spread_reads(&mut page, count(&spread.primary), count(&spread.replica));
+    let shipped = &state.replication.counters;
+    metrics::render_shipped(
+        &mut page,
+        count(&shipped.bytes_shipped),
+        count(&shipped.commands_shipped),
+        count(&shipped.refetches_served),
+    );
     page
 }
 

@@ -61,10 +61,20 @@ impl HotKeysConfig {
 #[derive(Debug)]
 struct Stripe(Mutex<HotKeySketch>);
 
+/// Reads of hot keys the proxy port spread, by the copy that served them.
+#[derive(Debug, Default)]
+pub struct SpreadCounts {
+    pub primary: std::sync::atomic::AtomicU64,
+    pub replica: std::sync::atomic::AtomicU64,
+}
+
 /// This node's hot-key sketches.
 #[derive(Debug)]
 pub struct HotKeys {
     config: HotKeysConfig,
+    /// Reads of hot keys the proxy port sent to each kind of copy
+    /// (`--hot-key-replica-reads`).
+    pub spread: SpreadCounts,
     /// A draw at or below this is sampled.
     threshold: u64,
     stripes: Box<[Stripe]>,
@@ -117,6 +127,7 @@ impl HotKeys {
             Box::default()
         };
         HotKeys {
+            spread: SpreadCounts::default(),
             threshold: u64::MAX / u64::from(config.sample),
             config,
             stripes,

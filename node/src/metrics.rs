@@ -577,6 +577,51 @@ pub fn render_hot_keys(s: &mut String, hot: &[HotKey]) {
     }
 }
 
+/// Reads of hot keys the proxy port spread over their copies, by the copy that got
+/// them (`--hot-key-replica-reads`).
+pub fn render_spread_reads(s: &mut String, to_primary: u64, to_replica: u64) {
+    head(
+        s,
+        "ringcache_proxy_hot_key_reads_total",
+        "counter",
+        "Reads of hot keys the proxy port spread over their copies, by the copy that served them.",
+    );
+    let _ = writeln!(
+        s,
+        "ringcache_proxy_hot_key_reads_total{{copy=\"primary\"}} {to_primary}"
+    );
+    let _ = writeln!(
+        s,
+        "ringcache_proxy_hot_key_reads_total{{copy=\"replica\"}} {to_replica}"
+    );
+}
+
+/// What this node shipped to its replicas: bytes of records, write commands shipped as
+/// themselves, and whole values replicas asked for again.
+pub fn render_shipped(s: &mut String, bytes: u64, commands: u64, refetches: u64) {
+    head(
+        s,
+        "ringcache_replication_shipped_bytes_total",
+        "counter",
+        "Bytes of replication records this node appended as a primary (each once, however many replicas read it).",
+    );
+    let _ = writeln!(s, "ringcache_replication_shipped_bytes_total {bytes}");
+    head(
+        s,
+        "ringcache_replication_shipped_commands_total",
+        "counter",
+        "Collection writes shipped as the command itself rather than the whole value.",
+    );
+    let _ = writeln!(s, "ringcache_replication_shipped_commands_total {commands}");
+    head(
+        s,
+        "ringcache_replication_refetches_total",
+        "counter",
+        "Whole values shipped because a replica found a value that did not fit a shipped command.",
+    );
+    let _ = writeln!(s, "ringcache_replication_refetches_total {refetches}");
+}
+
 /// A key as a Prometheus label value: its UTF-8 text escaped as [`label`] does, each
 /// byte that is not UTF-8 as `\\xNN` (which reads back as `\xNN`).
 fn key_label(key: &[u8]) -> String {

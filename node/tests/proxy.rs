@@ -388,6 +388,17 @@ fn hot_key_reads_through_the_proxy_are_spread_over_the_copies() {
             hits(replica) >= 100 && hits(primary) >= 100
         },
     );
+    // The entry node counts what it spread, by copy.
+    let metrics = http_get(entry.admin_addr, "/metrics");
+    let spread = |copy: &str| -> u64 {
+        let prefix = format!("ringcache_proxy_hot_key_reads_total{{copy=\"{copy}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+    };
+    assert!(spread("replica") >= 100 && spread("primary") >= 100, "{metrics}");
     // Entering through a copy's own node: this node's copy serves locally (as a
     // replica read on the replica), the other remotely.
     for via in [primary, replica] {

@@ -762,6 +762,12 @@ fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart()
     wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
     let bad = feed_mismatches(primary, by_id(&nodes, &r_id));
     assert!(bad.is_empty(), "{bad:?}");
+    let metrics = http_get(primary.admin_addr, "/metrics");
+    let shipped = counter(primary, |c| &c.commands_shipped);
+    assert!(
+        metrics.contains(&format!("ringcache_replication_shipped_commands_total {shipped}\n")),
+        "{metrics}"
+    );
 
     for round in 0..5 {
         change_every_type(&mut con, "feed", round);

@@ -507,6 +507,12 @@ impl Conn {
         }
         let slot = key_slot(key);
         let copy = self.hot.borrow_mut().next_copy(view.slots.owners(slot).len());
+        let counter = if copy == 0 {
+            &hotkeys.spread.primary
+        } else {
+            &hotkeys.spread.replica
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         copy_target(view, slot, copy)
     }
 
