@@ -279,14 +279,11 @@ fn scale_out(copy_first: bool, r: usize) {
         eprintln!("handover: copy of {moved_keys} keys done after {:?}", started.elapsed());
     }
 
-    // 2. The stages: Begin/Advance, then each stage's flip (old owners first). A
-    // primary ends its replication streams when it sees a newer epoch (at its next
-    // heartbeat), so the new owner may not catch up before its own flip; it then resumes
-    // after it (the acknowledged-write check below covers that window).
+    // 2. The stages: Begin/Advance, then each stage's flip (old owners first, then d).
+    // After a copy, d answers -TRYAGAIN for a flipped slot until the slot's old owner
+    // sent its fence (every write it acknowledged there); the driver waits for that.
     for k in 0..driver.plan.stages().len() {
-        if !driver.stage(k, Duration::from_secs(3)) {
-            eprintln!("handover: d did not catch up with the sources before stage {k}'s flip");
-        }
+        driver.stage(k);
     }
     let flipped = Instant::now();
 
@@ -635,4 +632,73 @@ fn read_through_respects_local_writes_deletes_and_flushes() {
     drop(control);
     drop(rt);
     b.shutdown();
+}
+
+/// A flip whose new owner has not caught up (its replication is paused): it answers
+/// -TRYAGAIN on the flipped slots, and refuses to be copied by its own replicas, until
+/// the old owner's fence brought every write the old owner acknowledged (a value and a
+/// deletion here); then it serves them, and the old owner, now its replica, follows it.
+#[test]
+fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
+    let (o, d) = (cluster_node("o"), cluster_node("d"));
+    let infos = vec![info(&o), info(&d)];
+    let every_slot = |owners: [&str; 2], epoch: u64| {
+        let owners = (0..16384)
+            .map(|_| owners.iter().map(|s| s.to_string()).collect())
+            .collect();
+        Topology::from_slot_owners(epoch, infos.clone(), owners).expect("valid topology")
+    };
+    apply(&[&o, &d], &every_slot(["o", "d"], 1));
+    let mut co = client(&o);
+    let _: () = co.set("k", "v1").unwrap();
+    let _: () = co.set("gone", "x").unwrap();
+    let d_has_everything = || {
+        let offset = o.state.replication.status().current_offset;
+        d.state
+            .replication
+            .status()
+            .links
+            .iter()
+            .any(|l| l.applied_offset >= offset)
+    };
+    wait_until("d replicated o's writes", Duration::from_secs(10), d_has_everything);
+    d.state.replication.set_paused(true);
+    wait_until("d's link is down", Duration::from_secs(5), || {
+        d.state.replication.status().links.iter().all(|l| !l.connected)
+    });
+    // Acknowledged by o, not on d yet.
+    let _: () = co.set("k", "v2").unwrap();
+    let _: i64 = co.del("gone").unwrap();
+
+    let flip = every_slot(["d", "o"], 2);
+    apply(&[&o], &flip);
+    apply(&[&d], &flip);
+    let moved = co.get::<_, Option<String>>("k").unwrap_err();
+    assert_eq!(moved.code(), Some("MOVED"), "{moved:?}");
+    let mut cd = client(&d);
+    for e in [
+        cd.get::<_, Option<String>>("k").unwrap_err(),
+        cd.set::<_, _, ()>("k", "early").unwrap_err(),
+    ] {
+        assert_eq!(e.code(), Some("TRYAGAIN"), "{e:?}");
+    }
+    assert_eq!(
+        d.state.replication.status().fencing,
+        vec![ringcache_core::topology::SlotRange::new(0, 16383)]
+    );
+
+    d.state.replication.set_paused(false);
+    wait_until("d has o's fence", Duration::from_secs(10), || {
+        d.state.replication.status().fencing.is_empty()
+    });
+    assert_eq!(cd.get::<_, Option<String>>("k").unwrap().as_deref(), Some("v2"));
+    assert_eq!(cd.get::<_, Option<String>>("gone").unwrap(), None);
+    // o replicates d now: it was refused while d waited, and follows d after.
+    let _: () = cd.set("k", "v3").unwrap();
+    let _: () = redis::cmd("READONLY").query(&mut co).unwrap();
+    wait_until("o follows d", Duration::from_secs(10), || {
+        co.get::<_, Option<String>>("k").ok().flatten().as_deref() == Some("v3")
+    });
+    o.shutdown();
+    d.shutdown();
 }

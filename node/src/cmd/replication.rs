@@ -8,15 +8,18 @@ use super::args::text;
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx, Next};
 use crate::replication::SyncRequest;
+use ringcache_core::slotset::SlotSet;
+use ringcache_proto::convert::slot_set_from_pb;
+use ringcache_proto::pb;
 
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "ringcache.sync",
-        arity: 4,
+        arity: -4,
         flags: ADMIN | NOSCRIPT | LOADING | STALE | NOMULTI,
         keys: (0, 0, 0),
         group: "server",
-        summary: "Internal: RINGCACHE.SYNC <replica-id> <epoch> <next-offset> streams this primary's writes.",
+        summary: "Internal: RINGCACHE.SYNC <replica-id> <epoch> <next-offset> [FENCE <start> <end> ...] streams this primary's writes (and the fence of slots the replica took over).",
         handler: sync,
     },
     CommandSpec {
@@ -56,9 +59,29 @@ fn sync(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         replica_id,
         epoch: offset(&args[2])?,
         next_offset: offset(&args[3])?,
+        fence: fence_slots(&args[4..])?,
     });
     // No reply: the connection now carries the stream (RBEGIN ... or an error line).
     Ok(())
+}
+
+/// `[FENCE <start> <end> ...]` → the slots (empty without it).
+fn fence_slots(args: &[Bytes]) -> Result<SlotSet, CmdError> {
+    let Some((word, ranges)) = args.split_first() else {
+        return Ok(SlotSet::empty());
+    };
+    if !word.eq_ignore_ascii_case(b"FENCE") || ranges.is_empty() || ranges.len() % 2 != 0 {
+        return Err(CmdError::Syntax);
+    }
+    let mut pb_ranges = Vec::with_capacity(ranges.len() / 2);
+    for pair in ranges.chunks_exact(2) {
+        let n = |b: &Bytes| offset(b).and_then(|v| u32::try_from(v).map_err(|_| CmdError::NotInteger));
+        pb_ranges.push(pb::SlotRange {
+            start: n(&pair[0])?,
+            end: n(&pair[1])?,
+        });
+    }
+    slot_set_from_pb("FENCE", &pb_ranges).map_err(|e| CmdError::Other(e.to_string()))
 }
 
 fn ack(_ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {

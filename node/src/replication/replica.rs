@@ -3,7 +3,14 @@
 //! the primary's address or instance, the replicated slots or the epoch change. A link
 //! reconnects with exponential backoff (100 ms … 2 s) and resumes from the next offset
 //! it wants; offsets are kept per primary instance and slot set, so a different
-//! primary process or a different set of slots starts over with a full copy.
+//! primary process or more slots than it had start over with a full copy (fewer slots,
+//! as when a stage's flip makes this node their primary, resume: the offsets are the
+//! primary's).
+//!
+//! A link also carries the fence of slots this node took over from that primary
+//! ([`crate::fence`]): it asks for it in `RINGCACHE.SYNC ... FENCE <ranges>`, applies
+//! those slots' records until `RFENCE`, then tells [`crate::fence::Fences`]; the link
+//! restarts without them, and ends if nothing else is replicated from that primary.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -41,6 +48,24 @@ struct LinkKey {
     addr: String,
     epoch: u64,
     slots: SlotSet,
+    /// Slots this node leads now and waits for this primary's fence of.
+    fence: SlotSet,
+}
+
+impl LinkKey {
+    /// Every slot whose records this link applies.
+    fn covered(&self) -> SlotSet {
+        let mut all = self.slots.clone();
+        all.union_with(&self.fence);
+        all
+    }
+}
+
+/// Whether a link for `key` may resume from the progress kept for its primary: same
+/// primary process and resync generation, and no slot it did not cover (offsets are
+/// the primary's, so a link that covers fewer slots has everything it needs).
+fn keeps_progress(p: &LinkProgress, key: &LinkKey, generation: u64) -> bool {
+    p.instance == key.instance && p.generation == generation && key.covered().is_subset(&p.slots)
 }
 
 /// What the links share: the replication state (with this node's cluster view) and
@@ -95,8 +120,24 @@ fn wanted(state: &Links) -> HashMap<String, LinkKey> {
                 addr: node.resp_addr.clone(),
                 epoch: view.topology.epoch,
                 slots,
+                fence: SlotSet::empty(),
             },
         );
+    }
+    // Fences are asked of the former primary's process that held the writes.
+    for (primary, pending) in state.repl.cluster.fences.snapshot() {
+        let Some(node) = view.topology.node(&primary).filter(|n| n.instance == pending.instance) else {
+            continue;
+        };
+        let key = out.entry(primary.clone()).or_insert_with(|| LinkKey {
+            primary_id: primary.clone(),
+            instance: node.instance.clone(),
+            addr: node.resp_addr.clone(),
+            epoch: view.topology.epoch,
+            slots: SlotSet::empty(),
+            fence: SlotSet::empty(),
+        });
+        key.fence = pending.slots;
     }
     out
 }
@@ -105,20 +146,23 @@ async fn manager(store: Arc<Store>, state: Links, shutdown: CancellationToken) {
     let repl = &state.repl;
     let mut paused = repl.paused();
     let mut resyncs = repl.resyncs();
+    let mut fences = repl.cluster.fences.subscribe();
     let mut running: HashMap<String, (LinkKey, CancellationToken)> = HashMap::new();
     let tracker = tokio_util::task::TaskTracker::new();
-    let mut seen: Option<(u64, bool, u64)> = None;
+    let mut seen: Option<(u64, bool, u64, u64)> = None;
     let mut tick = tokio::time::interval(POLL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = paused.changed() => {}
             _ = resyncs.changed() => {}
+            _ = fences.changed() => {}
             _ = shutdown.cancelled() => break,
         }
         let is_paused = *paused.borrow_and_update();
         let generation = *resyncs.borrow_and_update();
-        let now_seen = (state.repl.cluster.epoch(), is_paused, generation);
+        let fenced = *fences.borrow_and_update();
+        let now_seen = (state.repl.cluster.epoch(), is_paused, generation, fenced);
         if seen.is_some_and(|s| s.2 != generation) {
             // Restart every link; their progress was reset, so each copies again.
             for (_, cancel) in running.values() {
@@ -178,13 +222,15 @@ async fn link(key: LinkKey, generation: u64, store: &Store, state: &Links, cance
         let mut links = state.repl.links.lock();
         let fresh = LinkProgress {
             instance: key.instance.clone(),
-            slots: key.slots.clone(),
+            slots: key.covered(),
             next: 0,
             connected: false,
             generation,
         };
         let p = links.entry(key.primary_id.clone()).or_insert_with(|| fresh.clone());
-        if p.instance != key.instance || p.slots != key.slots || p.generation != generation {
+        if keeps_progress(p, &key, generation) {
+            p.slots = key.covered();
+        } else {
             *p = fresh;
         }
     }
@@ -235,7 +281,20 @@ async fn session(
     }
     let me = state.repl.cluster.node_id.as_bytes();
     let (epoch, from) = (key.epoch.to_string(), next.to_string());
-    write_command(&mut wbuf, &[b"RINGCACHE.SYNC", me, epoch.as_bytes(), from.as_bytes()]);
+    let mut sync: Vec<Vec<u8>> = vec![
+        b"RINGCACHE.SYNC".to_vec(),
+        me.to_vec(),
+        epoch.into_bytes(),
+        from.into_bytes(),
+    ];
+    if !key.fence.is_empty() {
+        sync.push(b"FENCE".to_vec());
+        for r in key.fence.ranges() {
+            sync.push(r.start.to_string().into_bytes());
+            sync.push(r.end.to_string().into_bytes());
+        }
+    }
+    write_command(&mut wbuf, &sync.iter().map(Vec::as_slice).collect::<Vec<_>>());
     stream.write_all(&wbuf).await?;
     wbuf.clear();
 
@@ -243,6 +302,9 @@ async fn session(
     let mut parser = RequestParser::default();
     let mut copying = false;
     let mut acked = next.saturating_sub(1);
+    // The slots whose records are applied: the replicated ones, and those waiting for
+    // this primary's fence until it arrives.
+    let mut covered = key.covered();
     loop {
         let n = tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(&mut rbuf))
             .await
@@ -268,7 +330,7 @@ async fn session(
                         info!(primary = %key.primary_id, slots = key.slots.len(), "replication: receiving a full copy");
                         // Until the copy is complete, a reconnect must copy again.
                         set_next(state, &key.primary_id, generation, 0);
-                        clear_slots(store, &key.slots, now);
+                        clear_slots(store, &covered, now);
                         copying = true;
                         acked = 0;
                         next = offset;
@@ -295,6 +357,15 @@ async fn session(
                         next = next.max(offset.saturating_add(1));
                     }
                 }
+                Frame::Fence { offset, slots } => {
+                    if copying || !slots.is_subset(&key.fence) {
+                        return Err(ReplicationError::Unexpected("RFENCE".into()));
+                    }
+                    // Every record of these slots up to `offset` came before it.
+                    next = next.max(offset.saturating_add(1));
+                    covered.difference_with(&slots);
+                    repl.cluster.fences.arrived(&key.primary_id, &key.instance, &slots);
+                }
                 data => {
                     let offset = data.offset();
                     if copying != (offset == 0) {
@@ -303,7 +374,7 @@ async fn session(
                     if offset != 0 && offset < next {
                         continue; // already applied
                     }
-                    if apply(store, &data, &key.slots, now) {
+                    if apply(store, &data, &covered, now) {
                         repl.counters.records_applied.fetch_add(1, Ordering::Relaxed);
                     }
                     if offset != 0 {
@@ -330,4 +401,48 @@ async fn session(
 
 fn set_next(state: &Links, primary: &str, generation: u64, next: u64) {
     update(state, primary, generation, |p| p.next = next);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[Slot]) -> SlotSet {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn progress_is_kept_for_the_same_process_and_no_new_slot() {
+        let p = LinkProgress {
+            instance: "o1".into(),
+            slots: set(&[1, 2, 3]),
+            next: 10,
+            connected: false,
+            generation: 4,
+        };
+        let key = |instance: &str, slots: &[Slot], fence: &[Slot]| LinkKey {
+            primary_id: "o".into(),
+            instance: instance.into(),
+            addr: "127.0.0.1:1".into(),
+            epoch: 9,
+            slots: set(slots),
+            fence: set(fence),
+        };
+        // A flip: slot 1 is led here now and fenced, 2 and 3 still replicated.
+        assert!(keeps_progress(&p, &key("o1", &[2, 3], &[1]), 4));
+        assert!(keeps_progress(&p, &key("o1", &[2], &[]), 4));
+        assert!(
+            !keeps_progress(&p, &key("o1", &[2, 3, 4], &[]), 4),
+            "a new slot needs a copy"
+        );
+        assert!(
+            !keeps_progress(&p, &key("o1", &[2], &[4]), 4),
+            "so does a fence of a slot never replicated"
+        );
+        assert!(
+            !keeps_progress(&p, &key("o2", &[2], &[]), 4),
+            "another process's offsets"
+        );
+        assert!(!keeps_progress(&p, &key("o1", &[2], &[]), 5), "a resync");
+    }
 }
