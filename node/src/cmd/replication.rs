@@ -70,7 +70,7 @@ fn fence_slots(args: &[Bytes]) -> Result<SlotSet, CmdError> {
     let Some((word, ranges)) = args.split_first() else {
         return Ok(SlotSet::empty());
     };
-    if !word.eq_ignore_ascii_case(b"FENCE") || ranges.is_empty() || ranges.len() % 2 != 0 {
+    if !word.eq_ignore_ascii_case(b"FENCE") || ranges.is_empty() || !ranges.len().is_multiple_of(2) {
         return Err(CmdError::Syntax);
     }
     let mut pb_ranges = Vec::with_capacity(ranges.len() / 2);
@@ -88,4 +88,31 @@ fn ack(_ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
     Err(CmdError::Other(
         "RINGCACHE.ACK is only valid on a replication stream".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<Bytes> {
+        v.iter().map(|s| Bytes::from(s.to_string())).collect()
+    }
+
+    #[test]
+    fn sync_fence_ranges_parse_strictly() {
+        assert!(fence_slots(&[]).unwrap().is_empty());
+        let s = fence_slots(&args(&["fence", "0", "2", "100", "100"])).unwrap();
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 1, 2, 100]);
+        for bad in [
+            args(&["FENCE"]),
+            args(&["FENCE", "1"]),
+            args(&["NOPE", "1", "2"]),
+            args(&["FENCE", "2", "1"]),
+            args(&["FENCE", "0", "16384"]),
+            args(&["FENCE", "-1", "3"]),
+        ] {
+            assert!(fence_slots(&bad).is_err(), "{bad:?}");
+        }
+    }
 }

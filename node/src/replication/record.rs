@@ -284,7 +284,7 @@ impl<'a> Frame<'a> {
                 Frame::Flush { offset }
             }
             b"RFENCE" => {
-                if args.len() < 4 || args.len() % 2 != 0 {
+                if args.len() < 4 || !args.len().is_multiple_of(2) {
                     return Err(bad("RFENCE ranges"));
                 }
                 let mut slots = SlotSet::empty();

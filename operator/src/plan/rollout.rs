@@ -63,13 +63,11 @@ pub fn next(o: &Observed, t: &Topology) -> Option<Action> {
         .filter(|id| *id != pod.name)
         .filter(|id| o.pods.iter().any(|p| &p.name == id && p.status().is_some()))
         .collect();
-    let catch_up = others.iter().map(|id| (id.clone(), pod.name.clone())).collect();
     Some(Action::Stage {
         calls: Vec::new(),
         topology,
         first: vec![pod.name.clone()],
         then: others,
-        catch_up,
     })
 }
 
