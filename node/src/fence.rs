@@ -6,14 +6,14 @@
 //! while this node replicated it there, its copy may lack the last writes that node
 //! acknowledged: replication is asynchronous, and the former primary ends its streams
 //! when it sees the newer epoch. So the slot is *fenced* here: every keyed command on
-//! it answers `-TRYAGAIN` (and no replica may sync it) until the former primary's
-//! *fence* arrived. The replication link to the former primary asks for it
+//! it answers `-TRYAGAIN` until the former primary's *fence* arrived. The replication link to the former primary asks for it
 //! (`RINGCACHE.SYNC ... FENCE <ranges>`); the former primary, once it no longer leads
 //! those slots in the same epoch and every write it accepted for them has reached its
 //! backlog ([`crate::cluster::ClusterState::writes_in_flight`]), streams its records of
 //! them up to its current offset and then `RFENCE <offset> <ranges>`. Applied in order,
 //! those records bring everything the former primary acknowledged; then the slots are
-//! served. Nothing here waits on a clock: a source that never answers (it restarted or
+//! served. The keys they change also go to this node's backlog, for its own replicas
+//! (which may have copied the slots before the fence). Nothing here waits on a clock: a source that never answers (it restarted or
 //! left the topology) ends the fence only through the topology (its instance changes,
 //! it leaves, or a `Promote` takes the slots), as for a failover.
 //!
@@ -128,11 +128,6 @@ impl Fences {
         self.any.load(Ordering::Acquire) && self.pending.read().values().any(|p| p.slots.contains(slot))
     }
 
-    /// Whether any slot of `slots` waits for a fence.
-    pub fn any_fenced(&self, slots: &SlotSet) -> bool {
-        self.any.load(Ordering::Acquire) && self.pending.read().values().any(|p| p.slots.intersects(slots))
-    }
-
     /// Every fenced slot.
     pub fn fenced(&self) -> SlotSet {
         let mut all = SlotSet::empty();
@@ -140,11 +135,6 @@ impl Fences {
             all.union_with(&p.slots);
         }
         all
-    }
-
-    /// What is waited for from `source` (instance, slots), if anything.
-    pub fn pending_from(&self, source: &str) -> Option<Pending> {
-        self.pending.read().get(source).cloned()
     }
 
     /// Every fence waited for.
@@ -313,7 +303,6 @@ mod tests {
         assert!(changes.has_changed().unwrap());
         changes.borrow_and_update();
         assert!(f.is_fenced(5) && !f.is_fenced(1));
-        assert!(f.any_fenced(&slots(&[1, 5])) && !f.any_fenced(&slots(&[1])));
         assert!(!f.arrived("o", "o2", &slots(&[0])), "another process's fence");
         assert!(!f.arrived("x", "o1", &slots(&[0])));
         assert!(f.arrived("o", "o1", &slots(&[0])));

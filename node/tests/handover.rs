@@ -635,33 +635,36 @@ fn read_through_respects_local_writes_deletes_and_flushes() {
 }
 
 /// A flip whose new owner has not caught up (its replication is paused): it answers
-/// -TRYAGAIN on the flipped slots, and refuses to be copied by its own replicas, until
-/// the old owner's fence brought every write the old owner acknowledged (a value and a
-/// deletion here); then it serves them, and the old owner, now its replica, follows it.
+/// -TRYAGAIN on the flipped slots until the old owner's fence brought every write the
+/// old owner acknowledged (a value and a deletion here); then it serves them. A third
+/// copy that synced from the new owner before the fence gets those writes too (through
+/// the new owner's backlog), and so does the old owner, now a replica.
 #[test]
 fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
-    let (o, d) = (cluster_node("o"), cluster_node("d"));
-    let infos = vec![info(&o), info(&d)];
-    let every_slot = |owners: [&str; 2], epoch: u64| {
+    let (o, d, r) = (cluster_node("o"), cluster_node("d"), cluster_node("r"));
+    let infos = vec![info(&o), info(&d), info(&r)];
+    let every_slot = |owners: [&str; 3], epoch: u64| {
         let owners = (0..16384)
             .map(|_| owners.iter().map(|s| s.to_string()).collect())
             .collect();
         Topology::from_slot_owners(epoch, infos.clone(), owners).expect("valid topology")
     };
-    apply(&[&o, &d], &every_slot(["o", "d"], 1));
+    apply(&[&o, &d, &r], &every_slot(["o", "d", "r"], 1));
     let mut co = client(&o);
     let _: () = co.set("k", "v1").unwrap();
     let _: () = co.set("gone", "x").unwrap();
-    let d_has_everything = || {
+    let has_everything = |n: &NodeHandle| {
         let offset = o.state.replication.status().current_offset;
-        d.state
+        n.state
             .replication
             .status()
             .links
             .iter()
             .any(|l| l.applied_offset >= offset)
     };
-    wait_until("d replicated o's writes", Duration::from_secs(10), d_has_everything);
+    wait_until("d and r replicated o's writes", Duration::from_secs(10), || {
+        has_everything(&d) && has_everything(&r)
+    });
     d.state.replication.set_paused(true);
     wait_until("d's link is down", Duration::from_secs(5), || {
         d.state.replication.status().links.iter().all(|l| !l.connected)
@@ -670,8 +673,8 @@ fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
     let _: () = co.set("k", "v2").unwrap();
     let _: i64 = co.del("gone").unwrap();
 
-    let flip = every_slot(["d", "o"], 2);
-    apply(&[&o], &flip);
+    let flip = every_slot(["d", "o", "r"], 2);
+    apply(&[&o, &r], &flip);
     apply(&[&d], &flip);
     let moved = co.get::<_, Option<String>>("k").unwrap_err();
     assert_eq!(moved.code(), Some("MOVED"), "{moved:?}");
@@ -686,6 +689,15 @@ fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
         d.state.replication.status().fencing,
         vec![ringcache_core::topology::SlotRange::new(0, 16383)]
     );
+    // r copies d meanwhile (d's state before the fence).
+    wait_until("r copied d", Duration::from_secs(10), || {
+        r.state
+            .replication
+            .status()
+            .links
+            .iter()
+            .any(|l| l.primary_id == "d" && l.connected)
+    });
 
     d.state.replication.set_paused(false);
     wait_until("d has o's fence", Duration::from_secs(10), || {
@@ -693,12 +705,20 @@ fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
     });
     assert_eq!(cd.get::<_, Option<String>>("k").unwrap().as_deref(), Some("v2"));
     assert_eq!(cd.get::<_, Option<String>>("gone").unwrap(), None);
-    // o replicates d now: it was refused while d waited, and follows d after.
+    let mut cr = client(&r);
+    let _: () = redis::cmd("READONLY").query(&mut cr).unwrap();
+    wait_until("r has what o acknowledged", Duration::from_secs(10), || {
+        cr.get::<_, Option<String>>("k").ok().flatten().as_deref() == Some("v2")
+            && cr.get::<_, Option<String>>("gone").ok() == Some(None)
+    });
+    // o replicates d now and follows its writes.
     let _: () = cd.set("k", "v3").unwrap();
     let _: () = redis::cmd("READONLY").query(&mut co).unwrap();
-    wait_until("o follows d", Duration::from_secs(10), || {
+    wait_until("o and r follow d", Duration::from_secs(10), || {
         co.get::<_, Option<String>>("k").ok().flatten().as_deref() == Some("v3")
+            && cr.get::<_, Option<String>>("k").ok().flatten().as_deref() == Some("v3")
     });
-    o.shutdown();
-    d.shutdown();
+    for n in [o, d, r] {
+        n.shutdown();
+    }
 }

@@ -66,11 +66,6 @@ impl SlotSet {
         self.0.iter().zip(other.0.iter()).all(|(w, o)| w & !o == 0)
     }
 
-    /// Whether `self` and `other` share a slot.
-    pub fn intersects(&self, other: &SlotSet) -> bool {
-        self.0.iter().zip(other.0.iter()).any(|(w, o)| w & o != 0)
-    }
-
     pub fn contains(&self, slot: Slot) -> bool {
         self.0
             .get(usize::from(slot) / 64)
@@ -136,14 +131,12 @@ mod tests {
     }
 
     #[test]
-    fn remove_difference_subset_and_intersection() {
+    fn remove_difference_and_subset() {
         let mut a: SlotSet = [1, 2, 3, 100].into_iter().collect();
         let b: SlotSet = [2, 100].into_iter().collect();
         assert!(b.is_subset(&a) && !a.is_subset(&b));
-        assert!(a.intersects(&b) && !a.intersects(&SlotSet::empty()));
         a.difference_with(&b);
         assert_eq!(a.iter().collect::<Vec<_>>(), vec![1, 3]);
-        assert!(!a.intersects(&b));
         a.remove(3);
         a.remove(3);
         assert_eq!(a.iter().collect::<Vec<_>>(), vec![1]);

@@ -6,8 +6,9 @@
 //! ([`crate::fence`]): this node must no longer lead them (same epoch), waits until no
 //! write it admitted there before is still running, takes its current offset as the
 //! fence, streams those slots' records (or copies them) up to it, and sends `RFENCE`.
-//! A sync of slots this node itself waits for a fence of is refused until it arrived:
-//! a replica must not copy a primary that may still lack acknowledged writes.
+//! Slots this node itself waits for a fence of are served to its replicas as they are:
+//! what the fence brings later reaches them through this node's backlog (see
+//! [`super::replica`]), so no two nodes fencing each other wait on one another.
 
 use std::time::Duration;
 
@@ -114,10 +115,6 @@ async fn run(
     let slots = view.replicated_slots(&view.me.id, &req.replica_id);
     if slots.is_empty() && req.fence.is_empty() {
         let msg = format!("ERR node {:?} replicates no slot of this node", req.replica_id);
-        return refuse(stream, msg).await;
-    }
-    if repl.cluster.fences.any_fenced(&slots) {
-        let msg = "TRYAGAIN this node waits for the fence of slots it took over".to_string();
         return refuse(stream, msg).await;
     }
     if let Some(slot) = req.fence.iter().find(|&s| view.is_primary(s)) {

@@ -11,6 +11,10 @@
 //! ([`crate::fence`]): it asks for it in `RINGCACHE.SYNC ... FENCE <ranges>`, applies
 //! those slots' records until `RFENCE`, then tells [`crate::fence::Fences`]; the link
 //! restarts without them, and ends if nothing else is replicated from that primary.
+//! This node already leads those slots and its own replicas may have copied them
+//! before the fence: so each key a fence record changes is also appended to this
+//! node's backlog (its state after the change, as a primary's write is), and the
+//! replicas get it in order.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -24,10 +28,10 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use ringcache_core::slot::{Slot, SLOT_COUNT};
+use ringcache_core::slot::{key_slot, Slot, SLOT_COUNT};
 use ringcache_core::slotset::SlotSet;
 
-use super::record::{apply, clear_slots, write_command, Frame};
+use super::record::{apply, clear_slots, write_command, Frame, Record};
 use super::{LinkProgress, Replication, ReplicationError};
 use crate::access::Access;
 use crate::resp::RequestParser;
@@ -305,6 +309,7 @@ async fn session(
     // The slots whose records are applied: the replicated ones, and those waiting for
     // this primary's fence until it arrives.
     let mut covered = key.covered();
+    let mut fencing = key.fence.clone();
     loop {
         let n = tokio::time::timeout(IDLE_TIMEOUT, stream.read_buf(&mut rbuf))
             .await
@@ -330,6 +335,7 @@ async fn session(
                         info!(primary = %key.primary_id, slots = key.slots.len(), "replication: receiving a full copy");
                         // Until the copy is complete, a reconnect must copy again.
                         set_next(state, &key.primary_id, generation, 0);
+                        clear_fenced(store, repl, &fencing, now);
                         clear_slots(store, &covered, now);
                         copying = true;
                         acked = 0;
@@ -364,6 +370,7 @@ async fn session(
                     // Every record of these slots up to `offset` came before it.
                     next = next.max(offset.saturating_add(1));
                     covered.difference_with(&slots);
+                    fencing.difference_with(&slots);
                     repl.cluster.fences.arrived(&key.primary_id, &key.instance, &slots);
                 }
                 data => {
@@ -374,8 +381,14 @@ async fn session(
                     if offset != 0 && offset < next {
                         continue; // already applied
                     }
+                    if matches!(data, Frame::Flush { .. }) {
+                        clear_fenced(store, repl, &fencing, now);
+                    }
                     if apply(store, &data, &covered, now) {
                         repl.counters.records_applied.fetch_add(1, Ordering::Relaxed);
+                        if let Some(k) = frame_key(&data).filter(|k| fencing.contains(key_slot(k))) {
+                            record_here(store, repl, k, now);
+                        }
                     }
                     if offset != 0 {
                         next = offset.saturating_add(1);
@@ -401,6 +414,42 @@ async fn session(
 
 fn set_next(state: &Links, primary: &str, generation: u64, next: u64) {
     update(state, primary, generation, |p| p.next = next);
+}
+
+/// The key a data frame changes.
+fn frame_key<'a>(frame: &Frame<'a>) -> Option<&'a [u8]> {
+    match *frame {
+        Frame::Set { key, .. } | Frame::Obj { key, .. } | Frame::Del { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
+/// Appends `key`'s state now to this node's backlog, as its primary: a fence record
+/// changed it (see the module docs).
+fn record_here(store: &Store, repl: &Replication, key: &[u8], now: u64) {
+    let slot = key_slot(key);
+    let mut locked = store.lock(slot);
+    let mut s = locked.slot();
+    let rec = Record::from_entry(key, s.get(key, now).map(|e| &*e));
+    repl.backlog.append(slot, rec);
+}
+
+/// Deletes every key of the fenced `slots` (a full copy or a flush from the former
+/// primary empties them), with a deletion record each for this node's replicas.
+fn clear_fenced(store: &Store, repl: &Replication, slots: &SlotSet, now: u64) {
+    for slot in slots.iter() {
+        let mut locked = store.lock(slot);
+        let mut s = locked.slot();
+        if s.is_empty() {
+            continue;
+        }
+        let mut keys: Vec<Vec<u8>> = Vec::with_capacity(s.len());
+        s.for_each_key(now, |e| keys.push(e.key().to_vec()));
+        for k in keys {
+            s.remove(&k, now);
+            repl.backlog.append(slot, Record::del(&k));
+        }
+    }
 }
 
 #[cfg(test)]
