@@ -143,6 +143,7 @@ impl NodeHandle {
             let links = crate::replication::replica::Links {
                 repl: state.replication.clone(),
                 access: state.access.clone(),
+                handovers: state.handovers.clone(),
             };
             let repl = crate::replication::replica::spawn(store.clone(), links, shutdown.clone());
             handles.push(repl.map_err(LaunchError::Thread)?);

@@ -638,7 +638,9 @@ fn read_through_respects_local_writes_deletes_and_flushes() {
 /// -TRYAGAIN on the flipped slots until the old owner's fence brought every write the
 /// old owner acknowledged (a value and a deletion here); then it serves them. A third
 /// copy that synced from the new owner before the fence gets those writes too (through
-/// the new owner's backlog), and so does the old owner, now a replica.
+/// the new owner's backlog), and so does the old owner, now a replica. The old owner
+/// copied the new one before the fence, so it briefly has the deleted key again: the
+/// new owner's handover must not read that key through from it.
 #[test]
 fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
     let (o, d, r) = (cluster_node("o"), cluster_node("d"), cluster_node("r"));
@@ -673,6 +675,18 @@ fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
     let _: () = co.set("k", "v2").unwrap();
     let _: i64 = co.del("gone").unwrap();
 
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut control = rt.block_on(common::control_client(&d));
+    rt.block_on(control.begin_handover(BeginHandoverRequest {
+        handover_id: "h".into(),
+        slots: vec![SlotRange { start: 0, end: 16383 }],
+        source_node_id: "o".into(),
+        source_resp_addr: o.resp_addr.to_string(),
+    }))
+    .unwrap();
     let flip = every_slot(["d", "o", "r"], 2);
     apply(&[&o, &r], &flip);
     apply(&[&d], &flip);
@@ -689,7 +703,8 @@ fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
         d.state.replication.status().fencing,
         vec![ringcache_core::topology::SlotRange::new(0, 16383)]
     );
-    // r copies d meanwhile (d's state before the fence).
+    // r and o copy d meanwhile (d's state before the fence): o has "gone" again. Then
+    // o stops replicating, so it keeps it while d gets its fence.
     wait_until("r copied d", Duration::from_secs(10), || {
         r.state
             .replication
@@ -698,13 +713,23 @@ fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
             .iter()
             .any(|l| l.primary_id == "d" && l.connected)
     });
+    let _: () = redis::cmd("READONLY").query(&mut co).unwrap();
+    wait_until("o copied d", Duration::from_secs(10), || {
+        co.get::<_, Option<String>>("gone").ok().flatten().as_deref() == Some("x")
+    });
+    o.state.replication.set_paused(true);
 
     d.state.replication.set_paused(false);
     wait_until("d has o's fence", Duration::from_secs(10), || {
         d.state.replication.status().fencing.is_empty()
     });
     assert_eq!(cd.get::<_, Option<String>>("k").unwrap().as_deref(), Some("v2"));
-    assert_eq!(cd.get::<_, Option<String>>("gone").unwrap(), None);
+    assert_eq!(
+        cd.get::<_, Option<String>>("gone").unwrap(),
+        None,
+        "not read through from o"
+    );
+    o.state.replication.set_paused(false);
     let mut cr = client(&r);
     let _: () = redis::cmd("READONLY").query(&mut cr).unwrap();
     wait_until("r has what o acknowledged", Duration::from_secs(10), || {
@@ -713,11 +738,13 @@ fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
     });
     // o replicates d now and follows its writes.
     let _: () = cd.set("k", "v3").unwrap();
-    let _: () = redis::cmd("READONLY").query(&mut co).unwrap();
     wait_until("o and r follow d", Duration::from_secs(10), || {
         co.get::<_, Option<String>>("k").ok().flatten().as_deref() == Some("v3")
             && cr.get::<_, Option<String>>("k").ok().flatten().as_deref() == Some("v3")
     });
+    assert_eq!(co.get::<_, Option<String>>("gone").unwrap(), None);
+    drop(control);
+    drop(rt);
     for n in [o, d, r] {
         n.shutdown();
     }

@@ -14,7 +14,8 @@
 //! This node already leads those slots and its own replicas may have copied them
 //! before the fence: so each key a fence record changes is also appended to this
 //! node's backlog (its state after the change, as a primary's write is), and the
-//! replicas get it in order.
+//! replicas get it in order; and it counts as written here for a handover of its slot
+//! (never read through: the source may be one of those replicas, stale until then).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -34,6 +35,7 @@ use ringcache_core::slotset::SlotSet;
 use super::record::{apply, clear_slots, write_command, Frame, Record};
 use super::{LinkProgress, Replication, ReplicationError};
 use crate::access::Access;
+use crate::handover::Handovers;
 use crate::resp::RequestParser;
 use crate::store::{now_ms, Store};
 
@@ -78,6 +80,8 @@ fn keeps_progress(p: &LinkProgress, key: &LinkKey, generation: u64) -> bool {
 pub struct Links {
     pub repl: Arc<Replication>,
     pub access: Arc<Access>,
+    /// Handovers to this node: a fence's changes count as written here.
+    pub handovers: Arc<Handovers>,
 }
 
 /// Starts the replica-side thread (cluster mode only does anything).
@@ -335,7 +339,7 @@ async fn session(
                         info!(primary = %key.primary_id, slots = key.slots.len(), "replication: receiving a full copy");
                         // Until the copy is complete, a reconnect must copy again.
                         set_next(state, &key.primary_id, generation, 0);
-                        clear_fenced(store, repl, &fencing, now);
+                        clear_fenced(store, state, &fencing, now);
                         clear_slots(store, &covered, now);
                         copying = true;
                         acked = 0;
@@ -382,12 +386,12 @@ async fn session(
                         continue; // already applied
                     }
                     if matches!(data, Frame::Flush { .. }) {
-                        clear_fenced(store, repl, &fencing, now);
+                        clear_fenced(store, state, &fencing, now);
                     }
                     if apply(store, &data, &covered, now) {
                         repl.counters.records_applied.fetch_add(1, Ordering::Relaxed);
                         if let Some(k) = frame_key(&data).filter(|k| fencing.contains(key_slot(k))) {
-                            record_here(store, repl, k, now);
+                            record_here(store, state, k, now);
                         }
                     }
                     if offset != 0 {
@@ -424,19 +428,24 @@ fn frame_key<'a>(frame: &Frame<'a>) -> Option<&'a [u8]> {
     }
 }
 
-/// Appends `key`'s state now to this node's backlog, as its primary: a fence record
-/// changed it (see the module docs).
-fn record_here(store: &Store, repl: &Replication, key: &[u8], now: u64) {
+/// A fence record changed `key` here (see the module docs): its state now goes to this
+/// node's backlog, as its primary, and it counts as written for a handover of its slot.
+fn record_here(store: &Store, state: &Links, key: &[u8], now: u64) {
     let slot = key_slot(key);
-    let mut locked = store.lock(slot);
-    let mut s = locked.slot();
-    let rec = Record::from_entry(key, s.get(key, now).map(|e| &*e));
-    repl.backlog.append(slot, rec);
+    {
+        let mut locked = store.lock(slot);
+        let mut s = locked.slot();
+        let rec = Record::from_entry(key, s.get(key, now).map(|e| &*e));
+        state.repl.backlog.append(slot, rec);
+    }
+    if let Some(h) = state.handovers.for_slot(slot) {
+        h.mark_written(key);
+    }
 }
 
 /// Deletes every key of the fenced `slots` (a full copy or a flush from the former
 /// primary empties them), with a deletion record each for this node's replicas.
-fn clear_fenced(store: &Store, repl: &Replication, slots: &SlotSet, now: u64) {
+fn clear_fenced(store: &Store, state: &Links, slots: &SlotSet, now: u64) {
     for slot in slots.iter() {
         let mut locked = store.lock(slot);
         let mut s = locked.slot();
@@ -445,9 +454,13 @@ fn clear_fenced(store: &Store, repl: &Replication, slots: &SlotSet, now: u64) {
         }
         let mut keys: Vec<Vec<u8>> = Vec::with_capacity(s.len());
         s.for_each_key(now, |e| keys.push(e.key().to_vec()));
+        let handover = state.handovers.for_slot(slot);
         for k in keys {
             s.remove(&k, now);
-            repl.backlog.append(slot, Record::del(&k));
+            state.repl.backlog.append(slot, Record::del(&k));
+            if let Some(h) = &handover {
+                h.mark_written(&k);
+            }
         }
     }
 }
