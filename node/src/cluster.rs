@@ -21,7 +21,7 @@ use ringcache_core::slotset::SlotSet;
 use ringcache_core::topology::{Topology, TopologyError};
 use ringcache_core::view::{View, ViewError};
 
-use crate::fence::{next_pending, Fences};
+use crate::fence::{next_owed, next_pending, Fences};
 
 /// Why a topology was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,6 +143,8 @@ impl ClusterState {
         // command is served on a slot whose fence has not arrived.
         let pending = next_pending(&self.fences.snapshot(), guard.as_deref(), &view, promoted);
         self.fences.replace(pending);
+        self.fences
+            .replace_owed(next_owed(&self.fences.owed(), guard.as_deref(), &view));
         let view = Arc::new(view);
         self.epoch_now.store(view.topology.epoch, Ordering::SeqCst);
         *guard = Some(view.clone());

@@ -17,8 +17,14 @@
 //! left the topology) ends the fence only through the topology (its instance changes,
 //! it leaves, or a `Promote` takes the slots), as for a failover.
 //!
-//! [`Fences`] holds the fenced slots by former primary; [`next_pending`] is the pure
-//! decision of what an applied topology fences.
+//! The former primary, for its part, *owes* the fence: until it sent it, it does not
+//! replicate those slots from the new primary (a copy of the new primary's state before
+//! the fence would replace the only complete one, which a fence by full copy, or a
+//! handover's read-through, reads).
+//!
+//! [`Fences`] holds the fenced slots by former primary and the owed ones by new primary;
+//! [`next_pending`] and [`next_owed`] are the pure decisions of what an applied topology
+//! fences and owes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,13 +107,71 @@ pub fn next_pending(current: &PendingMap, old: Option<&View>, new: &View, promot
     out
 }
 
+/// What this node owes after its view goes from `old` to `new`, given what it owed
+/// before (`current`), by new primary (the mirror of [`next_pending`] on the former
+/// primary):
+/// - a slot stays owed while its new primary still leads it in `new`, with the same
+///   instance;
+/// - a slot this node led in `old` and whose primary in `new` is another node that was
+///   one of its replicas in `old` becomes owed to that node, when that node keeps its
+///   instance.
+pub fn next_owed(current: &PendingMap, old: Option<&View>, new: &View) -> PendingMap {
+    let me = new.me.id.as_str();
+    let mut out = PendingMap::new();
+    for (target, p) in current {
+        let slots: SlotSet = p
+            .slots
+            .iter()
+            .filter(|&s| new.slots.primary(s) == Some(target.as_str()))
+            .collect();
+        let alive = new.topology.node(target).is_some_and(|n| n.instance == p.instance);
+        if alive && !slots.is_empty() {
+            out.insert(
+                target.clone(),
+                Pending {
+                    instance: p.instance.clone(),
+                    slots,
+                },
+            );
+        }
+    }
+    let Some(old) = old else { return out };
+    for slot in (0..SLOT_COUNT as u32).map(|s| s as Slot) {
+        if !old.is_primary(slot) {
+            continue;
+        }
+        let Some(target) = new.slots.primary(slot).filter(|t| *t != me) else {
+            continue;
+        };
+        if !old.slots.owners(slot).iter().skip(1).any(|o| o == target) {
+            continue;
+        }
+        let (Some(before), Some(now)) = (old.topology.node(target), new.topology.node(target)) else {
+            continue;
+        };
+        if before.instance != now.instance {
+            continue;
+        }
+        let entry = out.entry(target.to_string()).or_insert_with(|| Pending {
+            instance: now.instance.clone(),
+            slots: SlotSet::empty(),
+        });
+        if entry.instance == now.instance {
+            entry.slots.insert(slot);
+        }
+    }
+    out
+}
+
 /// The slots this node leads but does not serve until their former primary's fence
-/// arrived (see the module docs).
+/// arrived, and those whose fence it owes (see the module docs).
 #[derive(Debug)]
 pub struct Fences {
     /// Whether any slot is fenced: the command path's only check otherwise.
     any: AtomicBool,
     pending: RwLock<PendingMap>,
+    /// Owed fences, by new primary.
+    owed: RwLock<PendingMap>,
     /// Bumped on every change, so replication links follow it.
     changes: watch::Sender<u64>,
 }
@@ -117,6 +181,7 @@ impl Default for Fences {
         Fences {
             any: AtomicBool::new(false),
             pending: RwLock::new(PendingMap::new()),
+            owed: RwLock::new(PendingMap::new()),
             changes: watch::Sender::new(0),
         }
     }
@@ -156,7 +221,7 @@ impl Fences {
         }
         for (source, p) in g.iter() {
             if !next.contains_key(source) {
-                tracing::warn!(source = %source, slots = p.slots.len(), "fence abandoned: the former primary left or restarted");
+                tracing::warn!(source = %source, slots = p.slots.len(), "fence no longer awaited: the former primary left or restarted, or the slots moved on");
             }
         }
         self.any.store(!next.is_empty(), Ordering::Release);
@@ -185,6 +250,45 @@ impl Fences {
             self.changes.send_modify(|n| *n += 1);
         }
         changed
+    }
+
+    /// The slots whose fence this node owes `target` (not replicated from it until sent).
+    pub fn owed_to(&self, target: &str) -> SlotSet {
+        self.owed
+            .read()
+            .get(target)
+            .map_or_else(SlotSet::empty, |p| p.slots.clone())
+    }
+
+    /// Every fence owed.
+    pub fn owed(&self) -> PendingMap {
+        self.owed.read().clone()
+    }
+
+    /// Replaces what is owed (the cluster state does, as it installs a view).
+    pub(crate) fn replace_owed(&self, next: PendingMap) {
+        let mut g = self.owed.write();
+        if *g != next {
+            *g = next;
+            drop(g);
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// This node sent `target` the fence of `slots`.
+    pub fn sent(&self, target: &str, slots: &SlotSet) {
+        let mut g = self.owed.write();
+        let Some(p) = g.get_mut(target) else { return };
+        let before = p.slots.len();
+        p.slots.difference_with(slots);
+        let changed = p.slots.len() != before;
+        if p.slots.is_empty() {
+            g.remove(target);
+        }
+        drop(g);
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
     }
 
     /// A receiver bumped on every change.
@@ -284,6 +388,37 @@ mod tests {
         // A fenced slot that moves away again is no longer waited for here.
         let back = view("d", 3, NODES, &["o", "d"], &["d"]);
         assert!(next_pending(&p, Some(&new), &back, &SlotSet::empty()).is_empty());
+    }
+
+    #[test]
+    fn the_former_primary_owes_what_the_new_one_waits_for() {
+        let old = view("o", 1, NODES, &["o", "d"], &["o", "r"]);
+        // Slot 0 goes to its replica d (owed to d); slot 1 to d, which had no copy.
+        let new = view("o", 2, NODES, &["d", "o"], &["d", "o"]);
+        let owed = next_owed(&PendingMap::new(), Some(&old), &new);
+        assert_eq!(owed.len(), 1);
+        assert_eq!(owed["d"].slots, slots(&[0]));
+        // The mirror of what d waits for.
+        let (d_old, d_new) = (
+            view("d", 1, NODES, &["o", "d"], &["o", "r"]),
+            view("d", 2, NODES, &["d", "o"], &["d", "o"]),
+        );
+        let pending = next_pending(&PendingMap::new(), Some(&d_old), &d_new, &SlotSet::empty());
+        assert_eq!(pending["o"].slots, owed["d"].slots);
+        // Kept while d leads it with the same process; dropped when d restarts or the
+        // slot moves on.
+        assert_eq!(next_owed(&owed, Some(&new), &new), owed);
+        let restarted = view("o", 3, &[("o", "o1"), ("d", "d2"), ("r", "r1")], &["d", "o"], &["d"]);
+        assert!(next_owed(&owed, Some(&new), &restarted).is_empty());
+        let moved_on = view("o", 3, NODES, &["r", "o"], &["d"]);
+        assert!(next_owed(&owed, Some(&new), &moved_on).is_empty());
+        assert!(next_owed(&PendingMap::new(), None, &new).is_empty());
+        // Sent: no longer owed.
+        let f = Fences::default();
+        f.replace_owed(owed);
+        assert_eq!(f.owed_to("d"), slots(&[0]));
+        f.sent("d", &slots(&[0]));
+        assert!(f.owed_to("d").is_empty() && f.owed().is_empty());
     }
 
     #[test]

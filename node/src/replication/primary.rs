@@ -201,6 +201,7 @@ async fn run(
             write_fence(&mut wbuf, offset, &req.fence);
             write(stream, &mut wbuf).await?;
             info!(replica = %req.replica_id, slots = req.fence.len(), offset, "replication: fence sent");
+            repl.cluster.fences.sent(&req.replica_id, &req.fence);
             filter = slots.clone();
             fence = None;
         }

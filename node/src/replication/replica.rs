@@ -16,6 +16,8 @@
 //! node's backlog (its state after the change, as a primary's write is), and the
 //! replicas get it in order; and it counts as written here for a handover of its slot
 //! (never read through: the source may be one of those replicas, stale until then).
+//! Slots whose fence this node owes a new primary are not replicated from it until
+//! this node sent the fence.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -132,6 +134,12 @@ fn wanted(state: &Links) -> HashMap<String, LinkKey> {
             },
         );
     }
+    // Slots whose fence this node owes their new primary are not copied from it before
+    // it has the fence (see crate::fence).
+    out.retain(|primary, key| {
+        key.slots.difference_with(&state.repl.cluster.fences.owed_to(primary));
+        !key.slots.is_empty()
+    });
     // Fences are asked of the former primary's process that held the writes.
     for (primary, pending) in state.repl.cluster.fences.snapshot() {
         let Some(node) = view.topology.node(&primary).filter(|n| n.instance == pending.instance) else {

@@ -109,14 +109,14 @@ async fn apply_on(obs: &Observation, topology: &Topology, pods: &[String]) -> Re
 /// Longest a stage waits for its new owners' fences before it reports itself flipped.
 /// Correctness does not depend on it: a new owner answers -TRYAGAIN on a fenced slot
 /// for as long as its fence is missing; past this the event says so.
-const FENCE_WAIT: Duration = Duration::from_secs(30);
+const FENCE_WAIT: Duration = Duration::from_secs(10);
 
-/// The pods of `pods` that still wait for a fence by their reported status (a pod that
-/// did not answer counts as waiting).
+/// The pods of `pods` that report waiting for a fence. A pod that did not answer is
+/// not waited for: if it is lost, the failover handles it.
 fn still_fencing(pods: &[String], status: impl Fn(&str) -> Option<NodeStatus>) -> Vec<&str> {
     pods.iter()
         .map(String::as_str)
-        .filter(|pod| status(pod).is_none_or(|s| !s.replication.fencing.is_empty()))
+        .filter(|pod| status(pod).is_some_and(|s| !s.replication.fencing.is_empty()))
         .collect()
 }
 
@@ -409,7 +409,11 @@ mod tests {
             }
             _ => None,
         };
-        assert_eq!(still_fencing(&pods, status), vec!["b", "c"], "c did not answer");
+        assert_eq!(
+            still_fencing(&pods, status),
+            vec!["b"],
+            "c did not answer: not waited for"
+        );
         assert!(still_fencing(&pods, |_| Some(NodeStatus::default())).is_empty());
     }
 }
