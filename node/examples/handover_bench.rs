@@ -336,13 +336,9 @@ fn main() {
 
     // 2. Stages: Begin/Advance for the stage's slots, then the flip epoch for them.
     let mut stage_took = Vec::new();
-    let mut catch_up_timeouts = 0;
     for (k, pct) in STAGES.iter().enumerate() {
         let stage_start = Instant::now();
-        if !driver.stage(k, Duration::from_secs(5)) {
-            catch_up_timeouts += 1;
-            eprintln!("handover_bench: stage {}: d did not catch up within 5 s", k + 1);
-        }
+        driver.stage(k);
         let took = stage_start.elapsed();
         let slots: usize = driver
             .plan
@@ -413,10 +409,9 @@ fn main() {
         per_sec(during_ops, handover_took),
         errors
     );
-    if totals.read_through_errors > 0 || stopped > 0 || catch_up_timeouts > 0 {
+    if totals.read_through_errors > 0 || stopped > 0 {
         eprintln!(
-            "handover_bench: read-through errors {}, handovers that stopped reading through {stopped}, \
-             catch-up timeouts {catch_up_timeouts}",
+            "handover_bench: read-through errors {}, handovers that stopped reading through {stopped}",
             totals.read_through_errors
         );
     }

@@ -144,6 +144,7 @@ impl NodeHandle {
                 repl: state.replication.clone(),
                 access: state.access.clone(),
                 replay: Arc::new(crate::cmd::replication::Replayer::new(state.clone())),
+                handovers: state.handovers.clone(),
             };
             let repl = crate::replication::replica::spawn(store.clone(), links, shutdown.clone());
             handles.push(repl.map_err(LaunchError::Thread)?);

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | base | [`util`], [`resp`] | glob matching; RESP2/RESP3 frames, parse and encode |
 //! | store | [`store`] | per-slot tables, memory accounting, eviction, expiry |
-//! | domain | [`access`], [`cluster`], [`replication`], [`handover`], [`metrics`], [`blocking`], [`hotkeys`], [`coalesce`] | password and limits; this node's view and lease; replication streams; slot handovers; counters and their Prometheus text; clients waiting for keys to be written; the hot-key sketches; miss coalescing's lease table |
+//! | domain | [`access`], [`cluster`], [`fence`], [`replication`], [`handover`], [`metrics`], [`blocking`], [`hotkeys`], [`coalesce`] | password and limits; this node's view and lease; fenced changes of primary; replication streams; slot handovers; counters and their Prometheus text; clients waiting for keys to be written; the hot-key sketches; miss coalescing's lease table |
 //! | state | [`state`], [`tracking`] | what every connection shares and what one connection holds; client-side caching's tracking tables and Pub/Sub, and the pushes they send |
 //! | commands | [`cmd`] | the command pipeline (routes once, returns what the connection does next) and one file per command family |
 //! | adapters | [`server`], [`proxy`], [`control`], [`admin`] | the RESP port, the proxy port, the gRPC control port, the HTTP admin port |
@@ -24,6 +24,7 @@ pub mod cmd;
 pub mod coalesce;
 pub mod config;
 pub mod control;
+pub mod fence;
 pub mod handover;
 pub mod hotkeys;
 pub mod launch;
@@ -45,6 +46,7 @@ pub const LAYERS: &[&[&str]] = &[
     &[
         "access",
         "cluster",
+        "fence",
         "replication",
         "handover",
         "metrics",

@@ -676,6 +676,7 @@ mod tests {
             partial_syncs_served: 0,
             full_syncs_received: 2,
             partial_syncs_received: 3,
+            fencing: vec![],
         };
         let text = rendered(&st, &[]);
         assert!(text.contains("ringcache_replication_offset 42\n"), "{text}");

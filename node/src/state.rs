@@ -274,6 +274,9 @@ pub struct ClientState {
     pub depth: u32,
     /// `RINGCACHE.COALESCE` mode and the key a coalesced GET waits for.
     pub coalesce: crate::coalesce::ClientCoalesce,
+    /// The slot whose write gate the running command holds (set by routing, released
+    /// by the pipeline; see `ClusterState::enter_write`).
+    pub write_gate: Option<ringcache_core::slot::Slot>,
 }
 
 /// A connection's CLIENT TRACKING mode and subscriptions.

@@ -279,14 +279,11 @@ fn scale_out(copy_first: bool, r: usize) {
         eprintln!("handover: copy of {moved_keys} keys done after {:?}", started.elapsed());
     }
 
-    // 2. The stages: Begin/Advance, then each stage's flip (old owners first). A
-    // primary ends its replication streams when it sees a newer epoch (at its next
-    // heartbeat), so the new owner may not catch up before its own flip; it then resumes
-    // after it (the acknowledged-write check below covers that window).
+    // 2. The stages: Begin/Advance, then each stage's flip (old owners first, then d).
+    // After a copy, d answers -TRYAGAIN for a flipped slot until the slot's old owner
+    // sent its fence (every write it acknowledged there); the driver waits for that.
     for k in 0..driver.plan.stages().len() {
-        if !driver.stage(k, Duration::from_secs(3)) {
-            eprintln!("handover: d did not catch up with the sources before stage {k}'s flip");
-        }
+        driver.stage(k);
     }
     let flipped = Instant::now();
 
@@ -635,4 +632,117 @@ fn read_through_respects_local_writes_deletes_and_flushes() {
     drop(control);
     drop(rt);
     b.shutdown();
+}
+
+/// A flip whose new owner has not caught up (its replication is paused): it answers
+/// -TRYAGAIN on the flipped slots until the old owner's fence brought every write the
+/// old owner acknowledged (a value and a deletion here); then it serves them. A third
+/// copy that synced from the new owner before the fence gets those writes too (through
+/// the new owner's backlog). The old owner, now a replica, does not copy the new owner
+/// before it sent the fence (it would take back the deleted key, and the new owner's
+/// handover reads missing keys through from it); it follows the new owner after.
+#[test]
+fn a_new_owner_serves_flipped_slots_only_after_the_old_owners_fence() {
+    let (o, d, r) = (cluster_node("o"), cluster_node("d"), cluster_node("r"));
+    let infos = vec![info(&o), info(&d), info(&r)];
+    let every_slot = |owners: [&str; 3], epoch: u64| {
+        let owners = (0..16384)
+            .map(|_| owners.iter().map(|s| s.to_string()).collect())
+            .collect();
+        Topology::from_slot_owners(epoch, infos.clone(), owners).expect("valid topology")
+    };
+    apply(&[&o, &d, &r], &every_slot(["o", "d", "r"], 1));
+    let mut co = client(&o);
+    let _: () = co.set("k", "v1").unwrap();
+    let _: () = co.set("gone", "x").unwrap();
+    let has_everything = |n: &NodeHandle| {
+        let offset = o.state.replication.status().current_offset;
+        n.state
+            .replication
+            .status()
+            .links
+            .iter()
+            .any(|l| l.applied_offset >= offset)
+    };
+    wait_until("d and r replicated o's writes", Duration::from_secs(10), || {
+        has_everything(&d) && has_everything(&r)
+    });
+    d.state.replication.set_paused(true);
+    wait_until("d's link is down", Duration::from_secs(5), || {
+        d.state.replication.status().links.iter().all(|l| !l.connected)
+    });
+    // Acknowledged by o, not on d yet.
+    let _: () = co.set("k", "v2").unwrap();
+    let _: i64 = co.del("gone").unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut control = rt.block_on(common::control_client(&d));
+    rt.block_on(control.begin_handover(BeginHandoverRequest {
+        handover_id: "h".into(),
+        slots: vec![SlotRange { start: 0, end: 16383 }],
+        source_node_id: "o".into(),
+        source_resp_addr: o.resp_addr.to_string(),
+    }))
+    .unwrap();
+    let flip = every_slot(["d", "o", "r"], 2);
+    apply(&[&o, &r], &flip);
+    apply(&[&d], &flip);
+    let moved = co.get::<_, Option<String>>("k").unwrap_err();
+    assert_eq!(moved.code(), Some("MOVED"), "{moved:?}");
+    let mut cd = client(&d);
+    for e in [
+        cd.get::<_, Option<String>>("k").unwrap_err(),
+        cd.set::<_, _, ()>("k", "early").unwrap_err(),
+    ] {
+        assert_eq!(e.code(), Some("TRYAGAIN"), "{e:?}");
+    }
+    assert_eq!(
+        d.state.replication.status().fencing,
+        vec![ringcache_core::topology::SlotRange::new(0, 16383)]
+    );
+    // r copies d meanwhile (d's state before the fence); o does not.
+    wait_until("r copied d", Duration::from_secs(10), || {
+        r.state
+            .replication
+            .status()
+            .links
+            .iter()
+            .any(|l| l.primary_id == "d" && l.connected)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        o.state.replication.status().links.is_empty(),
+        "o owes d the fence: no link to d yet"
+    );
+    let _: () = redis::cmd("READONLY").query(&mut co).unwrap();
+    assert_eq!(co.get::<_, Option<String>>("gone").unwrap(), None);
+    assert_eq!(co.get::<_, Option<String>>("k").unwrap().as_deref(), Some("v2"));
+
+    d.state.replication.set_paused(false);
+    wait_until("d has o's fence", Duration::from_secs(10), || {
+        d.state.replication.status().fencing.is_empty()
+    });
+    assert_eq!(cd.get::<_, Option<String>>("k").unwrap().as_deref(), Some("v2"));
+    assert_eq!(cd.get::<_, Option<String>>("gone").unwrap(), None);
+    let mut cr = client(&r);
+    let _: () = redis::cmd("READONLY").query(&mut cr).unwrap();
+    wait_until("r has what o acknowledged", Duration::from_secs(10), || {
+        cr.get::<_, Option<String>>("k").ok().flatten().as_deref() == Some("v2")
+            && cr.get::<_, Option<String>>("gone").ok() == Some(None)
+    });
+    // o replicates d now and follows its writes.
+    let _: () = cd.set("k", "v3").unwrap();
+    wait_until("o and r follow d", Duration::from_secs(10), || {
+        co.get::<_, Option<String>>("k").ok().flatten().as_deref() == Some("v3")
+            && cr.get::<_, Option<String>>("k").ok().flatten().as_deref() == Some("v3")
+    });
+    assert_eq!(co.get::<_, Option<String>>("gone").unwrap(), None);
+    drop(control);
+    drop(rt);
+    for n in [o, d, r] {
+        n.shutdown();
+    }
 }

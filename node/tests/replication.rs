@@ -837,6 +837,10 @@ fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart()
         for n in &nodes {
             n.state.cluster.apply(t.clone()).expect("newer epoch");
         }
+        // A new primary serves the slot once its former primary's fence arrived.
+        wait_until("the new primary's fence", Duration::from_secs(20), || {
+            by_id(&nodes, &owners[0]).state.replication.status().fencing.is_empty()
+        });
         let mut con = client(by_id(&nodes, &owners[0]));
         for round in 12..15 {
             change_every_type(&mut con, "feed", round);

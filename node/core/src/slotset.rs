@@ -48,6 +48,24 @@ impl SlotSet {
         }
     }
 
+    pub fn remove(&mut self, slot: Slot) {
+        if let Some(w) = self.0.get_mut(usize::from(slot) / 64) {
+            *w &= !(1 << (slot % 64));
+        }
+    }
+
+    /// Removes every slot of `other`.
+    pub fn difference_with(&mut self, other: &SlotSet) {
+        for (w, o) in self.0.iter_mut().zip(other.0.iter()) {
+            *w &= !*o;
+        }
+    }
+
+    /// Whether every slot of `self` is in `other`.
+    pub fn is_subset(&self, other: &SlotSet) -> bool {
+        self.0.iter().zip(other.0.iter()).all(|(w, o)| w & !o == 0)
+    }
+
     pub fn contains(&self, slot: Slot) -> bool {
         self.0
             .get(usize::from(slot) / 64)
@@ -110,5 +128,18 @@ mod tests {
                 SlotRange::new(16383, 16383)
             ]
         );
+    }
+
+    #[test]
+    fn remove_difference_and_subset() {
+        let mut a: SlotSet = [1, 2, 3, 100].into_iter().collect();
+        let b: SlotSet = [2, 100].into_iter().collect();
+        assert!(b.is_subset(&a) && !a.is_subset(&b));
+        a.difference_with(&b);
+        assert_eq!(a.iter().collect::<Vec<_>>(), vec![1, 3]);
+        a.remove(3);
+        a.remove(3);
+        assert_eq!(a.iter().collect::<Vec<_>>(), vec![1]);
+        assert!(SlotSet::empty().is_subset(&a));
     }
 }

@@ -127,6 +127,9 @@ pub struct ReplicationStatus {
     pub partial_syncs_served: u64,
     pub full_syncs_received: u64,
     pub partial_syncs_received: u64,
+    /// Slots this node leads but does not serve yet: it waits for their former
+    /// primary's fence (a stage's flip, before the new owner has every acknowledged write).
+    pub fencing: Vec<SlotRange>,
 }
 
 #[cfg(test)]

@@ -245,6 +245,7 @@ pub fn replication_to_pb(st: &ReplicationStatus) -> pb::ReplicationStatus {
         partial_syncs_served: st.partial_syncs_served,
         full_syncs_received: st.full_syncs_received,
         partial_syncs_received: st.partial_syncs_received,
+        fencing: ranges_to_pb(&st.fencing),
     }
 }
 
@@ -268,6 +269,11 @@ pub fn replication_from_pb(st: pb::ReplicationStatus) -> ReplicationStatus {
         partial_syncs_served: st.partial_syncs_served,
         full_syncs_received: st.full_syncs_received,
         partial_syncs_received: st.partial_syncs_received,
+        fencing: st
+            .fencing
+            .into_iter()
+            .filter_map(|r| range_from_pb("fencing", r.start, r.end).ok())
+            .collect(),
     }
 }
 
@@ -497,6 +503,7 @@ mod tests {
                     applied_offset: 8,
                     connected: false,
                 }],
+                fencing: vec![SlotRange::new(5, 9)],
                 ..Default::default()
             },
             topology: Some(topology_from_pb("topology", Some(wire())).unwrap()),

@@ -683,6 +683,7 @@ mod tests {
             blocked: false,
             coalesce: Default::default(),
             depth,
+            write_gate: None,
             tx: Default::default(),
             pushes: Default::default(),
         };

@@ -37,6 +37,11 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[Bytes], found: Found, filled: Option<&
     ctx.slot = None;
     ctx.client.depth += 1;
     let result = run(ctx, spec, args, filled);
+    // The write gate routing took (if any) ends once the write's records are in the
+    // backlog (see `ClusterState::enter_write`).
+    if let Some(slot) = ctx.client.write_gate.take() {
+        ctx.server.cluster.leave_write(slot);
+    }
     ctx.client.depth -= 1;
     match result {
         Ok(Some(next)) => return (Some(index), next),

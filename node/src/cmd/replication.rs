@@ -15,15 +15,18 @@ use crate::replication::SyncRequest;
 use crate::resp::Out;
 use crate::state::{ClientState, ServerState};
 use crate::store::Store;
+use ringcache_core::slotset::SlotSet;
+use ringcache_proto::convert::slot_set_from_pb;
+use ringcache_proto::pb;
 
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "ringcache.sync",
-        arity: 4,
+        arity: -4,
         flags: ADMIN | NOSCRIPT | LOADING | STALE | NOMULTI,
         keys: (0, 0, 0),
         group: "server",
-        summary: "Internal: RINGCACHE.SYNC <replica-id> <epoch> <next-offset> streams this primary's writes.",
+        summary: "Internal: RINGCACHE.SYNC <replica-id> <epoch> <next-offset> [FENCE <start> <end> ...] streams this primary's writes (and the fence of slots the replica took over).",
         handler: sync,
     },
     CommandSpec {
@@ -63,9 +66,29 @@ fn sync(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         replica_id,
         epoch: offset(&args[2])?,
         next_offset: offset(&args[3])?,
+        fence: fence_slots(&args[4..])?,
     });
     // No reply: the connection now carries the stream (RBEGIN ... or an error line).
     Ok(())
+}
+
+/// `[FENCE <start> <end> ...]` → the slots (empty without it).
+fn fence_slots(args: &[Bytes]) -> Result<SlotSet, CmdError> {
+    let Some((word, ranges)) = args.split_first() else {
+        return Ok(SlotSet::empty());
+    };
+    if !word.eq_ignore_ascii_case(b"FENCE") || ranges.is_empty() || !ranges.len().is_multiple_of(2) {
+        return Err(CmdError::Syntax);
+    }
+    let mut pb_ranges = Vec::with_capacity(ranges.len() / 2);
+    for pair in ranges.chunks_exact(2) {
+        let n = |b: &Bytes| offset(b).and_then(|v| u32::try_from(v).map_err(|_| CmdError::NotInteger));
+        pb_ranges.push(pb::SlotRange {
+            start: n(&pair[0])?,
+            end: n(&pair[1])?,
+        });
+    }
+    slot_set_from_pb("FENCE", &pb_ranges).map_err(|e| CmdError::Other(e.to_string()))
 }
 
 fn ack(_ctx: &mut Ctx<'_>, _args: &[Bytes]) -> CmdResult {
@@ -99,6 +122,7 @@ impl Replayer {
             depth: 1,
             tx: Default::default(),
             pushes: Default::default(),
+            write_gate: None,
         };
         Replayer {
             state,
@@ -130,6 +154,33 @@ impl Replay for Replayer {
             // The primary ran it on the same value: an error means the values differ,
             // which the replica's count check then finds.
             tracing::debug!(command = spec.name, error = %e, "replayed command failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<Bytes> {
+        v.iter().map(|s| Bytes::from(s.to_string())).collect()
+    }
+
+    #[test]
+    fn sync_fence_ranges_parse_strictly() {
+        assert!(fence_slots(&[]).unwrap().is_empty());
+        let s = fence_slots(&args(&["fence", "0", "2", "100", "100"])).unwrap();
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 1, 2, 100]);
+        for bad in [
+            args(&["FENCE"]),
+            args(&["FENCE", "1"]),
+            args(&["NOPE", "1", "2"]),
+            args(&["FENCE", "2", "1"]),
+            args(&["FENCE", "0", "16384"]),
+            args(&["FENCE", "-1", "3"]),
+        ] {
+            assert!(fence_slots(&bad).is_err(), "{bad:?}");
         }
     }
 }

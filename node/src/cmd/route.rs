@@ -3,6 +3,13 @@
 //! (a write also needs the lease: `-TRYAGAIN` once it expired), or as a replica for a
 //! `READONLY` connection's read; else `-MOVED <slot> <owner>`, or `-CLUSTERDOWN` when
 //! the slot has no primary or there is no topology. Standalone nodes serve everything.
+//!
+//! Two more `-TRYAGAIN`s fence a change of primary ([`crate::fence`]): a slot this node
+//! leads but whose former primary's fence has not arrived is not served yet; and a
+//! write takes the write gate ([`crate::cluster::ClusterState::enter_write`], released
+//! by the pipeline after its replication step), refused when the batch's view is older
+//! than the one installed, so a node that stopped leading a slot accepts no more writes
+//! there.
 
 use bytes::Bytes;
 use ringcache_core::slot::{key_slot, Slot};
@@ -15,7 +22,7 @@ const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 /// The slot of a keyed command this node may serve (`None` in standalone mode), or the
 /// redirect or error to answer.
-pub fn route(ctx: &Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<Option<Slot>, CmdError> {
+pub fn route(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<Option<Slot>, CmdError> {
     let cluster = &ctx.server.cluster;
     if !cluster.enabled {
         return Ok(None);
@@ -32,11 +39,24 @@ pub fn route(ctx: &Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<Option
     let replica_read = ctx.client.readonly && spec.flags & READONLY != 0;
     match view.owner(slot, replica_read) {
         Owner::Here => {
+            if cluster.fences.is_fenced(slot) {
+                return Err(CmdError::Coded(format!(
+                    "TRYAGAIN slot {slot} changed primary; it is served once its former primary's writes are here"
+                )));
+            }
             // A write is never a replica read: Here means primary.
-            if spec.flags & WRITE != 0 && !cluster.may_write(ctx.now) {
-                return Err(CmdError::Coded(
-                    "TRYAGAIN this node's write lease has expired; retry when the cluster has recovered".into(),
-                ));
+            if spec.flags & WRITE != 0 {
+                if !cluster.may_write(ctx.now) {
+                    return Err(CmdError::Coded(
+                        "TRYAGAIN this node's write lease has expired; retry when the cluster has recovered".into(),
+                    ));
+                }
+                if !cluster.enter_write(view.topology.epoch, slot) {
+                    return Err(CmdError::Coded(
+                        "TRYAGAIN the cluster topology changed while this command waited; retry".into(),
+                    ));
+                }
+                ctx.client.write_gate = Some(slot);
             }
             Ok(Some(slot))
         }

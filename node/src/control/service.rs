@@ -363,7 +363,10 @@ impl Control for ControlService {
         })?;
         // Offsets applied from the former primaries, before the new epoch stops those links.
         let applied = self.state.replication.status().links.iter().map(link_to_pb).collect();
-        let view = cluster.apply(topology).map_err(|e| apply_error_status(&e))?;
+        // The former primary of the promoted slots is lost: no fence to wait for.
+        let view = cluster
+            .apply_promoted(topology, &slots)
+            .map_err(|e| apply_error_status(&e))?;
         info!(epoch = view.topology.epoch, slots = slots.len(), "promoted to primary");
         Ok(Response::new(pb::PromoteResponse {
             epoch: view.topology.epoch,

@@ -19,10 +19,10 @@
 //!    so in its status). `AdvanceHandover` adds slots (the next stage);
 //!    `CompleteHandover` ends read-through and returns the final counters.
 //!    After a copy, the controller applies the flip epoch on the old owners first,
-//!    waits until the new owner applied their replication offsets (its link status),
-//!    then applies it on the new owner: a write an old owner acknowledged just before
-//!    the flip then cannot be missing from (or older on) the new owner, which
-//!    read-through would not repair since the key is present there.
+//!    then on the new owner, which answers -TRYAGAIN on the flipped slots until each
+//!    old owner's fence arrived ([`crate::fence`]): a write an old owner acknowledged
+//!    just before the flip then cannot be missing from (or older on) the new owner,
+//!    which read-through would not repair since the key is present there.
 //! 3. **Counters** per handover ([`HandoverStatus`]), in `GetStatus` and
 //!    `/metrics`: reads served while this node is primary of a handed-over slot count
 //!    as local hits, read-through hits or misses; the controller gates stages on

@@ -274,6 +274,7 @@ impl Conn {
             blocked: false,
             coalesce: Default::default(),
             depth: 0,
+            write_gate: None,
         };
         Ok(Conn {
             store,

@@ -164,6 +164,9 @@ pub struct SyncRequest {
     pub replica_id: String,
     pub epoch: u64,
     pub next_offset: u64,
+    /// Slots the replica now leads and waits for this node's fence of
+    /// (`FENCE <start> <end> ...`, see [`crate::fence`]).
+    pub fence: SlotSet,
 }
 
 /// Replication state of one node: its backlog as a primary, the acknowledgements of
@@ -298,6 +301,7 @@ impl Replication {
             partial_syncs_served: c.partial_syncs_served.load(Ordering::Relaxed),
             full_syncs_received: c.full_syncs_received.load(Ordering::Relaxed),
             partial_syncs_received: c.partial_syncs_received.load(Ordering::Relaxed),
+            fencing: self.cluster.fences.fenced().ranges(),
         }
     }
 

@@ -1,6 +1,14 @@
 //! Primary side of a replication stream: after `RINGCACHE.SYNC`, the connection
 //! carries a partial resume or a full copy followed by the backlog, and brings back
 //! the replica's acknowledgements.
+//!
+//! A sync may ask for the fence of slots the replica took over from this node
+//! ([`crate::fence`]): this node must no longer lead them (same epoch), waits until no
+//! write it admitted there before is still running, takes its current offset as the
+//! fence, streams those slots' records (or copies them) up to it, and sends `RFENCE`.
+//! Slots this node itself waits for a fence of are served to its replicas as they are:
+//! what the fence brings later reaches them through this node's backlog (see
+//! [`super::replica`]), so no two nodes fencing each other wait on one another.
 
 use std::time::Duration;
 
@@ -12,7 +20,7 @@ use tracing::{debug, info};
 
 use ringcache_core::slotset::SlotSet;
 
-use super::record::{write_begin, write_copy_done, write_ping, Record};
+use super::record::{write_begin, write_copy_done, write_fence, write_ping, Record};
 use super::{Replication, ReplicationError, SyncRequest};
 use crate::resp::{parse_request, Limits};
 use crate::store::{now_ms, Store};
@@ -27,6 +35,12 @@ const SEND_BATCH: usize = 256 * 1024;
 const COPY_BATCH: usize = 256;
 /// Most bytes of unparsed acknowledgements buffered from a replica.
 const MAX_ACK_BUFFER: usize = 64 * 1024;
+/// How often a fence looks again for writes still running on its slots, and how long
+/// it looks before refusing (the replica asks again). Writes hold the gate only while
+/// they run on a worker, never across a wait, so this is a bound that is never reached
+/// in practice, not a timing the fence relies on.
+const DRAIN_POLL: Duration = Duration::from_millis(1);
+const DRAIN_MAX: Duration = Duration::from_secs(3);
 
 /// Serves a replication stream on `stream` until the replica leaves, the topology
 /// changes, the replica falls out of the backlog, or the server shuts down. Errors are
@@ -99,11 +113,32 @@ async fn run(
         return refuse(stream, msg).await;
     }
     let slots = view.replicated_slots(&view.me.id, &req.replica_id);
-    if slots.is_empty() {
+    if slots.is_empty() && req.fence.is_empty() {
         let msg = format!("ERR node {:?} replicates no slot of this node", req.replica_id);
         return refuse(stream, msg).await;
     }
+    if let Some(slot) = req.fence.iter().find(|&s| view.is_primary(s)) {
+        let msg = format!("TRYAGAIN this node still leads slot {slot}: no fence yet");
+        return refuse(stream, msg).await;
+    }
     drop(view);
+    // The fence: once no write admitted under an older view is still running on the
+    // fenced slots, every write this node acknowledged there is in the backlog.
+    let mut fence = if req.fence.is_empty() {
+        None
+    } else {
+        let started = tokio::time::Instant::now();
+        while repl.cluster.writes_in_flight(&req.fence) {
+            if started.elapsed() > DRAIN_MAX {
+                return refuse(stream, "TRYAGAIN writes still running on the fenced slots".into()).await;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        Some(repl.backlog.next_offset() - 1)
+    };
+    // What the stream carries: the replicated slots, and the fenced ones until the fence.
+    let mut filter = slots.clone();
+    filter.union_with(&req.fence);
 
     let full = req.next_offset == 0 || !repl.backlog.contains(req.next_offset);
     let start = if full {
@@ -118,8 +153,8 @@ async fn run(
         repl.counters
             .full_syncs_served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        info!(replica = %req.replica_id, slots = slots.len(), from = start, "replication: full copy");
-        copy(stream, &mut wbuf, store, &slots).await?;
+        info!(replica = %req.replica_id, slots = filter.len(), from = start, "replication: full copy");
+        copy(stream, &mut wbuf, store, &filter).await?;
         write_copy_done(&mut wbuf, start);
     } else {
         repl.counters
@@ -137,7 +172,7 @@ async fn run(
         // Mark the current offset seen before reading, so no append is missed.
         appended.borrow_and_update();
         loop {
-            let batch = repl.backlog.read(next, SEND_BATCH, &slots)?;
+            let batch = repl.backlog.read(next, SEND_BATCH, &filter)?;
             if batch.next == next {
                 break;
             }
@@ -160,6 +195,15 @@ async fn run(
                     Err(e) => return Err(e.into()),
                 }
             }
+        }
+        // Caught up with the backlog, so past the fence offset: send the fence.
+        if let Some(offset) = fence.filter(|&f| next > f) {
+            write_fence(&mut wbuf, offset, &req.fence);
+            write(stream, &mut wbuf).await?;
+            info!(replica = %req.replica_id, slots = req.fence.len(), offset, "replication: fence sent");
+            repl.cluster.fences.sent(&req.replica_id, &req.fence);
+            filter = slots.clone();
+            fence = None;
         }
         let event = tokio::select! {
             r = appended.changed() => if r.is_ok() { Event::Appended } else { Event::Stop },

@@ -14,6 +14,8 @@
 //! RFLUSH    <offset>                    every slot this stream covers is emptied
 //! RCOPYDONE <offset>                    end of a full copy (copied keys carry offset 0)
 //! RPING     <offset>                    heartbeat; everything up to <offset> was sent
+//! RFENCE    <offset> <start> <end> ...  the slot ranges' records up to <offset> were sent,
+//!                                       and this primary no longer leads them (crate::fence)
 //! ```
 //!
 //! `expire_at` is unix ms, 0 for none. `count` is the collection's change count; an
@@ -27,7 +29,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{ReplicationError, SlotSet};
 use crate::store::{Changes, Entry, Object, Store, ValueRef};
-use ringcache_core::slot::key_slot;
+use ringcache_core::slot::{key_slot, SLOT_COUNT};
+use ringcache_core::topology::SlotRange;
 
 /// Kind of a stored record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +187,16 @@ pub fn write_ping(buf: &mut BytesMut, offset: u64) {
     write_header(buf, 2, b"RPING", offset);
 }
 
+/// `RFENCE <offset> <start> <end> ...` for `slots`.
+pub fn write_fence(buf: &mut BytesMut, offset: u64, slots: &SlotSet) {
+    let ranges = slots.ranges();
+    write_header(buf, 2 + 2 * ranges.len(), b"RFENCE", offset);
+    for r in ranges {
+        put_bulk(buf, itoa(u64::from(r.start)).as_bytes());
+        put_bulk(buf, itoa(u64::from(r.end)).as_bytes());
+    }
+}
+
 /// A command frame (`RINGCACHE.ACK 17`, `RINGCACHE.SYNC id 3 0`).
 pub fn write_command(buf: &mut BytesMut, args: &[&[u8]]) {
     buf.put_u8(b'*');
@@ -235,6 +248,11 @@ pub enum Frame<'a> {
     },
     Flush {
         offset: u64,
+    },
+    /// The fence of `slots` (see [`write_fence`]).
+    Fence {
+        offset: u64,
+        slots: SlotSet,
     },
 }
 
@@ -325,6 +343,21 @@ impl<'a> Frame<'a> {
                 arity(2)?;
                 Frame::Flush { offset }
             }
+            b"RFENCE" => {
+                if args.len() < 4 || !args.len().is_multiple_of(2) {
+                    return Err(bad("RFENCE ranges"));
+                }
+                let mut slots = SlotSet::empty();
+                for pair in args[2..].chunks_exact(2) {
+                    let (start, end) = (num(&pair[0])?, num(&pair[1])?);
+                    let slot = |n: u64| u16::try_from(n).ok().filter(|&s| usize::from(s) < SLOT_COUNT);
+                    match (slot(start), slot(end)) {
+                        (Some(a), Some(b)) if a <= b => slots.insert_range(SlotRange::new(a, b)),
+                        _ => return Err(bad("RFENCE range")),
+                    }
+                }
+                Frame::Fence { offset, slots }
+            }
             other => return Err(bad(&format!("unknown frame {:?}", String::from_utf8_lossy(other)))),
         })
     }
@@ -338,7 +371,8 @@ impl<'a> Frame<'a> {
             | Frame::Obj { offset, .. }
             | Frame::Cmd { offset, .. }
             | Frame::Del { offset, .. }
-            | Frame::Flush { offset } => offset,
+            | Frame::Flush { offset }
+            | Frame::Fence { offset, .. } => offset,
         }
     }
 }
@@ -468,7 +502,7 @@ fn applies(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64) -> bool 
             clear_slots(store, slots, now);
             true
         }
-        Frame::Begin { .. } | Frame::CopyDone { .. } | Frame::Ping { .. } => false,
+        Frame::Begin { .. } | Frame::CopyDone { .. } | Frame::Ping { .. } | Frame::Fence { .. } => false,
     }
 }
 
@@ -676,5 +710,24 @@ mod tests {
         assert_eq!(Frame::parse(&a).unwrap(), Frame::Ping { offset: 6 });
         let a = parse_request(&mut buf, &l).unwrap().unwrap();
         assert_eq!(Frame::parse(&a).unwrap(), Frame::CopyDone { offset: 7 });
+    }
+
+    #[test]
+    fn fence_frames_roundtrip_and_bad_ranges_are_errors() {
+        let slots: SlotSet = [0, 1, 2, 500, 16383].into_iter().collect();
+        let mut buf = BytesMut::new();
+        write_fence(&mut buf, 42, &slots);
+        let args = parse_request(&mut buf, &Limits::default()).unwrap().unwrap();
+        assert_eq!(Frame::parse(&args).unwrap(), Frame::Fence { offset: 42, slots });
+        let b = |v: &[&str]| v.iter().map(|s| Bytes::from(s.to_string())).collect::<Vec<_>>();
+        for bad in [
+            b(&["RFENCE", "1"]),
+            b(&["RFENCE", "1", "5"]),
+            b(&["RFENCE", "1", "5", "4"]),
+            b(&["RFENCE", "1", "0", "16384"]),
+            b(&["RFENCE", "1", "0", "x"]),
+        ] {
+            assert!(Frame::parse(&bad).is_err(), "{bad:?}");
+        }
     }
 }

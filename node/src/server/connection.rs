@@ -64,6 +64,7 @@ pub async fn serve(
         blocked: false,
         coalesce: Default::default(),
         depth: 0,
+        write_gate: None,
     };
     // Invalidations and Pub/Sub messages for this connection arrive here.
     let (inbox, mut pushes) = tokio::sync::mpsc::unbounded_channel();

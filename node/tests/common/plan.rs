@@ -1,14 +1,15 @@
 //! Carries out a `ringcache_core::handover::HandoverPlan` on in-process nodes, step by
 //! step, in the order a controller must (the handover module's docs): the copy step on
 //! every node; per stage, `BeginHandover`/`AdvanceHandover` on each move's target,
-//! then the flip on every node but the targets, (after a copy) a wait until each
-//! target applied the sources' replication offsets, then the flip on the targets;
-//! `CompleteHandover`; the final step. Used by tests/handover.rs and
+//! then the flip on every node but the targets, then on the targets, then a wait until
+//! no target fences a slot any more (each has its sources' fence: every write they
+//! acknowledged; until then it answers -TRYAGAIN for those slots); `CompleteHandover`;
+//! the final step. Used by tests/handover.rs and
 //! examples/handover_bench.rs, so neither spells out its own controller.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ringcache_core::handover::{HandoverPlan, Step, Warmup};
+use ringcache_core::handover::{HandoverPlan, Step};
 use ringcache_core::topology::Topology;
 use ringcache_node::launch::NodeHandle;
 use ringcache_proto::convert::ranges_to_pb;
@@ -79,9 +80,9 @@ impl<'a> PlanDriver<'a> {
     }
 
     /// Stage `k`: begins (k = 0) or advances each move's handover with the stage's
-    /// slots, then flips them. Returns whether every target caught up with its sources
-    /// before its flip (always true without a copy).
-    pub fn stage(&self, k: usize, catch_up: Duration) -> bool {
+    /// slots, flips them (old owners first), and waits until the targets serve them
+    /// (their fences arrived).
+    pub fn stage(&self, k: usize) {
         for mv in self.plan.moves() {
             let slots = self.plan.stage_slots(mv, k);
             if slots.is_empty() {
@@ -113,35 +114,14 @@ impl<'a> PlanDriver<'a> {
         let targets = self.plan.targets();
         let others: Vec<&str> = self.ids().into_iter().filter(|id| !targets.contains(id)).collect();
         self.apply_on(&flip, others.iter().copied());
-        let mut caught_up = true;
-        if self.plan.warmup() == Warmup::CopyThenFlip {
-            // A write an old owner acknowledged before the flip must be on the new owner
-            // before it serves: wait until it applied each source's current offset.
-            let wanted: Vec<(String, u64)> = others
-                .iter()
-                .map(|id| (id.to_string(), self.node(id).state.replication.status().current_offset))
-                .collect();
-            let start = Instant::now();
-            caught_up = loop {
-                let done = self.plan.moves().iter().all(|mv| {
-                    let offset = wanted.iter().find(|(id, _)| *id == mv.source).map_or(0, |w| w.1);
-                    let links = self.node(&mv.target).state.replication.status().links;
-                    offset == 0
-                        || links
-                            .iter()
-                            .any(|l| l.primary_id == mv.source && l.applied_offset >= offset)
-                });
-                if done {
-                    break true;
-                }
-                if start.elapsed() > catch_up {
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            };
+        self.apply_on(&flip, targets.iter().copied());
+        for t in targets {
+            super::wait_until(
+                &format!("{t} has its sources' fences for stage {k}"),
+                Duration::from_secs(30),
+                || self.node(t).state.replication.status().fencing.is_empty(),
+            );
         }
-        self.apply_on(&flip, targets);
-        caught_up
     }
 
     /// `GetStatus` of every target: their handovers' counters.

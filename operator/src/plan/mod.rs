@@ -50,14 +50,14 @@ pub enum Action {
         why: ApplyReason,
     },
     /// A rebalance stage: the handover calls, then the flip on `first` (the old owners
-    /// and bystanders), a wait until each (new owner, source) of `catch_up` applied what
-    /// the source had, then the flip on `then` (the new owners).
+    /// and bystanders), then on `then` (the new owners), then a wait until the new owners
+    /// have their fences: a new owner answers -TRYAGAIN on a slot it took over from a
+    /// replica copy until the old owner sent every write it acknowledged there.
     Stage {
         calls: Vec<HandoverCall>,
         topology: Topology,
         first: Vec<String>,
         then: Vec<String>,
-        catch_up: Vec<(String, String)>,
     },
     /// The end of a rebalance: `CompleteHandover` of each (new owner, handover id), then
     /// the final topology on `to`.

@@ -483,18 +483,12 @@ fn stage(o: &Observed, mut r: Rebalance, plan: &HandoverPlan, k: usize, reads: (
     r.stage_start = reads;
     r.held = false;
     r.observed = None;
-    let catch_up = plan
-        .moves()
-        .iter()
-        .map(|m| (m.target.clone(), m.source.clone()))
-        .collect();
     next(
         Action::Stage {
             calls,
             topology: flip,
             first,
             then,
-            catch_up,
         },
         Some(r),
         None,

@@ -4,10 +4,12 @@
 //!
 //! 1. **Hand over.** If the pod is the primary of any slot that has a replica, a new
 //!    epoch makes each such slot's first replica its primary and keeps the pod as a
-//!    replica: the pod gets it first (it stops taking writes for those slots), then,
-//!    once the replicas applied what it had, everyone else. No key moves, so no hit
-//!    rate is lost.
-//! 2. **Restart.** The pod, now without primaries, is deleted; its StatefulSet brings it
+//!    replica: the pod gets it first (it stops taking writes for those slots), then
+//!    everyone else; the new primaries serve those slots once the pod's fence brought
+//!    every write it acknowledged (ringcache-node's `fence` module). No key moves, so
+//!    no hit rate is lost.
+//! 2. **Restart.** The pod, now without primaries and with no member still waiting for
+//!    a fence (the pod's writes would be lost with its process), is deleted; its StatefulSet brings it
 //!    back on the new template as a new, empty process, which the failover step drops
 //!    from the topology (nothing to promote) and a rebalance gives its share back
 //!    through the warm-up.
@@ -33,6 +35,13 @@ pub fn next(o: &Observed, t: &Topology) -> Option<Action> {
         .iter()
         .any(|list| list.first() == Some(&pod.name) && list.len() > 1);
     if !leads {
+        let fencing = o
+            .pods
+            .iter()
+            .any(|p| p.status().is_some_and(|s| !s.replication.fencing.is_empty()));
+        if fencing {
+            return Some(Action::None);
+        }
         return Some(Action::RestartPod { pod: pod.name.clone() });
     }
     let handed: Vec<Vec<String>> = owners
@@ -63,13 +72,11 @@ pub fn next(o: &Observed, t: &Topology) -> Option<Action> {
         .filter(|id| *id != pod.name)
         .filter(|id| o.pods.iter().any(|p| &p.name == id && p.status().is_some()))
         .collect();
-    let catch_up = others.iter().map(|id| (id.clone(), pod.name.clone())).collect();
     Some(Action::Stage {
         calls: Vec::new(),
         topology,
         first: vec![pod.name.clone()],
         then: others,
-        catch_up,
     })
 }
 

@@ -685,6 +685,14 @@ fn a_rolling_update_hands_primaries_over_then_restarts_one_pod_at_a_time() {
     assert!(topology.slots.iter().all(|a| a.owners.len() == 2), "no copy is dropped");
     assert_eq!(condition(&p.health, "Progressing").reason, "RollingUpdate");
     carry_out(&mut o, &p.action);
+    // Not while a new primary still waits for the pod's fence (its writes).
+    if let NodeObs::Status(s) = &mut o.pods[0].node {
+        s.replication.fencing = vec![ringcache_core::topology::SlotRange::new(0, 9)];
+    }
+    assert_eq!(plan(&o).action, Action::None);
+    if let NodeObs::Status(s) = &mut o.pods[0].node {
+        s.replication.fencing.clear();
+    }
     assert_eq!(plan(&o).action, Action::RestartPod { pod: "cache-2".into() });
     // It comes back: a new, empty process on the new template.
     o.pods[2] = pod(2, true);

@@ -20,6 +20,7 @@ use crate::nodes;
 use crate::plan::observed::CONTROL_PORT;
 use crate::plan::Action;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use ringcache_core::status::NodeStatus;
 use ringcache_core::topology::Topology;
 use std::time::Duration;
 
@@ -105,41 +106,35 @@ async fn apply_on(obs: &Observation, topology: &Topology, pods: &[String]) -> Re
     Ok(())
 }
 
-/// Longest a stage's flip waits for the new owners to apply what their sources had.
-const CATCH_UP: Duration = Duration::from_secs(2);
+/// Longest a stage waits for its new owners' fences before it reports itself flipped.
+/// Correctness does not depend on it: a new owner answers -TRYAGAIN on a fenced slot
+/// for as long as its fence is missing; past this the event says so.
+const FENCE_WAIT: Duration = Duration::from_secs(10);
 
-/// After the old owners flipped: waits (up to [`CATCH_UP`]) until each (new owner,
-/// source) pair shows the new owner applied the source's offset at that moment. A
-/// source ends its streams when it sees the newer epoch, so this is best effort; what is
-/// left is resumed once the new owner has the epoch too.
-async fn catch_up(obs: &Observation, pairs: &[(String, String)], topology: &Topology) -> bool {
-    let mut want: Vec<(String, String, u64)> = Vec::new();
-    for (target, source) in pairs {
-        if let Ok(s) = nodes::get_status(&control_addr(obs, source, Some(topology)), &obs.token).await {
-            want.push((target.clone(), source.clone(), s.replication.current_offset));
-        }
-    }
-    let deadline = tokio::time::Instant::now() + CATCH_UP;
+/// The pods of `pods` that report waiting for a fence. A pod that did not answer is
+/// not waited for: if it is lost, the failover handles it.
+fn still_fencing(pods: &[String], status: impl Fn(&str) -> Option<NodeStatus>) -> Vec<&str> {
+    pods.iter()
+        .map(String::as_str)
+        .filter(|pod| status(pod).is_some_and(|s| !s.replication.fencing.is_empty()))
+        .collect()
+}
+
+/// After the new owners flipped: waits (up to [`FENCE_WAIT`]) until none of `pods` waits
+/// for a fence, i.e. each has every write its slots' former primaries acknowledged.
+/// Returns the pods still waiting.
+async fn await_fences(obs: &Observation, pods: &[String], topology: &Topology) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + FENCE_WAIT;
     loop {
-        let mut done = true;
-        for (target, source, offset) in &want {
-            let ok = match nodes::get_status(&control_addr(obs, target, Some(topology)), &obs.token).await {
-                Ok(s) => {
-                    *offset == 0
-                        || s.replication
-                            .links
-                            .iter()
-                            .any(|l| &l.primary_id == source && l.applied_offset >= *offset)
-                }
-                Err(_) => false,
-            };
-            done &= ok;
+        let mut statuses = std::collections::HashMap::new();
+        for pod in pods {
+            if let Ok(s) = nodes::get_status(&control_addr(obs, pod, Some(topology)), &obs.token).await {
+                statuses.insert(pod.clone(), s);
+            }
         }
-        if done {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
+        let waiting = still_fencing(pods, |p| statuses.get(p).cloned());
+        if waiting.is_empty() || tokio::time::Instant::now() >= deadline {
+            return waiting.into_iter().map(String::from).collect();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -219,7 +214,6 @@ pub async fn action(
             topology,
             first,
             then,
-            catch_up: pairs,
         } => {
             for call in calls {
                 let addr = control_addr(obs, &call.target, Some(topology));
@@ -228,16 +222,20 @@ pub async fn action(
                     .map_err(topology_failed(&call.target))?;
             }
             apply_on(obs, topology, first).await?;
-            let caught_up = catch_up(obs, pairs, topology).await;
             apply_on(obs, topology, then).await?;
+            let fencing = await_fences(obs, then, topology).await;
+            let caught_up = fencing.is_empty();
             let slots: usize = calls
                 .iter()
                 .map(|c| c.slots.iter().map(|r| r.len()).sum::<usize>())
                 .sum();
             let lagging = if caught_up {
-                ""
+                String::new()
             } else {
-                "; the new owners were still catching up"
+                format!(
+                    "; {} still wait for the former primaries' writes (they answer TRYAGAIN on those slots until then)",
+                    fencing.join(", ")
+                )
             };
             if calls.is_empty() {
                 // A rolling update's hand-over: no key moves, replicas lead.
@@ -391,5 +389,31 @@ pub async fn action(
                 writable,
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringcache_core::topology::SlotRange;
+
+    #[test]
+    fn a_pod_fences_until_it_reports_no_fenced_slot() {
+        let pods: Vec<String> = ["a", "b", "c"].iter().map(|p| p.to_string()).collect();
+        let status = |pod: &str| match pod {
+            "a" => Some(NodeStatus::default()),
+            "b" => {
+                let mut s = NodeStatus::default();
+                s.replication.fencing = vec![SlotRange::new(0, 9)];
+                Some(s)
+            }
+            _ => None,
+        };
+        assert_eq!(
+            still_fencing(&pods, status),
+            vec!["b"],
+            "c did not answer: not waited for"
+        );
+        assert!(still_fencing(&pods, |_| Some(NodeStatus::default())).is_empty());
     }
 }

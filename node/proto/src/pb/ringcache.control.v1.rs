@@ -151,6 +151,10 @@ pub struct ReplicationStatus {
     pub full_syncs_received: u64,
     #[prost(uint64, tag = "9")]
     pub partial_syncs_received: u64,
+    /// Slots this node leads but does not serve yet (it answers -TRYAGAIN): it waits for
+    /// their former primary's fence, the stream of every write that node acknowledged.
+    #[prost(message, repeated, tag = "10")]
+    pub fencing: ::prost::alloc::vec::Vec<SlotRange>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ReplicaPeer {
