@@ -14,9 +14,11 @@ avalanche   N keys (`--keys`, 100k) are SET with the same `EX --ttl` (20 s) in o
             (20k/s in all) through the expiry: GET, on nil query the origin and SET the
             key again with the same TTL. Origin queries per second (1 s buckets from the
             start of the load), the peak and the total. Defence: the node's
-            `--ttl-jitter-percent` (`--jitter`, 50). Uniform random reads refill an
-            expired key after about N / rate seconds (5 s here), so jitter lowers the
-            peak only as far as it spreads the expiries over more than that.
+            `--ttl-jitter-percent` (`--jitter`, 20,50,100: a run each). Uniform
+            random reads refill an expired key after about N / rate seconds (5 s
+            here), so jitter lowers the peak only as far as it spreads the expiries
+            over more than that. Every run reads for as long (the longest jitter's
+            span), so the totals compare.
 penetration N ids exist (`--ids`, 100k); readers look up `--lookups` (200k) random ids
             that do not (ids >= 10^9): GET; on nil, with the defence, BF.EXISTS on a
             filter of the existing ids, and only a "maybe" goes to the origin. The
@@ -277,7 +279,7 @@ def avalanche_one(server, args):
     # Every run reads for as long (from the load's start until every key of the jittered
     # run has expired once, TTL plus its jitter, and `--tail` seconds more), so the
     # totals cover the same span.
-    span = args.ttl * (1 + args.jitter / 100) + args.tail
+    span = args.ttl * (1 + max(args.jitter) / 100) + args.tail
     stats = {"lock": threading.Lock(), "reads": 0, "misses": 0}
     started = time.time()
     avalanche_readers(server.port, origin, args, t0 + span, stats)
@@ -300,9 +302,8 @@ def avalanche_one(server, args):
 
 def avalanche(args):
     rows = []
-    runs = (("ringcache, `--ttl-jitter-percent %d`" % args.jitter, ["--ttl-jitter-percent", str(args.jitter)]),
-            ("ringcache, no jitter", []),
-            ("redis-server", None))
+    runs = [("ringcache, `--ttl-jitter-percent %d`" % j, ["--ttl-jitter-percent", str(j)]) for j in args.jitter]
+    runs += [("ringcache, no jitter", []), ("redis-server", None)]
     for label, extra in runs:
         server = start_redis() if extra is None else start_node(extra)
         try:
@@ -313,23 +314,24 @@ def avalanche(args):
             server.stop()
         print(f"avalanche {label}: {res}", file=sys.stderr)
         rows.append((label, res))
-    base = rows[1][1]["peak"] or 1
+    base = rows[len(args.jitter)][1]["peak"] or 1
     lines = [
         f"{args.keys:,} keys `SET ... EX {args.ttl}` in one pipelined load; {args.readers} cache-aside readers, "
         f"{args.rate:,} random GETs/s in all (batches of {args.batch}), origin query {args.origin_ms:g} ms "
-        f"per batch of misses; every run reads for {args.ttl * (1 + args.jitter / 100) + args.tail:g} s from the load's "
+        f"per batch of misses; every run reads for {args.ttl * (1 + max(args.jitter) / 100) + args.tail:g} s from the load's "
         f"start (until {args.tail} s after the last jittered expiry). Buckets of 1 s from the load's start.",
         "",
         "| server | peak origin queries/s | at second | total origin queries | peak vs no jitter | "
-        "misses before expiry | GETs/s achieved | load s |",
-        "|---|---|---|---|---|---|---|---|",
+        "misses before expiry | GETs/s achieved | load s | TTLs jittered (INFO) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, r in rows:
         lines.append(f"| {label} | {r['peak']:,} | {r['peak_at']} | {r['total']:,} | {r['peak'] / base:.2f} | "
-                     f"{r['early']} | {r['rate']:,.0f} | {r['loaded']:.2f} |")
-    lines += ["", "Origin queries per second, from the load's start:", ""]
+                     f"{r['early']} | {r['rate']:,.0f} | {r['loaded']:.2f} | {r.get('jittered', '–')} |")
+    first = max(0, args.ttl - 1)
+    lines += ["", f"Origin queries per second, from second {first} (all earlier ones: 0 in every run):", ""]
     for label, r in rows:
-        lines.append(f"- {label}: {', '.join(str(x) for x in r['series'])}")
+        lines.append(f"- {label}: {', '.join(str(x) for x in r['series'][first:])}")
     return "\n".join(lines)
 
 
@@ -526,6 +528,7 @@ class HotKeyCache:
             self.tracking[port] = c
         self.invalidated = 0
         self.fetched = 0
+        self.invalidation_checked = None  # set by the check after a run
 
     def _tracked_call(self, port, *args):
         """A command on a tracking connection; pushes read before its reply are applied."""
@@ -667,10 +670,23 @@ def hot_read(seed_port, args, cum, mitigate, replica_reads=False):
         done += n
     elapsed = time.time() - t0
     after = node_commands(cluster.ports)
+    if cache and cache.local:
+        # The local copies must follow writes: overwrite one from another connection
+        # and wait for the node's invalidation to drop it.
+        key = next(iter(cache.local))
+        writer = Conn(cluster.owners[key_slot(key)][0])
+        writer.call("SET", key, VALUE)
+        writer.close()
+        deadline = time.time() + 2
+        while key in cache.local and time.time() < deadline:
+            time.sleep(0.01)
+            cache.drain()
+        cache.invalidation_checked = key not in cache.local
     load = [after[p] - before[p] for p in cluster.ports]
     res = {"load": load, "local": local, "reads": done, "rate": done / elapsed, "secs": elapsed}
     if cache:
         res["fetched"], res["invalidated"], res["cached"] = cache.fetched, cache.invalidated, len(cache.local)
+        res["invalidation_checked"] = cache.invalidation_checked
         cache.close()
     cluster.close()
     return res
@@ -752,6 +768,13 @@ def hotkeys(args):
         mean = sum(load) / len(load)
         lines.append(f"| {label} | {max(load) / mean:.2f} | {' / '.join(f'{x:,}' for x in sorted(load, reverse=True))} | "
                      f"{sum(load):,} | {r['local']:,} ({r['local'] / r['reads']:.1%}) | {r['rate']:,.0f} |")
+    for label, r in rows:
+        if "fetched" in r:
+            checked = {True: "dropped it", False: "did NOT drop it", None: "not run (nothing cached)"}
+            lines += ["", f"{label}: {r['fetched']} hot-key reads over tracking connections "
+                      f"({r['cached']} keys cached at the end); after the run a SET of a cached key from "
+                      f"another connection {checked[r['invalidation_checked']]} from the local cache "
+                      f"(the node's `invalidate` push)."]
     return "\n".join(lines)
 
 
@@ -763,7 +786,8 @@ def main():
     ap.add_argument("--origin-ms", type=float, default=1.0, help="origin latency per round trip")
     ap.add_argument("--keys", type=int, default=100_000, help="avalanche: keys loaded with one TTL")
     ap.add_argument("--ttl", type=int, default=20, help="avalanche: their TTL, seconds")
-    ap.add_argument("--jitter", type=int, default=50, help="avalanche: --ttl-jitter-percent of the defended node")
+    ap.add_argument("--jitter", default="20,50,100",
+                    help="avalanche: --ttl-jitter-percent of the defended nodes, comma-separated (one run each)")
     ap.add_argument("--rate", type=int, default=20_000, help="avalanche: GETs per second, all readers")
     ap.add_argument("--readers", type=int, default=4, help="avalanche: reader threads")
     ap.add_argument("--tail", type=int, default=10, help="avalanche: seconds read after the last expiry")
@@ -778,6 +802,7 @@ def main():
     ap.add_argument("--no-replica-reads", dest="replica_reads", action="store_false",
                     help="hotkeys: skip the R=2 replica-read cluster")
     args = ap.parse_args()
+    args.jitter = [int(j) for j in args.jitter.split(",")]
     if args.quick:
         args.keys, args.ttl, args.rate, args.tail = 20_000, 6, 5_000, 4
         args.ids, args.lookups = 20_000, 20_000
