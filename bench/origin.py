@@ -315,13 +315,14 @@ def avalanche(args):
         print(f"avalanche {label}: {res}", file=sys.stderr)
         rows.append((label, res))
     base = rows[len(args.jitter)][1]["peak"] or 1
+    span = args.ttl * (1 + max(args.jitter) / 100) + args.tail
     lines = [
         f"{args.keys:,} keys `SET ... EX {args.ttl}` in one pipelined load; {args.readers} cache-aside readers, "
         f"{args.rate:,} random GETs/s in all (batches of {args.batch}), origin query {args.origin_ms:g} ms "
-        f"per batch of misses; every run reads for {args.ttl * (1 + max(args.jitter) / 100) + args.tail:g} s from the load's "
+        f"per batch of misses; every run reads for {span:g} s from the load's "
         f"start (until {args.tail} s after the last jittered expiry). Buckets of 1 s from the load's start.",
         "",
-        "| server | peak origin queries/s | at second | total origin queries | peak vs no jitter | "
+        f"| server | peak origin queries/s | at second | origin queries in {span:g} s | peak vs no jitter | "
         "misses before expiry | GETs/s achieved | load s | TTLs jittered (INFO) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -393,10 +394,10 @@ def penetration_one(server, args, use_filter, nonscaling=False):
 
 
 def penetration(args):
-    runs = (("ringcache, BF.EXISTS first (`BF.RESERVE ids 0.01 N`, scaling)", "node", True, False),
-            ("ringcache, BF.EXISTS first (`... NONSCALING`)", "node", True, True),
+    runs = ((f"ringcache, BF.EXISTS first (`BF.RESERVE ids 0.01 {args.ids}`, scaling)", "node", True, False),
+            (f"ringcache, BF.EXISTS first (`BF.RESERVE ids 0.01 {args.ids} NONSCALING`)", "node", True, True),
             ("ringcache, no filter", "node", False, False),
-            ("redis-server, no filter (no RedisBloom module)", "redis", True, False))
+            ("redis-server, no filter", "redis", True, False))
     rows = []
     for label, kind, use_filter, nonscaling in runs:
         server = start_redis() if kind == "redis" else start_node()
@@ -411,7 +412,7 @@ def penetration(args):
         f"{args.ids:,} existing ids (0..N-1); {args.lookups:,} lookups of random ids that do not exist "
         f"(10^9 .. 10^12), GET then (with the filter) BF.EXISTS, pipelined in batches of {args.batch}.",
         "",
-        "| server | origin queries | per 1000 lookups | vs no filter | filter bytes | bytes per item "
+        "| server | origin queries | per 1000 lookups | vs no filter | filter bytes (BF.INFO Size) | bytes per item "
         "| false negatives (1000 existing ids) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -424,7 +425,7 @@ def penetration(args):
         else:
             fb = bpi = fn = "–"
             if isinstance(info, str):
-                notes.append(f"{label}: `BF.RESERVE` answered `{info.strip()}`.")
+                notes.append(f"{label}: `BF.RESERVE` answered `{info.strip()}` (no RedisBloom module).")
         lines.append(f"| {label} | {r['queries']:,} | {1000 * r['queries'] / args.lookups:.2f} | "
                      f"{r['queries'] / base:.4f} | {fb} | {bpi} | {fn} |")
     if notes:
@@ -760,14 +761,15 @@ def hotkeys(args):
         f"pipelined batches of {args.batch}. "
         "Node load: its total_commands_processed over the read phase.",
         "",
-        "| cluster | max/mean node load | node loads | served by the nodes | answered locally | GETs/s |",
+        "| cluster | max/mean node load | node loads | served by the nodes | answered by the client cache | GETs/s |",
         "|---|---|---|---|---|---|",
     ]
     for label, r in rows:
         load = r["load"]
         mean = sum(load) / len(load)
+        local = f"{r['local']:,} ({r['local'] / r['reads']:.1%})" if r["local"] else "0"
         lines.append(f"| {label} | {max(load) / mean:.2f} | {' / '.join(f'{x:,}' for x in sorted(load, reverse=True))} | "
-                     f"{sum(load):,} | {r['local']:,} ({r['local'] / r['reads']:.1%}) | {r['rate']:,.0f} |")
+                     f"{sum(load):,} | {local} | {r['rate']:,.0f} |")
     for label, r in rows:
         if "fetched" in r:
             checked = {True: "dropped it", False: "did NOT drop it", None: "not run (nothing cached)"}
