@@ -13,12 +13,13 @@ avalanche   N keys (`--keys`, 100k) are SET with the same `EX --ttl` (20 s) in o
             pipelined load; then `--readers` threads read random keys at `--rate`
             (20k/s in all) through the expiry: GET, on nil query the origin and SET the
             key again with the same TTL. Origin queries per second (1 s buckets from the
-            start of the load), the peak and the total. Defence: the node's
+            start of the load), the peak and the total over the run (which includes the
+            start of a second wave: refilled keys carry the same TTL). Defence: the node's
             `--ttl-jitter-percent` (`--jitter`, 20,50,100: a run each). Uniform
             random reads refill an expired key after about N / rate seconds (5 s
             here), so jitter lowers the peak only as far as it spreads the expiries
             over more than that. Every run reads for as long (the longest jitter's
-            span), so the totals compare.
+            span), so the totals cover the same seconds.
 penetration N ids exist (`--ids`, 100k); readers look up `--lookups` (200k) random ids
             that do not (ids >= 10^9): GET; on nil, with the defence, BF.EXISTS on a
             filter of the existing ids, and only a "maybe" goes to the origin. The
@@ -28,9 +29,10 @@ penetration N ids exist (`--ids`, 100k); readers look up `--lookups` (200k) rand
             (ringcache has no MEMORY USAGE; memory is charged as BF.INFO Size). Redis
             here has no RedisBloom module (BF.RESERVE answers "unknown command"), so it
             runs without the filter; the script records its answer.
-hotkeys     3 nodes, `--hot-keys` (1M) keys loaded, then `--hot-seconds` (20) of GETs at
-            `--hot-rate` (20k/s) of keys drawn from zipf(`--zipf`, 1.2) by a cluster-aware client (CLUSTER SLOTS,
-            CRC16, pipelined batches grouped by node). Load of a node: its
+hotkeys     3 nodes (started as bench/cluster_vs_redis.py starts them), `--hot-keys`
+            (1M) keys loaded, then `--hot-seconds` (20) of GETs at `--hot-rate`
+            (20k/s) of keys drawn from zipf(`--zipf`, 1.2) by a cluster-aware client
+            (CLUSTER SLOTS, CRC16, pipelined batches grouped by node). Load of a node: its
             total_commands_processed over the read phase (INFO stats), so everything it
             served counts, the mitigation's own commands included. Mitigation: a
             client-side cache of the keys the nodes report hot: every
@@ -45,7 +47,7 @@ hotkeys     3 nodes, `--hot-keys` (1M) keys loaded, then `--hot-seconds` (20) of
             mitigation.
 
 Usage: python3 bench/origin.py [avalanche|penetration|hotkeys ...] [--quick] [options]
-       (no scenario: all three)
+       (no scenario: all three; about 6 minutes, --quick about 2)
        BENCH_NODE_BIN=path/to/ringcache-node ...  (that binary; no build)
        BENCH_NO_BUILD=1 ...                       (target/release/ringcache-node as is)
 Prints Markdown tables (also written to bench/out/origin.md). A benchmark, not a test:
@@ -56,6 +58,7 @@ import argparse
 import itertools
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -754,6 +757,7 @@ def hotkeys(args):
     finally:
         for s in redis:
             s.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     lines = [
         f"3 nodes; {args.hot_keys:,} keys loaded; {args.hot_seconds:g} s of GETs at {args.hot_rate:,}/s of "
