@@ -32,9 +32,9 @@ penetration N ids exist (`--ids`, 100k); readers look up `--lookups` (200k) rand
 hotkeys     3 nodes (started as bench/cluster_vs_redis.py starts them), `--hot-keys`
             (1M) keys loaded, then `--hot-seconds` (20) of GETs at `--hot-rate`
             (20k/s) of keys drawn from zipf(`--zipf`, 1.2) by a cluster-aware client
-            (CLUSTER SLOTS, CRC16, pipelined batches grouped by node). Load of a node: its
-            total_commands_processed over the read phase (INFO stats), so everything it
-            served counts, the mitigation's own commands included. Mitigation: a
+            (CLUSTER SLOTS, CRC16, pipelined batches grouped by node). Load of a node: the
+            reads it served over the read phase (keyspace_hits + keyspace_misses in
+            INFO stats, on any port; the mitigation's own GETs count). Mitigation: a
             client-side cache of the keys the nodes report hot: every
             `--hot-refresh` (0.5) s the client asks each node RINGCACHE.HOTKEYS COUNT
             `--hot-k` (10), reads those keys over a RESP3 connection with CLIENT
@@ -43,8 +43,12 @@ hotkeys     3 nodes (started as bench/cluster_vs_redis.py starts them), `--hot-k
             hot list or are invalidated. The mitigated run goes first on a fresh
             cluster, so the detector's warm-up is in the figures. Also measured: replica
             reads on a cluster with R=2 (READONLY; each GET goes to the primary or the
-            replica of its slot at random). Redis Cluster (3 primaries) runs without
-            mitigation.
+            replica of its slot at random), and cluster-unaware clients through the
+            nodes' proxy ports (each GET to a random node's proxy port) on R=2 clusters
+            without and with the proxy's `--hot-key-replica-reads` (`--proxy-min-ops`,
+            200 ops/s; 0 skips these rows). Node CPU seconds (/proc) are shown too:
+            the proxy's forwarding work is CPU, not a command served. Redis Cluster
+            (3 primaries) runs without mitigation.
 
 Usage: python3 bench/origin.py [avalanche|penetration|hotkeys ...] [--quick] [options]
        (no scenario: all three; about 6 minutes, --quick about 2)
@@ -68,7 +72,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster_vs_redis import start_redis_cluster, start_ringcache_cluster  # noqa: E402
-from node_vs_redis import NODE_BIN, ROOT, Server, free_port  # noqa: E402
+from node_vs_redis import NODE_BIN, ROOT, Server, cpu_seconds, free_port  # noqa: E402
 
 VALUE = b"v" * 64
 
@@ -516,6 +520,36 @@ class ClusterClient:
             c.close()
 
 
+class ProxyClient:
+    """A cluster-unaware client: every GET goes to one of the nodes' proxy ports, taken at
+    random per key (as a load balancer in front of the nodes would spread connections)."""
+
+    def __init__(self, proxy_ports):
+        self.ports = list(proxy_ports)
+        self.conns = {p: Conn(p) for p in self.ports}
+        self.rnd = random.Random(3)
+
+    def get_many(self, keys, slots):
+        groups = {}
+        for idx in range(len(keys)):
+            groups.setdefault(self.rnd.choice(self.ports), []).append(idx)
+        for port, idxs in groups.items():
+            self.conns[port].s.sendall(b"".join(encode("GET", keys[i]) for i in idxs))
+        out = [None] * len(keys)
+        for port, idxs in groups.items():
+            c = self.conns[port]
+            for i in idxs:
+                r = c.reply()
+                if isinstance(r, RespError):
+                    raise RuntimeError(f"GET {keys[i]!r} on proxy port {port}: {r}")
+                out[i] = r
+        return out
+
+    def close(self):
+        for c in self.conns.values():
+            c.close()
+
+
 class HotKeyCache:
     """The mitigation: a local copy of the keys the nodes report in RINGCACHE.HOTKEYS,
     read over RESP3 connections with CLIENT TRACKING ON so the node invalidates them."""
@@ -618,23 +652,32 @@ def hot_load(cluster, n):
         t.join()
 
 
-def node_commands(ports):
-    out = {}
-    for p in ports:
-        c = Conn(p)
-        out[p] = int(c.info("stats")["total_commands_processed"])
+def node_reads(servers):
+    """Reads each server served (keyspace_hits + keyspace_misses: on its client port, as a
+    replica, or on its proxy port; ringcache's total_commands_processed leaves out what
+    the proxy port serves itself) and its CPU seconds (all threads, from /proc)."""
+    out = []
+    for srv in servers:
+        c = Conn(srv.port)
+        stats = c.info("stats")
+        out.append((int(stats["keyspace_hits"]) + int(stats["keyspace_misses"]), cpu_seconds(srv.proc.pid)))
         c.close()
     return out
 
 
-def hot_read(seed_port, args, cum, mitigate, replica_reads=False):
-    cluster = ClusterClient(seed_port, replica_reads)
+def hot_read(servers, args, cum, client, mitigate=False):
+    """One read phase; `client` is "primary", "replica" (replica reads) or a list of
+    proxy ports."""
+    if isinstance(client, list):
+        cluster = ProxyClient(client)
+    else:
+        cluster = ClusterClient(servers[0].port, client == "replica")
     cache = HotKeyCache(cluster, args.hot_k) if mitigate else None
     rnd = random.Random(5)
     population = range(args.hot_keys)
     slot_cache = {}
     local = 0
-    before = node_commands(cluster.ports)
+    before = node_reads(servers)
     t0 = last_refresh = time.time()
     if cache:
         cache.refresh()
@@ -673,7 +716,7 @@ def hot_read(seed_port, args, cum, mitigate, replica_reads=False):
             raise RuntimeError(f"{missing} GETs of loaded keys answered nil (keys lost or replicas behind)")
         done += n
     elapsed = time.time() - t0
-    after = node_commands(cluster.ports)
+    after = node_reads(servers)
     if cache and cache.local:
         # The local copies must follow writes: overwrite one from another connection
         # and wait for the node's invalidation to drop it.
@@ -686,8 +729,9 @@ def hot_read(seed_port, args, cum, mitigate, replica_reads=False):
             time.sleep(0.01)
             cache.drain()
         cache.invalidation_checked = key not in cache.local
-    load = [after[p] - before[p] for p in cluster.ports]
-    res = {"load": load, "local": local, "reads": done, "rate": done / elapsed, "secs": elapsed}
+    load = [a[0] - b[0] for a, b in zip(after, before)]
+    cpu = [a[1] - b[1] for a, b in zip(after, before)]
+    res = {"load": load, "cpu": cpu, "local": local, "reads": done, "rate": done / elapsed, "secs": elapsed}
     if cache:
         res["fetched"], res["invalidated"], res["cached"] = cache.fetched, cache.invalidated, len(cache.local)
         res["invalidation_checked"] = cache.invalidation_checked
@@ -719,7 +763,7 @@ def hotkeys(args):
     print(f"zipf weights in {time.time() - t:.1f} s; top {top} keys take {share_top:.1%} of reads", file=sys.stderr)
     rows = []
 
-    def run_cluster(nodes, label_runs, replica_factor=1):
+    def run_cluster(nodes, label_runs, replica_factor=1, proxies=None):
         seed = nodes[0].port
         probe = ClusterClient(seed)
         t0 = time.time()
@@ -729,8 +773,8 @@ def hotkeys(args):
         if replica_factor > 1:
             wait_replicated([n.port for n in nodes], replica_factor * args.hot_keys)
         print(f"loaded {args.hot_keys} keys in {loaded:.1f} s", file=sys.stderr)
-        for label, mitigate, replica_reads in label_runs:
-            res = hot_read(seed, args, cum, mitigate, replica_reads)
+        for label, mitigate, client in label_runs:
+            res = hot_read(nodes, args, cum, proxies if client == "proxy" else client, mitigate)
             res["loaded"] = loaded
             print(f"hotkeys {label}: {res}", file=sys.stderr)
             rows.append((label, res))
@@ -738,22 +782,35 @@ def hotkeys(args):
     nodes, _ = start_ringcache_cluster(1)
     try:
         run_cluster(nodes, [
-            (f"ringcache R=1, client cache of RINGCACHE.HOTKEYS (top {args.hot_k} per node, tracking)", True, False),
-            ("ringcache R=1, no mitigation", False, False)])
+            (f"ringcache R=1, client cache of RINGCACHE.HOTKEYS (top {args.hot_k} per node, tracking)", True, "primary"),
+            ("ringcache R=1, no mitigation", False, "primary")])
     finally:
         for s in nodes:
             s.stop()
     if args.replica_reads:
         nodes, _ = start_ringcache_cluster(2)
         try:
-            run_cluster(nodes, [("ringcache R=2, replica reads (READONLY, primary or replica at random)", False, True)], 2)
+            run_cluster(nodes, [("ringcache R=2, replica reads (READONLY, primary or replica at random)", False,
+                                 "replica")], 2)
         finally:
             for s in nodes:
                 s.stop()
+    if args.proxy_min_ops:
+        # Cluster-unaware clients through the proxy ports, R=2, without and with the
+        # proxy's own mitigation (a node start flag, so a cluster each).
+        for label, extra in (("ringcache R=2, via proxy ports, no mitigation", []),
+                             (f"ringcache R=2, via proxy ports, `--hot-key-replica-reads {args.proxy_min_ops}`",
+                              ["--hot-key-replica-reads", str(args.proxy_min_ops)])):
+            nodes, proxies = start_ringcache_cluster(2, extra)
+            try:
+                run_cluster(nodes, [(label, False, "proxy")], 2, proxies)
+            finally:
+                for s in nodes:
+                    s.stop()
     workdir = tempfile.mkdtemp(prefix="ringcache-origin-")
     redis = start_redis_cluster(workdir)
     try:
-        run_cluster(redis, [("Redis Cluster, 3 primaries, no mitigation", False, False)])
+        run_cluster(redis, [("Redis Cluster, 3 primaries, no mitigation", False, "primary")])
     finally:
         for s in redis:
             s.stop()
@@ -763,17 +820,19 @@ def hotkeys(args):
         f"3 nodes; {args.hot_keys:,} keys loaded; {args.hot_seconds:g} s of GETs at {args.hot_rate:,}/s of "
         f"zipf({args.zipf}) keys (the top {top} take {share_top:.1%} of them) by one cluster-aware client, "
         f"pipelined batches of {args.batch}. "
-        "Node load: its total_commands_processed over the read phase.",
+        "Node load: the reads it served over the read phase (keyspace_hits + keyspace_misses), on any port.",
         "",
-        "| cluster | max/mean node load | node loads | served by the nodes | answered by the client cache | GETs/s |",
-        "|---|---|---|---|---|---|",
+        "| cluster | max/mean node load | node loads | served by the nodes | answered by the client cache | GETs/s "
+        "| max/mean node CPU | node CPU s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, r in rows:
         load = r["load"]
         mean = sum(load) / len(load)
         local = f"{r['local']:,} ({r['local'] / r['reads']:.1%})" if r["local"] else "0"
         lines.append(f"| {label} | {max(load) / mean:.2f} | {' / '.join(f'{x:,}' for x in sorted(load, reverse=True))} | "
-                     f"{sum(load):,} | {local} | {r['rate']:,.0f} |")
+                     f"{sum(load):,} | {local} | {r['rate']:,.0f} | {max(r['cpu']) / (sum(r['cpu']) / len(r['cpu'])):.2f} | "
+                     f"{' / '.join(f'{x:.2f}' for x in sorted(r['cpu'], reverse=True))} |")
     for label, r in rows:
         if "fetched" in r:
             checked = {True: "dropped it", False: "did NOT drop it", None: "not run (nothing cached)"}
@@ -807,6 +866,8 @@ def main():
     ap.add_argument("--hot-refresh", type=float, default=0.5, help="hotkeys: seconds between hot-list reads")
     ap.add_argument("--no-replica-reads", dest="replica_reads", action="store_false",
                     help="hotkeys: skip the R=2 replica-read cluster")
+    ap.add_argument("--proxy-min-ops", type=int, default=200,
+                    help="hotkeys: --hot-key-replica-reads of the proxy-port run (0: skip the proxy clusters)")
     args = ap.parse_args()
     args.jitter = [int(j) for j in args.jitter.split(",")]
     if args.quick:
