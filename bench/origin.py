@@ -51,7 +51,7 @@ hotkeys     3 nodes (started as bench/cluster_vs_redis.py starts them), `--hot-k
             (3 primaries) runs without mitigation.
 
 Usage: python3 bench/origin.py [avalanche|penetration|hotkeys ...] [--quick] [options]
-       (no scenario: all three; about 6 minutes, --quick about 2)
+       (no scenario: all three; about 7 minutes, --quick about 2)
        BENCH_NODE_BIN=path/to/ringcache-node ...  (that binary; no build)
        BENCH_NO_BUILD=1 ...                       (target/release/ringcache-node as is)
 Prints Markdown tables (also written to bench/out/origin.md). A benchmark, not a test:
