@@ -68,6 +68,14 @@ bench-quick:
 bench-feed:
 	python3 bench/feed.py
 
+## bench-origin: cache failure modes counted at a simulated origin (avalanche: TTL jitter;
+## penetration: a Bloom filter; hot keys on 3 nodes: a client cache of RINGCACHE.HOTKEYS,
+## replica reads), ringcache with and without each defence and redis-server in the same
+## run; writes bench/out/origin.md. BENCH_ARGS=--quick for a smoke run.
+.PHONY: bench-origin
+bench-origin: redis-server redis-tools
+	python3 bench/origin.py $(BENCH_ARGS)
+
 clean:
 	$(CARGO) clean
 

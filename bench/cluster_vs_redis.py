@@ -67,7 +67,7 @@ def start_redis_cluster(workdir):
     return servers
 
 
-def start_ringcache_cluster(replication_factor):
+def start_ringcache_cluster(replication_factor, extra=()):
     # The nodes and `cluster create` share a control token, from the environment.
     os.environ["RINGCACHE_CONTROL_TOKEN"] = secrets.token_hex(16)
     nodes, controls, proxies = [], [], []
@@ -75,7 +75,8 @@ def start_ringcache_cluster(replication_factor):
         port, admin, control, proxy = free_port(), free_port(), free_port(), free_port()
         nodes.append(Server("ringcache", [NODE_BIN, "--port", str(port), "--admin-port", str(admin),
                                           "--control-port", str(control), "--proxy-port", str(proxy),
-                                          "--cluster-enabled", "--node-id", f"bench-{i}", "--maxmemory", "4gb"],
+                                          "--cluster-enabled", "--node-id", f"bench-{i}", "--maxmemory", "4gb",
+                                          *extra],
                             port))
         controls.append(f"127.0.0.1:{control}")
         proxies.append(proxy)
