@@ -61,11 +61,12 @@ impl WorkerMetrics {
     }
 }
 
-/// All workers' metrics. Worker `i` writes `workers[i]`; index `threads` is for the
-/// admin and background threads.
+/// All workers' metrics. RESP worker `i` writes `workers[i]`; index `threads` is for the
+/// admin and background threads; proxy worker `i` writes `workers[threads + 1 + i]`.
 #[derive(Debug)]
 pub struct Metrics {
     pub workers: Vec<WorkerMetrics>,
+    resp_workers: usize,
 }
 
 /// Sum over workers of one command's counters.
@@ -77,13 +78,21 @@ pub struct CommandTotals {
 }
 
 impl Metrics {
-    /// Counters for `commands` commands (the registry's indices) on `threads` workers
-    /// plus one slot for the admin and background threads.
+    /// Counters for `commands` commands (the registry's indices) on `threads` RESP
+    /// workers, one slot for the admin and background threads, and `threads` proxy
+    /// workers (the proxy port runs as many).
     pub fn new(threads: usize, commands: usize) -> Self {
         let n = commands;
         Metrics {
-            workers: (0..=threads).map(|_| WorkerMetrics::new(n)).collect(),
+            workers: (0..=2 * threads).map(|_| WorkerMetrics::new(n)).collect(),
+            resp_workers: threads,
         }
+    }
+
+    /// The counters proxy worker `i` writes (what it runs locally; what it forwards is
+    /// counted by the node that runs it).
+    pub fn proxy_worker(&self, i: usize) -> &WorkerMetrics {
+        self.worker(self.resp_workers + 1 + i)
     }
 
     pub fn worker(&self, i: usize) -> &WorkerMetrics {

@@ -80,6 +80,12 @@ fn standalone_proxy_port_serves_locally() {
     assert_eq!(cmd::<String>(&mut con, &["PING"]), "PONG");
     assert_eq!(cmd::<i64>(&mut con, &["DEL", "a", "b", "zz"]), 2);
     assert_eq!(node.store.dbsize(), 1);
+    // What the proxy port runs counts in INFO like the RESP port's commands.
+    let before = node.state.metrics.total_commands();
+    for _ in 0..50 {
+        assert_eq!(cmd::<String>(&mut con, &["GET", "c"]), "3");
+    }
+    assert_eq!(node.state.metrics.total_commands(), before + 50);
     node.shutdown();
 }
 

@@ -138,7 +138,7 @@ fn worker(i: usize, listener: StdListener, store: Arc<Store>, state: Arc<ServerS
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let conn = match Conn::new(&stream, store.clone(), state.clone(), pool.clone(), hot.clone()) {
+                        let conn = match Conn::new(i, &stream, store.clone(), state.clone(), pool.clone(), hot.clone()) {
                             Ok(c) => c,
                             Err(e) => {
                                 debug!(%peer, error = %e, "proxy connection failed");
@@ -241,6 +241,8 @@ enum Pending {
 
 /// One proxy client connection.
 struct Conn {
+    /// This connection's proxy worker (for its command counters).
+    worker: usize,
     store: Arc<Store>,
     state: Arc<ServerState>,
     pool: Rc<Pool>,
@@ -252,6 +254,7 @@ struct Conn {
 
 impl Conn {
     fn new(
+        worker: usize,
         stream: &TcpStream,
         store: Arc<Store>,
         state: Arc<ServerState>,
@@ -277,6 +280,7 @@ impl Conn {
             write_gate: None,
         };
         Ok(Conn {
+            worker,
             store,
             state,
             pool,
@@ -378,6 +382,7 @@ impl Conn {
         let view = self.state.cluster.view();
         let found = cmd::find(args);
         let mut filled: Option<Vec<Bytes>> = None;
+        let started = std::time::Instant::now();
         let next = loop {
             let mut ctx = Ctx {
                 store: &self.store,
@@ -389,14 +394,21 @@ impl Conn {
                 slot: None,
                 next: Next::Continue,
             };
-            let (_, next) = cmd::execute(&mut ctx, args, found, filled.as_deref());
+            let (index, next) = cmd::execute(&mut ctx, args, found, filled.as_deref());
             match next {
                 // Once: the second run reads what was filled.
                 Next::ReadThrough(fetch) if filled.is_none() => {
                     self.out.buf.clear();
                     filled = Some(crate::handover::fetch::read_through(&fetch, &self.store, &self.state.access).await);
                 }
-                next => break next,
+                next => {
+                    // Counted once, like the RESP port's commands (INFO, /metrics).
+                    self.state
+                        .metrics
+                        .proxy_worker(self.worker)
+                        .record(index, started.elapsed());
+                    break next;
+                }
             }
         };
         let flow = match next {
