@@ -339,6 +339,18 @@ fn key_command() -> impl Strategy<Value = Vec<String>> {
         Just(words(&["OBJECT", "HELP"])),
         Just(words(&["OBJECT", "ENCODING"])),
         Just(words(&["OBJECT", "nosuch", "a"])),
+        // MEMORY USAGE: sizes differ (they are this node's accounting), errors and a
+        // missing key's nil do not.
+        pick(&[
+            "MEMORY USAGE never-written",
+            "MEMORY USAGE never-written SAMPLES -1",
+            "MEMORY USAGE never-written SAMPLES x",
+            "MEMORY USAGE never-written SAMPLES",
+            "MEMORY USAGE never-written foo",
+            "MEMORY USAGE",
+            "MEMORY nosuch",
+        ])
+        .prop_map(|c| c.split(' ').map(String::from).collect::<Vec<_>>()),
         pick(&[
             "hash-max-ziplist-entries",
             "list-max-listpack-size",

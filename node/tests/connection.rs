@@ -161,6 +161,12 @@ fn info_config_and_admin_endpoints() {
     assert!(info.contains("keyspace_hits:1"), "{info}");
     assert!(info.contains("keyspace_misses:1"), "{info}");
     assert!(info.contains("db0:keys=1,expires=0"), "{info}");
+    // Commandstats only when asked for, as in Redis.
+    assert!(!info.contains("# Commandstats"), "{info}");
+    let stats: String = cmd(&mut con, &["INFO", "commandstats"]);
+    assert!(stats.contains("cmdstat_get:calls=2,usec="), "{stats}");
+    assert!(stats.contains("cmdstat_set:calls=1,usec="), "{stats}");
+    assert!(!stats.contains("# Keyspace"), "{stats}");
     cmd::<()>(
         &mut con,
         &["CONFIG", "SET", "maxmemory", "10mb", "maxmemory-policy", "allkeys-lru"],

@@ -399,3 +399,40 @@ fn randomkey() {
     assert_eq!(seen.len(), 3, "RANDOMKEY never returned some keys: {seen:?}");
     node.shutdown();
 }
+
+/// MEMORY USAGE is what `used_memory` counts for the key: adding a key of any type
+/// grows `used_memory` by exactly its MEMORY USAGE, and deleting it gives that back.
+#[test]
+fn memory_usage_is_the_keys_share_of_used_memory() {
+    let node = start();
+    let mut con = client(&node);
+    let writes: &[&[&str]] = &[
+        &["SET", "s", "a value of some length"],
+        &["SET", "n", "12345"],
+        &["HSET", "h", "f1", "v1", "f2", "v2"],
+        &["RPUSH", "l", "a", "b", "c"],
+        &["SADD", "si", "1", "2", "3"],
+        &["SADD", "ss", "x", "y"],
+        &["ZADD", "z", "1", "a", "2", "b"],
+        &["BF.ADD", "bf", "item"],
+        &["PFADD", "hll", "a", "b"],
+    ];
+    for w in writes {
+        let key = w[1];
+        let before = used_memory(&mut con);
+        let _: redis::Value = cmd(&mut con, w);
+        let usage: i64 = cmd(&mut con, &["MEMORY", "USAGE", key]);
+        assert_eq!(used_memory(&mut con) - before, usage as u64, "{w:?}");
+        assert_eq!(cmd::<i64>(&mut con, &["MEMORY", "USAGE", key, "SAMPLES", "0"]), usage);
+        let _: i64 = cmd(&mut con, &["DEL", key]);
+        assert_eq!(used_memory(&mut con), before, "{w:?}");
+    }
+    assert_eq!(cmd::<Option<i64>>(&mut con, &["MEMORY", "USAGE", "missing"]), None);
+    assert_eq!(
+        cmd_err(&mut con, &["MEMORY", "USAGE", "s", "SAMPLES", "-1"]),
+        "ERR syntax error"
+    );
+    let help: Vec<String> = cmd(&mut con, &["MEMORY", "HELP"]);
+    assert!(help[0].starts_with("MEMORY <subcommand>"), "{help:?}");
+    node.shutdown();
+}

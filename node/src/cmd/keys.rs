@@ -50,6 +50,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec { name: "touch", arity: -2, flags: READONLY | FAST, keys: (1, -1, 1), group: "generic", summary: "Returns the number of existing keys out of those specified after updating the time they were last accessed.", handler: touch },
     CommandSpec { name: "copy", arity: -3, flags: WRITE | DENYOOM, keys: (1, 2, 1), group: "generic", summary: "Copies the value of a key to a new key.", handler: copy },
     CommandSpec { name: "object", arity: -2, flags: READONLY, keys: (2, 2, 1), group: "generic", summary: "A container for object introspection commands.", handler: object },
+    CommandSpec { name: "memory", arity: -2, flags: READONLY, keys: (2, 2, 1), group: "server", summary: "A container for memory diagnostics commands.", handler: memory },
     CommandSpec { name: "randomkey", arity: 1, flags: READONLY, keys: (0, 0, 0), group: "generic", summary: "Returns a random key name from the database.", handler: randomkey },
 ];
 
@@ -435,6 +436,53 @@ pub const OBJECT_SUBCOMMANDS: &[(&str, i32)] = &[
     ("REFCOUNT", 3),
     ("HELP", 2),
 ];
+
+pub const MEMORY_SUBCOMMANDS: &[(&str, i32)] = &[("USAGE", -3), ("HELP", 2)];
+
+const MEMORY_HELP: &[&str] = &[
+    "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value, as used_memory counts",
+    "    it (exactly: no sampling; SAMPLES is accepted and ignored).",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// `MEMORY USAGE key [SAMPLES count]`: the bytes `used_memory` counts for the key (its
+/// entry, its index slot and its value), or nil; `MEMORY HELP`. The other MEMORY
+/// subcommands of Redis (STATS, DOCTOR, MALLOC-STATS, PURGE) are about its allocator.
+fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
+    check_subcommand("memory", args, MEMORY_SUBCOMMANDS)?;
+    if is(&args[1], "HELP") {
+        ctx.out.array(MEMORY_HELP.len());
+        for line in MEMORY_HELP {
+            ctx.out.simple(line);
+        }
+        return Ok(());
+    }
+    match &args[3..] {
+        [] => {}
+        [opt, count] if is(opt, "SAMPLES") => {
+            if int(count)? < 0 {
+                return Err(CmdError::Syntax);
+            }
+        }
+        _ => return Err(CmdError::Syntax),
+    }
+    let now = ctx.now;
+    let size = ctx
+        .store
+        .lock(ctx.slot_of(&args[2]))
+        .slot()
+        // As Redis' MEMORY USAGE: no hit or miss counted, no access recorded.
+        .get(&args[2], now)
+        .map(|e| e.mem_size());
+    match size {
+        Some(n) => ctx.out.int(n as i64),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
 
 const OBJECT_HELP: &[&str] = &[
     "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

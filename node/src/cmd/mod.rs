@@ -294,6 +294,7 @@ pub fn subcommands(name: &str) -> Option<&'static [(&'static str, i32)]> {
         "config" => Some(server::CONFIG_SUBCOMMANDS),
         "command" => Some(server::COMMAND_SUBCOMMANDS),
         "object" => Some(keys::OBJECT_SUBCOMMANDS),
+        "memory" => Some(keys::MEMORY_SUBCOMMANDS),
         _ => None,
     }
 }

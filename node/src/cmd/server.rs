@@ -189,6 +189,27 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             u8::from(st.cluster.enabled)
         );
     }
+    // As in Redis, only when asked for (or "all"/"everything"): not in the default set.
+    if wanted
+        .iter()
+        .any(|w| matches!(w.as_str(), "commandstats" | "all" | "everything"))
+    {
+        s.push_str("# Commandstats\r\n");
+        for (i, spec) in super::registry().commands.iter().enumerate() {
+            let t = st.metrics.command_totals(i);
+            if t.calls > 0 {
+                let _ = write!(
+                    s,
+                    "cmdstat_{}:calls={},usec={},usec_per_call={:.2}\r\n",
+                    spec.name,
+                    t.calls,
+                    t.usec,
+                    t.usec as f64 / t.calls as f64
+                );
+            }
+        }
+        s.push_str("\r\n");
+    }
     if want("keyspace") {
         s.push_str("# Keyspace\r\n");
         if g.keys > 0 {
