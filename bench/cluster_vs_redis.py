@@ -78,6 +78,7 @@ def start_ringcache_cluster(replication_factor, extra=()):
                                           "--cluster-enabled", "--node-id", f"bench-{i}", "--maxmemory", "4gb",
                                           *extra],
                             port))
+        nodes[-1].admin_port = admin
         controls.append(f"127.0.0.1:{control}")
         proxies.append(proxy)
     subprocess.run([NODE_BIN, "cluster", "create", "--replication-factor", str(replication_factor), *controls],

@@ -11,7 +11,13 @@ operation runs as a redis-benchmark custom command over those feeds (50 clients,
 random feed per request, pipeline 1 and 16), alternating servers, several rounds:
 median ops/s and server CPU time per request, and their ringcache/Redis ratios.
 
-Usage: python3 bench/feed.py [--rounds 3] [--requests 200000] [--memory-only]
+With --replication: bytes a primary ships to its replica per write to a feed of 1000
+posts, on a 3-node cluster with two copies of each slot (the primary's
+`ringcache_replication_shipped_bytes_total`), for LPUSH and LTRIM (shipped as the
+command) and LMOVE (a multi-key write: ships the whole list), posts of 16 and 128 bytes.
+A count, not a timing: it does not depend on the machine's load.
+
+Usage: python3 bench/feed.py [--rounds 3] [--requests 200000] [--memory-only | --replication]
        BENCH_NODE_BIN=path/to/ringcache-node ...   (that binary; no build)
        BENCH_NODE_THREADS=1 ...                     (one worker thread, like Redis)
 Prints a Markdown table (also written to bench/out/feed.md). Measure on a quiet machine:
@@ -94,6 +100,69 @@ def load_profiles(port):
                 got += chunk
 
 
+def call(port, *args):
+    """One command on a fresh connection; the raw reply."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(30)
+        s.sendall(resp(*args))
+        got = b""
+        while not got.endswith(b"\r\n"):
+            got += s.recv(1 << 16)
+        return got
+
+
+def shipped_bytes(node):
+    import urllib.request
+    page = urllib.request.urlopen(f"http://127.0.0.1:{node.admin_port}/metrics", timeout=10).read().decode()
+    for line in page.splitlines():
+        if line.startswith("ringcache_replication_shipped_bytes_total "):
+            return int(line.split()[1])
+    raise RuntimeError("no ringcache_replication_shipped_bytes_total on /metrics")
+
+
+def replication_per_write():
+    """Bytes shipped per write to a 1000-post feed, by command and post size."""
+    import cluster_vs_redis as cvr
+    nodes, _ = cvr.start_ringcache_cluster(2)
+    rows = []
+    try:
+        for post_len in (16, 128):
+            key = b"feed:%d" % post_len
+            primary = next(n for n in nodes if not call(n.port, b"LLEN", key).startswith(b"-MOVED"))
+            with socket.create_connection(("127.0.0.1", primary.port)) as s:
+                s.settimeout(60)
+                s.sendall(resp(b"RPUSH", key, *[b"%0*d" % (post_len, i) for i in range(FEED_LEN)]))
+                s.recv(1 << 16)
+            post = b"p" * post_len
+            for name, command, n in [
+                ("LPUSH (post)", [b"LPUSH", key, post], 1000),
+                ("LTRIM 0 999", [b"LTRIM", key, b"0", str(FEED_LEN - 1).encode()], 1000),
+                ("LMOVE (multi-key: whole list)", [b"LMOVE", key, key, b"RIGHT", b"LEFT"], 100),
+            ]:
+                before = shipped_bytes(primary)
+                with socket.create_connection(("127.0.0.1", primary.port)) as s:
+                    s.settimeout(60)
+                    # The PING's reply comes after every reply of the batch.
+                    s.sendall(resp(*command) * n + resp(b"PING"))
+                    got = b""
+                    while not got.endswith(b"+PONG\r\n"):
+                        got += s.recv(1 << 16)
+                per = (shipped_bytes(primary) - before) / n
+                rows.append((post_len, name, per))
+    finally:
+        for n in nodes:
+            n.stop()
+    lines = [
+        f"Replication bytes per write to a feed of {FEED_LEN} posts (3 nodes, 2 copies; `python3 bench/feed.py --replication`)",
+        "",
+        "| post bytes | write | bytes shipped per write | × the post |",
+        "|---|---|---|---|",
+    ]
+    for post_len, name, per in rows:
+        lines.append(f"| {post_len} | {name} | {per:,.0f} | {per / post_len:.1f} |")
+    return "\n".join(lines)
+
+
 def run(server, command, pipeline, requests):
     user0, sys0 = nvr.cpu_split(server.proc.pid)
     out = subprocess.run(
@@ -111,7 +180,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=200000)
     ap.add_argument("--memory-only", action="store_true", help="bytes per feed and per profile only")
+    ap.add_argument("--replication", action="store_true", help="replication bytes per feed write only")
     args = ap.parse_args()
+    if args.replication:
+        nvr.ensure_tools()
+        print(replication_per_write())
+        return
     nvr.ensure_tools()
     node, redis = nvr.start_servers()
     servers = [node, redis]
