@@ -14,6 +14,7 @@ fn node(i: usize) -> NodeInfo {
         instance: format!("{id}-1"),
         resp_addr: format!("10.0.0.{i}:6379"),
         control_addr: format!("10.0.0.{i}:7000"),
+        replica_addr: None,
         zone: None,
         id,
     }

@@ -62,6 +62,14 @@ pub struct Config {
     #[arg(long, env = "RINGCACHE_PROXY_PORT", default_value_t = 6380)]
     pub proxy_port: u16,
 
+    /// Replica port: the address cluster clients see as this node's replicas (CLUSTER
+    /// SLOTS, SHARDS, NODES). `READONLY` is implied there: reads of the slots this node
+    /// copies are served, writes get `-MOVED` to the slot's primary. Same AUTH as the
+    /// RESP port. 0 picks a free port; `off` turns it off (clients then send `READONLY`
+    /// on the RESP port).
+    #[arg(long, env = "RINGCACHE_REPLICA_PORT", default_value = "6381", value_parser = parse_replica_port)]
+    pub replica_port: ReplicaPort,
+
     /// gRPC control port for the operator and peers (0 picks a free port).
     #[arg(long, env = "RINGCACHE_CONTROL_PORT", default_value_t = 7379)]
     pub control_port: u16,
@@ -165,6 +173,23 @@ fn parse_bf_error_rate(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--replica-port`: a port, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaPort {
+    Off,
+    /// 0 picks a free port.
+    Port(u16),
+}
+
+fn parse_replica_port(s: &str) -> Result<ReplicaPort, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(ReplicaPort::Off);
+    }
+    s.parse()
+        .map(ReplicaPort::Port)
+        .map_err(|_| "expected a port (0 to 65535) or off".to_string())
+}
+
 fn parse_policy(s: &str) -> Result<Policy, String> {
     Policy::parse(s).ok_or_else(|| "expected one of s3fifo, allkeys-lru, volatile-ttl, noeviction".to_string())
 }
@@ -237,6 +262,7 @@ impl Config {
             log_format: "text".into(),
             control_port: 0,
             proxy_port: 0,
+            replica_port: ReplicaPort::Port(0),
             cluster_enabled: false,
             node_id: None,
             min_replicas_to_ack: 0,
@@ -268,5 +294,15 @@ mod tests {
         assert_eq!(parse_bytes("2GB"), Ok(2 * 1024 * 1024 * 1024));
         assert!(parse_bytes("12xb").is_err());
         assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn replica_port_is_a_port_or_off() {
+        assert_eq!(parse_replica_port("6381"), Ok(ReplicaPort::Port(6381)));
+        assert_eq!(parse_replica_port("0"), Ok(ReplicaPort::Port(0)));
+        assert_eq!(parse_replica_port("OFF"), Ok(ReplicaPort::Off));
+        assert!(parse_replica_port("70000").is_err());
+        let c = Config::try_parse_from(["ringcache-node"]).unwrap();
+        assert_eq!(c.replica_port, ReplicaPort::Port(6381));
     }
 }

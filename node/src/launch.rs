@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::access::Access;
 use crate::cluster::ClusterState;
-use crate::config::Config;
+use crate::config::{Config, ReplicaPort};
 use crate::hotkeys::HotKeys;
 use crate::resp::Limits;
 use crate::server::{self, ServerError};
@@ -41,6 +41,8 @@ pub enum LaunchError {
 /// A running node.
 pub struct NodeHandle {
     pub resp_addr: SocketAddr,
+    /// The replica port (`READONLY` implied), unless it is off.
+    pub replica_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     /// The proxy port for cluster-unaware clients.
     pub proxy_addr: SocketAddr,
@@ -79,6 +81,18 @@ impl NodeHandle {
             addr: SocketAddr::new(config.bind, config.port),
             source,
         })?;
+        // The replica port: one listener per worker, like the RESP port.
+        let (replica_listeners, replica_addr) = match config.replica_port {
+            ReplicaPort::Off => (Vec::new(), None),
+            ReplicaPort::Port(port) => {
+                let addr = SocketAddr::new(config.bind, port);
+                let ls = server::bind_listeners(addr, threads)?;
+                let bound = ls[0]
+                    .local_addr()
+                    .map_err(|source| ServerError::Listen { addr, source })?;
+                (ls, Some(bound))
+            }
+        };
         let limits = Limits {
             max_bulk_len: config.proto_max_bulk_len as usize,
             ..Limits::default()
@@ -119,14 +133,21 @@ impl NodeHandle {
         let (control, control_addr) = bind_control(config)?;
         let (proxy_listeners, proxy_addr) =
             crate::proxy::bind(SocketAddr::new(config.bind, config.proxy_port), threads)?;
-        let mut handles = server::spawn_workers(listeners, store.clone(), state.clone(), shutdown.clone())?;
+        let mut handles = server::spawn_workers(
+            listeners,
+            replica_listeners,
+            store.clone(),
+            state.clone(),
+            shutdown.clone(),
+        )?;
         handles.extend(crate::proxy::spawn(
             proxy_listeners,
             store.clone(),
             state.clone(),
             shutdown.clone(),
         )?);
-        let control_service = crate::control::ControlService::new(state.clone(), store.clone(), resp_addr);
+        let control_service =
+            crate::control::ControlService::new(state.clone(), store.clone(), resp_addr, replica_addr);
         handles.push(spawn_control(control, control_service, control_auth, shutdown.clone())?);
         handles.push(expiry::spawn(store.clone()).map_err(LaunchError::Thread)?);
         handles.push(crate::tracking::spawn_forwarder(&store, &state).map_err(LaunchError::Thread)?);
@@ -166,9 +187,10 @@ impl NodeHandle {
                 .map_err(LaunchError::Thread)?,
         );
         state.ready.store(true, Ordering::Relaxed);
-        info!(%resp_addr, %admin_addr, %control_addr, threads, maxmemory = store.mem.max(), policy = store.mem.policy().name(), "ringcache-node ready");
+        info!(%resp_addr, replica_addr = ?replica_addr, %admin_addr, %control_addr, threads, maxmemory = store.mem.max(), policy = store.mem.policy().name(), "ringcache-node ready");
         Ok(NodeHandle {
             resp_addr,
+            replica_addr,
             admin_addr,
             proxy_addr,
             control_addr,

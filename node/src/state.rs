@@ -253,6 +253,10 @@ pub struct ClientState {
     pub no_evict: bool,
     /// `READONLY`: reads of slots this node replicates are served here.
     pub readonly: bool,
+    /// The connection came in on the replica port: it is `READONLY` from the start, and
+    /// what a replica does not serve (writes; reads after `READWRITE`) is redirected to
+    /// the slot's primary, as a Redis replica answers.
+    pub replica_port: bool,
     /// Whether this connection can await a handover read-through (the RESP port's
     /// connection loop can; the proxy port cannot).
     pub can_read_through: bool,

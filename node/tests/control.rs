@@ -433,6 +433,7 @@ async fn status_and_health_of_a_standalone_node() {
                     instance: health.instance.clone(),
                     resp_addr: health.resp_addr.clone(),
                     control_addr: node.control_addr.to_string(),
+                    replica_addr: None,
                     zone: None,
                 }],
                 &[ringcache_core::placement::Member::new(health.node_id.clone())],

@@ -741,6 +741,9 @@ pub struct NodeRecord {
     pub instance: String,
     pub resp_addr: String,
     pub control_addr: String,
+    /// The replica address (`READONLY` implied), where the node has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
 }

@@ -12,12 +12,14 @@
 //! | [`promote`] | the node-side safety check of a failover promotion |
 //! | [`handover`] | the handover plan: moves, stages and the topology of each step |
 //! | [`hotkeys`] | the heavy-hitter sketch behind hot-key detection: top keys over a sliding window |
+//! | [`roles`] | how Redis Cluster clients see a topology: primaries, virtual replicas at replica addresses |
 //! | [`status`] | what a node reports about itself (`GetStatus`) |
 
 pub mod handover;
 pub mod hotkeys;
 pub mod placement;
 pub mod promote;
+pub mod roles;
 pub mod slot;
 pub mod slotset;
 pub mod status;

@@ -22,6 +22,11 @@ pub struct NodeInfo {
     pub resp_addr: String,
     /// `host:port` of the gRPC control listener.
     pub control_addr: String,
+    /// `host:port` of the replica listener, where `READONLY` is implied: clients see the
+    /// node there as a replica of each primary whose slots it copies (see
+    /// [`crate::roles`]). `None` when the node has none (clients then send `READONLY`
+    /// on the RESP port).
+    pub replica_addr: Option<String>,
     /// Failure domain (Kubernetes `topology.kubernetes.io/zone`), if known.
     pub zone: Option<String>,
 }
@@ -216,6 +221,12 @@ impl Topology {
                 if value.is_empty() {
                     return Err(TopologyError::EmptyNodeField { index, field });
                 }
+            }
+            if node.replica_addr.as_deref() == Some("") {
+                return Err(TopologyError::EmptyNodeField {
+                    index,
+                    field: "replica_addr",
+                });
             }
             if !ids.insert(node.id.as_str()) {
                 return Err(TopologyError::DuplicateNodeId {
@@ -414,6 +425,7 @@ pub(crate) fn test_node(id: &str) -> NodeInfo {
         instance: format!("{id}-1"),
         resp_addr: format!("{id}:6379"),
         control_addr: format!("{id}:7379"),
+        replica_addr: None,
         zone: None,
     }
 }

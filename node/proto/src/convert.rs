@@ -147,6 +147,7 @@ pub fn node_from_pb(n: pb::Node) -> NodeInfo {
         instance: n.instance,
         resp_addr: n.resp_addr,
         control_addr: n.control_addr,
+        replica_addr: n.replica_addr,
         zone: n.zone,
     }
 }
@@ -157,6 +158,7 @@ pub fn node_to_pb(n: &NodeInfo) -> pb::Node {
         instance: n.instance.clone(),
         resp_addr: n.resp_addr.clone(),
         control_addr: n.control_addr.clone(),
+        replica_addr: n.replica_addr.clone(),
         zone: n.zone.clone(),
     }
 }
@@ -376,6 +378,7 @@ mod tests {
                 instance: "i".into(),
                 resp_addr: "127.0.0.1:1".into(),
                 control_addr: "127.0.0.1:2".into(),
+                replica_addr: Some("127.0.0.1:3".into()),
                 zone: Some("z1".into()),
             }],
             slots: vec![
@@ -398,6 +401,7 @@ mod tests {
         let t = topology_from_pb("topology", Some(wire())).unwrap();
         assert_eq!(t.validate(), Ok(()));
         assert_eq!(t.nodes[0].zone.as_deref(), Some("z1"));
+        assert_eq!(t.nodes[0].replica_addr.as_deref(), Some("127.0.0.1:3"));
         assert_eq!(topology_to_pb(&t), wire());
     }
 

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use super::args::{check_subcommand, int, is, text, unknown_subcommand};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
+use ringcache_core::roles::{self, Role};
 use ringcache_core::slot::{key_slot, Slot, SLOT_COUNT};
-use ringcache_core::topology::{NodeInfo, SlotRange};
-use ringcache_core::view::View;
+use ringcache_core::topology::Topology;
 
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
@@ -94,23 +94,6 @@ fn slot_arg(b: &Bytes) -> Result<Slot, CmdError> {
         return Err(CmdError::Other("Invalid slot".into()));
     }
     Ok(v as Slot)
-}
-
-/// Slot ranges with their owners, in slot order.
-fn ranges(view: &View) -> Vec<(SlotRange, Vec<&NodeInfo>)> {
-    let mut out: Vec<(SlotRange, Vec<&NodeInfo>)> = view
-        .topology
-        .slots
-        .iter()
-        .map(|a| {
-            (
-                a.range,
-                a.owners.iter().filter_map(|id| view.topology.node(id)).collect(),
-            )
-        })
-        .collect();
-    out.sort_by_key(|(r, _)| r.start);
-    out
 }
 
 /// CLUSTER's subcommands and their arities (as Redis 7 declares them).
@@ -200,18 +183,19 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.array(0);
             return Ok(());
         };
-        let rs = ranges(&view);
+        // Replicas with a replica port show there, as virtual nodes (core::roles).
+        let rs = roles::range_endpoints(&view.topology);
         ctx.out.array(rs.len());
-        for (r, owners) in rs {
-            ctx.out.array(2 + owners.len());
-            ctx.out.int(i64::from(r.start));
-            ctx.out.int(i64::from(r.end));
-            for o in owners {
-                let (host, port) = split_addr(&o.resp_addr);
+        for r in rs {
+            ctx.out.array(2 + r.endpoints.len());
+            ctx.out.int(i64::from(r.range.start));
+            ctx.out.int(i64::from(r.range.end));
+            for e in &r.endpoints {
+                let (host, port) = split_addr(&e.addr);
                 ctx.out.array(3);
                 ctx.out.bulk_str(host);
                 ctx.out.int(port);
-                ctx.out.bulk_str(&o.id);
+                ctx.out.bulk_str(&e.id);
             }
         }
         return Ok(());
@@ -221,19 +205,10 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
             ctx.out.array(0);
             return Ok(());
         };
-        // A shard is a distinct owner list: its slot ranges and its nodes.
-        let mut shards: Vec<(Vec<&NodeInfo>, Vec<SlotRange>)> = Vec::new();
-        for (r, owners) in ranges(&view) {
-            match shards
-                .iter_mut()
-                .find(|(o, _)| o.iter().map(|n| &n.id).eq(owners.iter().map(|n| &n.id)))
-            {
-                Some((_, rs)) => rs.push(r),
-                None => shards.push((owners, vec![r])),
-            }
-        }
+        // A shard is a distinct endpoint list: a primary and the replicas of its ranges.
+        let shards = roles::shards(&view.topology);
         ctx.out.array(shards.len());
-        for (owners, rs) in shards {
+        for (endpoints, rs) in shards {
             ctx.out.map(2);
             ctx.out.bulk_str("slots");
             ctx.out.array(rs.len() * 2);
@@ -242,12 +217,12 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
                 ctx.out.int(i64::from(r.end));
             }
             ctx.out.bulk_str("nodes");
-            ctx.out.array(owners.len());
-            for (i, o) in owners.iter().enumerate() {
-                let (host, port) = split_addr(&o.resp_addr);
+            ctx.out.array(endpoints.len());
+            for (i, e) in endpoints.iter().enumerate() {
+                let (host, port) = split_addr(&e.addr);
                 ctx.out.map(7);
                 ctx.out.bulk_str("id");
-                ctx.out.bulk_str(&o.id);
+                ctx.out.bulk_str(&e.id);
                 ctx.out.bulk_str("port");
                 ctx.out.int(port);
                 ctx.out.bulk_str("ip");
@@ -265,46 +240,88 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     if is(sub, "NODES") {
-        let mut s = String::new();
-        match view {
-            None => s.push_str(&format!("{} :0@0 myself,master - 0 0 0 connected\n", state.node_id)),
-            Some(view) => {
-                for node in &view.topology.nodes {
-                    let slots = view.topology.slots_of(&node.id);
-                    let is_primary = !slots.primary.is_empty() || slots.replica.is_empty();
-                    let master = if is_primary {
-                        "-".to_string()
-                    } else {
-                        slots
-                            .replica
-                            .first()
-                            .and_then(|r| view.slots.primary(r.start))
-                            .unwrap_or("-")
-                            .to_string()
-                    };
-                    let (_, cport) = split_addr(&node.control_addr);
-                    let myself = if node.id == view.me.id { "myself," } else { "" };
-                    s.push_str(&format!(
-                        "{} {}@{} {myself}{} {master} 0 0 {} connected",
-                        node.id,
-                        node.resp_addr,
-                        cport,
-                        if is_primary { "master" } else { "slave" },
-                        view.topology.epoch
-                    ));
-                    for r in &slots.primary {
-                        if r.start == r.end {
-                            s.push_str(&format!(" {}", r.start));
-                        } else {
-                            s.push_str(&format!(" {}-{}", r.start, r.end));
-                        }
-                    }
-                    s.push('\n');
-                }
-            }
-        }
-        ctx.out.verbatim(&s);
+        let text = match view {
+            None => format!("{} :0@0 myself,master - 0 0 0 connected\n", state.node_id),
+            Some(view) => nodes_text(&view.topology, &view.me.id),
+        };
+        ctx.out.verbatim(&text);
         return Ok(());
     }
     Err(unknown_subcommand("cluster", &text(sub)))
+}
+
+/// CLUSTER NODES for `topology` as node `me` sees it: one line per node at its RESP
+/// address (`myself` on `me`'s), then one per virtual replica at a replica address.
+fn nodes_text(topology: &Topology, me: &str) -> String {
+    let mut s = String::new();
+    for n in roles::listed_nodes(topology) {
+        let (_, cport) = split_addr(&n.control_addr);
+        let myself = if n.endpoint.id == me { "myself," } else { "" };
+        let (flag, master) = match &n.role {
+            Role::Primary => ("master", "-"),
+            Role::Replica { of } => ("slave", of.as_str()),
+        };
+        s.push_str(&format!(
+            "{} {}@{cport} {myself}{flag} {master} 0 0 {} connected",
+            n.endpoint.id, n.endpoint.addr, topology.epoch
+        ));
+        for r in &n.primary_ranges {
+            s.push_str(&format!(" {r}"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use ringcache_core::topology::{NodeInfo, SlotAssignment, SlotRange};
+
+    fn node(id: &str, port: u16) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            instance: "i".into(),
+            resp_addr: format!("10.0.0.1:{port}"),
+            control_addr: format!("10.0.0.1:{}", port + 1000),
+            replica_addr: Some(format!("10.0.0.1:{}", port + 2)),
+            zone: None,
+        }
+    }
+
+    #[test]
+    fn nodes_lists_virtual_replicas_as_slaves_of_their_primary() {
+        let t = Topology {
+            epoch: 7,
+            nodes: vec![node("a", 6379), node("b", 7379)],
+            slots: vec![
+                SlotAssignment {
+                    range: SlotRange::new(0, 8191),
+                    owners: vec!["a".into(), "b".into()],
+                },
+                SlotAssignment {
+                    range: SlotRange::new(8192, 16383),
+                    owners: vec!["b".into(), "a".into()],
+                },
+            ],
+        };
+        let text = nodes_text(&t, "a");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "a 10.0.0.1:6379@7379 myself,master - 0 0 7 connected 0-8191".to_string(),
+                "b 10.0.0.1:7379@8379 master - 0 0 7 connected 8192-16383".to_string(),
+                format!(
+                    "{} 10.0.0.1:6381@7379 slave b 0 0 7 connected",
+                    roles::replica_id("a", "b")
+                ),
+                format!(
+                    "{} 10.0.0.1:7381@8379 slave a 0 0 7 connected",
+                    roles::replica_id("b", "a")
+                ),
+            ]
+        );
+    }
 }

@@ -678,6 +678,7 @@ mod tests {
             authenticated: true,
             no_evict: false,
             readonly: false,
+            replica_port: false,
             can_read_through: false,
             can_block,
             blocked: false,

@@ -115,6 +115,7 @@ impl Replayer {
             // As in Redis, a primary's writes are applied whatever the memory.
             no_evict: true,
             readonly: false,
+            replica_port: false,
             can_read_through: false,
             can_block: false,
             blocked: false,

@@ -10,9 +10,12 @@
 //! by the pipeline after its replication step), refused when the batch's view is older
 //! than the one installed, so a node that stopped leading a slot accepts no more writes
 //! there.
+//!
+//! On the replica port only replica reads are served; the rest goes to the primary.
 
 use bytes::Bytes;
 use ringcache_core::slot::{key_slot, Slot};
+use ringcache_core::topology::NodeInfo;
 use ringcache_core::view::Owner;
 
 use super::flag::{READONLY, WRITE};
@@ -37,6 +40,14 @@ pub fn route(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<Op
         return Err(CmdError::Coded("CLUSTERDOWN The cluster is down".into()));
     };
     let replica_read = ctx.client.readonly && spec.flags & READONLY != 0;
+    if ctx.client.replica_port && !replica_read {
+        // Clients see this port as a replica: like a Redis replica, it sends writes
+        // (and reads after READWRITE) to the primary, even when that is this node.
+        return Err(match view.primary(slot) {
+            Some(primary) => moved(slot, primary),
+            None => CmdError::Coded("CLUSTERDOWN Hash slot not served".into()),
+        });
+    }
     match view.owner(slot, replica_read) {
         Owner::Here => {
             if cluster.fences.is_fenced(slot) {
@@ -60,7 +71,11 @@ pub fn route(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<Op
             }
             Ok(Some(slot))
         }
-        Owner::Elsewhere(owner) => Err(CmdError::Coded(format!("MOVED {slot} {}", owner.resp_addr))),
+        Owner::Elsewhere(owner) => Err(moved(slot, owner)),
         Owner::Nobody => Err(CmdError::Coded("CLUSTERDOWN Hash slot not served".into())),
     }
+}
+
+fn moved(slot: Slot, primary: &NodeInfo) -> CmdError {
+    CmdError::Coded(format!("MOVED {slot} {}", primary.resp_addr))
 }

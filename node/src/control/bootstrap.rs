@@ -155,6 +155,11 @@ pub async fn create_cluster(
         max_epoch = max_epoch.max(health.epoch);
         nodes.push(NodeInfo {
             resp_addr: reachable_resp_addr(addr, &health.resp_addr)?,
+            // An empty replica address: the node runs none (--replica-port off).
+            replica_addr: match health.replica_addr.as_str() {
+                "" => None,
+                reported => Some(reachable_resp_addr(addr, reported)?),
+            },
             id: health.node_id,
             instance: health.instance,
             control_addr: addr.clone(),

@@ -31,6 +31,8 @@ pub struct ControlService {
     state: Arc<ServerState>,
     store: Arc<Store>,
     resp_addr: SocketAddr,
+    /// The replica listener, when it is on.
+    replica_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for ControlService {
@@ -115,11 +117,17 @@ impl ControlService {
         Ok(())
     }
 
-    pub fn new(state: Arc<ServerState>, store: Arc<Store>, resp_addr: SocketAddr) -> Self {
+    pub fn new(
+        state: Arc<ServerState>,
+        store: Arc<Store>,
+        resp_addr: SocketAddr,
+        replica_addr: Option<SocketAddr>,
+    ) -> Self {
         Self {
             state,
             store,
             resp_addr,
+            replica_addr,
         }
     }
 
@@ -237,6 +245,7 @@ impl Control for ControlService {
             instance: cluster.instance.clone(),
             epoch: cluster.epoch(),
             resp_addr: self.resp_addr.to_string(),
+            replica_addr: self.replica_addr.map(|a| a.to_string()).unwrap_or_default(),
         }))
     }
 

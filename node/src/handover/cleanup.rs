@@ -137,6 +137,7 @@ mod tests {
                     instance: state.instance.clone(),
                     resp_addr: "127.0.0.1:1".into(),
                     control_addr: "127.0.0.1:2".into(),
+                    replica_addr: None,
                     zone: None,
                 },
                 NodeInfo {
@@ -144,6 +145,7 @@ mod tests {
                     instance: "i".into(),
                     resp_addr: "127.0.0.1:3".into(),
                     control_addr: "127.0.0.1:4".into(),
+                    replica_addr: None,
                     zone: None,
                 },
             ],

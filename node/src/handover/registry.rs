@@ -209,6 +209,7 @@ mod tests {
             instance: format!("{id}-1"),
             resp_addr: "127.0.0.1:1".into(),
             control_addr: "127.0.0.1:2".into(),
+            replica_addr: None,
             zone: None,
         };
         let topo = Topology {

@@ -268,6 +268,7 @@ impl Conn {
             authenticated: !state.access.auth_required(),
             no_evict: false,
             readonly: false,
+            replica_port: false,
             // Local commands read through a handover's source like on the RESP port.
             can_read_through: true,
             // Each command goes to its own node: no transactions here.

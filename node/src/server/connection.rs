@@ -44,6 +44,7 @@ pub async fn serve(
     store: Arc<Store>,
     state: Arc<ServerState>,
     worker: usize,
+    port: super::Port,
     shutdown: CancellationToken,
 ) -> Result<(), ConnectionError> {
     let _ = stream.set_nodelay(true);
@@ -54,7 +55,9 @@ pub async fn serve(
         shared,
         authenticated: !state.access.auth_required(),
         no_evict: false,
-        readonly: false,
+        // The replica port implies READONLY (clients see it as a replica's address).
+        readonly: port == super::Port::Replica,
+        replica_port: port == super::Port::Replica,
         // This loop runs the handover read-throughs commands ask for.
         can_read_through: true,
         tx: crate::state::Transaction::supported(),

@@ -3,7 +3,8 @@
 //! The server runs one single-threaded tokio runtime per worker thread; each worker
 //! has its own listening socket on the same port (`SO_REUSEPORT`), so the kernel
 //! spreads connections over cores and a connection never migrates between threads.
-//! All workers share the [`Store`], whose shards are lock-striped.
+//! All workers share the [`Store`], whose shards are lock-striped. The replica port,
+//! when on, is served the same way by the same workers (one more socket each).
 
 pub mod connection;
 
@@ -25,6 +26,16 @@ pub enum ServerError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// Which RESP port a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// The main port: primary for the slots this node owns, replica reads after
+    /// `READONLY`.
+    Resp,
+    /// The replica port: `READONLY` implied, writes redirected to the primary.
+    Replica,
 }
 
 /// Binds `threads` listening sockets on `addr` (the first one picks the port when it
@@ -52,27 +63,46 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<StdListener> {
     Ok(socket.into())
 }
 
-/// Starts one worker thread per listener. They stop accepting when `shutdown` is
-/// cancelled and return once their connections have finished.
+/// Starts one worker thread per RESP listener; worker `i` also accepts on the `i`-th
+/// replica listener, if any. They stop accepting when `shutdown` is cancelled and
+/// return once their connections have finished.
 pub fn spawn_workers(
     listeners: Vec<StdListener>,
+    replica_listeners: Vec<StdListener>,
     store: Arc<Store>,
     state: Arc<ServerState>,
     shutdown: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, ServerError> {
     let mut handles = Vec::new();
+    let mut replica_listeners = replica_listeners.into_iter();
     for (i, l) in listeners.into_iter().enumerate() {
         let (store, state, shutdown) = (store.clone(), state.clone(), shutdown.clone());
+        let replica = replica_listeners.next();
         let h = std::thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || worker(i, l, store, state, shutdown))
+            .spawn(move || worker(i, l, replica, store, state, shutdown))
             .map_err(ServerError::Thread)?;
         handles.push(h);
     }
     Ok(handles)
 }
 
-fn worker(i: usize, listener: StdListener, store: Arc<Store>, state: Arc<ServerState>, shutdown: CancellationToken) {
+/// Accepts on `listener`, or never when there is none.
+async fn accept(listener: Option<&tokio::net::TcpListener>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn worker(
+    i: usize,
+    listener: StdListener,
+    replica: Option<StdListener>,
+    store: Arc<Store>,
+    state: Arc<ServerState>,
+    shutdown: CancellationToken,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -81,8 +111,10 @@ fn worker(i: usize, listener: StdListener, store: Arc<Store>, state: Arc<ServerS
         }
     };
     rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
+        let registered = tokio::net::TcpListener::from_std(listener)
+            .and_then(|l| Ok((l, replica.map(tokio::net::TcpListener::from_std).transpose()?)));
+        let (listener, replica) = match registered {
+            Ok(ls) => ls,
             Err(e) => {
                 warn!(worker = i, error = %e, "cannot register listener");
                 return;
@@ -92,26 +124,31 @@ fn worker(i: usize, listener: StdListener, store: Arc<Store>, state: Arc<ServerS
         // no `LocalSet` layer: 2-5 % less CPU per request at -P1 in A/B runs).
         let tracker = tokio_util::task::TaskTracker::new();
         loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        state.total_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let (store, state, shutdown) = (store.clone(), state.clone(), shutdown.clone());
-                        tracker.spawn(async move {
-                            if let Err(e) = connection::serve(stream, store, state, i, shutdown).await {
-                                debug!(%peer, error = %e, "connection closed");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        warn!(worker = i, error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                },
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted.map(|(s, peer)| (s, peer, Port::Resp)),
+                accepted = accept(replica.as_ref()) => accepted.map(|(s, peer)| (s, peer, Port::Replica)),
                 _ = shutdown.cancelled() => break,
+            };
+            match accepted {
+                Ok((stream, peer, port)) => {
+                    state
+                        .total_connections
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let (store, state, shutdown) = (store.clone(), state.clone(), shutdown.clone());
+                    tracker.spawn(async move {
+                        if let Err(e) = connection::serve(stream, store, state, i, port, shutdown).await {
+                            debug!(%peer, error = %e, "connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(worker = i, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
             }
         }
         drop(listener);
+        drop(replica);
         tracker.close();
         tracker.wait().await;
         info!(worker = i, "worker stopped");

@@ -147,6 +147,7 @@ pub fn info(node: &NodeHandle) -> NodeInfo {
         instance: node.state.cluster.instance.clone(),
         resp_addr: node.resp_addr.to_string(),
         control_addr: node.control_addr.to_string(),
+        replica_addr: node.replica_addr.map(|a| a.to_string()),
         zone: None,
     }
 }

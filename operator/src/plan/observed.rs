@@ -8,6 +8,9 @@ use ringcache_core::topology::NodeInfo;
 pub const RESP_PORT: u16 = 6379;
 /// The proxy port (cluster-unaware clients).
 pub const PROXY_PORT: u16 = 6380;
+/// The replica port: reads of the slots a node copies, `READONLY` implied (clients
+/// see it as the node's replicas in CLUSTER SLOTS, SHARDS and NODES).
+pub const REPLICA_PORT: u16 = 6381;
 /// The gRPC control port.
 pub const CONTROL_PORT: u16 = 7379;
 /// The admin HTTP port (`/metrics`, `/healthz`, `/readyz`).
@@ -128,6 +131,7 @@ impl PodObs {
             instance: status.instance.clone(),
             resp_addr: format!("{ip}:{RESP_PORT}"),
             control_addr: format!("{ip}:{CONTROL_PORT}"),
+            replica_addr: Some(format!("{ip}:{REPLICA_PORT}")),
             zone: self.zone.clone(),
         })
     }

@@ -32,6 +32,7 @@ pub fn topology_record(t: &Topology) -> TopologyRecord {
                 instance: n.instance.clone(),
                 resp_addr: n.resp_addr.clone(),
                 control_addr: n.control_addr.clone(),
+                replica_addr: n.replica_addr.clone(),
                 zone: n.zone.clone(),
             })
             .collect(),
@@ -73,6 +74,7 @@ pub fn topology_from_record(r: &TopologyRecord) -> Result<Topology, String> {
                 instance: n.instance.clone(),
                 resp_addr: n.resp_addr.clone(),
                 control_addr: n.control_addr.clone(),
+                replica_addr: n.replica_addr.clone(),
                 zone: n.zone.clone(),
             })
             .collect(),
@@ -377,6 +379,7 @@ mod tests {
             instance: format!("i{i}"),
             resp_addr: format!("198.18.0.{i}:6379"),
             control_addr: format!("198.18.0.{i}:7379"),
+            replica_addr: None,
             zone: Some(format!("z{i}")),
         };
         let nodes: Vec<NodeInfo> = (0..4).map(node).collect();

@@ -443,6 +443,7 @@ fn next_topology_bumps_the_epoch() {
             instance: format!("i{i}"),
             resp_addr: format!("10.0.0.{i}:6379"),
             control_addr: format!("10.0.0.{i}:7000"),
+            replica_addr: None,
             zone: None,
         })
         .collect();

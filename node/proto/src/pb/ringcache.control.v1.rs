@@ -19,6 +19,9 @@ pub struct Node {
     /// Failure domain, if known.
     #[prost(string, optional, tag = "5")]
     pub zone: ::core::option::Option<::prost::alloc::string::String>,
+    /// host:port of the replica listener (READONLY implied), if the node has one.
+    #[prost(string, optional, tag = "6")]
+    pub replica_addr: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SlotAssignment {
@@ -209,6 +212,9 @@ pub struct HealthResponse {
     /// host:port of the RESP listener, as bound.
     #[prost(string, tag = "5")]
     pub resp_addr: ::prost::alloc::string::String,
+    /// host:port of the replica listener, as bound; empty when it is off.
+    #[prost(string, tag = "6")]
+    pub replica_addr: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HeartbeatRequest {
