@@ -75,6 +75,7 @@ def start_ringcache_cluster(replication_factor, extra=()):
         port, admin, control, proxy = free_port(), free_port(), free_port(), free_port()
         nodes.append(Server("ringcache", [NODE_BIN, "--port", str(port), "--admin-port", str(admin),
                                           "--control-port", str(control), "--proxy-port", str(proxy),
+                                          "--replica-port", "0",
                                           "--cluster-enabled", "--node-id", f"bench-{i}", "--maxmemory", "4gb",
                                           *extra],
                             port))

@@ -127,7 +127,7 @@ def start(name):
         return Server("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no", "--protected-mode", "no"], port)
     return Server("ringcache", [NODE_BIN, "--port", str(port), "--admin-port", "0", "--control-port", "0",
-                                "--proxy-port", "0", "--maxmemory", "4gb"], port)
+                                "--proxy-port", "0", "--replica-port", "0", "--maxmemory", "4gb"], port)
 
 
 def reclaimed(m):

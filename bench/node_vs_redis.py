@@ -169,7 +169,7 @@ def start_servers():
                              "--appendonly", "no", "--protected-mode", "no"], rp)
     extra = ["--threads", NODE_THREADS] if NODE_THREADS else []
     node = Server("ringcache", [NODE_BIN, "--port", str(np), "--admin-port", str(ap), "--control-port", "0",
-                                "--proxy-port", "0", "--maxmemory", "8gb", *extra], np)
+                                "--proxy-port", "0", "--replica-port", "0", "--maxmemory", "8gb", *extra], np)
     return node, redis
 
 

@@ -117,7 +117,7 @@ def main():
                                       "--appendonly", "no", "--protected-mode", "no"], port)
         else:
             server = Server("ringcache", [NODE_BIN, "--port", str(port), "--admin-port", "0", "--control-port", "0",
-                                          "--proxy-port", "0", *extra], port)
+                                          "--proxy-port", "0", "--replica-port", "0", *extra], port)
         try:
             counts = waves(port, args.readers, args.waves, args.origin_ms)
         finally:

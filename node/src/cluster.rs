@@ -62,6 +62,10 @@ pub struct ClusterState {
     writes: Box<[AtomicU32]>,
     /// Slots this node leads but does not serve until their former primary's fence.
     pub fences: Fences,
+    /// Reads served from a replica copy (a slot this node holds but is not primary
+    /// of): INFO cluster `cluster_replica_reads`, `ringcache_replica_reads_total`. It
+    /// shows that clients' replica-read modes reach the replicas.
+    pub replica_reads: AtomicU64,
 }
 
 fn random_hex(n: usize) -> String {
@@ -83,6 +87,7 @@ impl ClusterState {
                 .map(|_| AtomicU32::new(0))
                 .collect(),
             fences: Fences::default(),
+            replica_reads: AtomicU64::new(0),
         }
     }
 

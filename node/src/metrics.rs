@@ -193,6 +193,8 @@ pub struct Gauges {
     pub jittered_ttls: u64,
     /// Miss coalescing's counters.
     pub coalesce: CoalesceCounts,
+    /// Reads served from a replica copy (cluster mode).
+    pub replica_reads: u64,
 }
 
 /// Renders everything in the Prometheus text exposition format; `command_names[i]` is
@@ -238,6 +240,12 @@ pub fn render(
         "counter",
         "Read lookups that found their key.",
         g.hits.to_string(),
+    );
+    metric(
+        "ringcache_replica_reads_total",
+        "counter",
+        "Reads served from a replica copy of their slot (READONLY or the replica port).",
+        g.replica_reads.to_string(),
     );
     metric(
         "ringcache_keyspace_misses_total",

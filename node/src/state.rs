@@ -148,6 +148,7 @@ impl ServerState {
             total_connections: self.total_connections.load(Ordering::Relaxed),
             jittered_ttls: store.ttl_jitter.jittered(),
             coalesce: self.coalesce.stats.snapshot(),
+            replica_reads: self.cluster.replica_reads.load(Ordering::Relaxed),
         }
     }
 

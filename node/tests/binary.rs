@@ -58,6 +58,7 @@ fn try_start_node(p: &[u16]) -> ports::Start<Started> {
         .env("RINGCACHE_ADMIN_PORT", p[1].to_string())
         .env("RINGCACHE_CONTROL_PORT", p[2].to_string())
         .env("RINGCACHE_PROXY_PORT", p[3].to_string())
+        .env("RINGCACHE_REPLICA_PORT", "0")
         .env("RINGCACHE_MAXMEMORY", "64mb")
         .stderr(Stdio::piped())
         .spawn()

@@ -13,6 +13,8 @@
 //!
 //! On the replica port only replica reads are served; the rest goes to the primary.
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 use ringcache_core::slot::{key_slot, Slot};
 use ringcache_core::topology::NodeInfo;
@@ -68,6 +70,9 @@ pub fn route(ctx: &mut Ctx<'_>, spec: &CommandSpec, args: &[Bytes]) -> Result<Op
                     ));
                 }
                 ctx.client.write_gate = Some(slot);
+            }
+            if replica_read && !view.is_primary(slot) {
+                cluster.replica_reads.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Some(slot))
         }

@@ -185,8 +185,9 @@ fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if want("cluster") {
         let _ = write!(
             s,
-            "# Cluster\r\ncluster_enabled:{}\r\n\r\n",
-            u8::from(st.cluster.enabled)
+            "# Cluster\r\ncluster_enabled:{}\r\ncluster_replica_reads:{}\r\n\r\n",
+            u8::from(st.cluster.enabled),
+            st.cluster.replica_reads.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
     // As in Redis, only when asked for (or "all"/"everything"): not in the default set.

@@ -34,7 +34,7 @@ func startNode(t *testing.T) string {
 			c.Close()
 			continue
 		}
-		cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--admin-port", "0", "--proxy-port", "0", "--control-port", "0")
+		cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--admin-port", "0", "--proxy-port", "0", "--replica-port", "0", "--control-port", "0")
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("starting %s: %v", bin, err)
 		}
