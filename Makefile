@@ -17,9 +17,13 @@ test: lint k8s-bins redis-server nftables
 	$(MAKE) client-tests
 
 ## client-tests: maintained Redis clients in other languages against the debug node
-## (rueidis' client-side cache: CLIENT TRACKING invalidations), modules from the Go proxy.
+## (rueidis' client-side cache: CLIENT TRACKING invalidations; go-redis ReadOnly /
+## RouteRandomly and ioredis scaleReads "slave": replica reads at the replica ports),
+## Go modules from the Go proxy, npm packages from package-lock.json.
 client-tests:
 	cd tests/clients/rueidis && go test -count=1 ./...
+	cd tests/clients/goredis && go test -count=1 ./...
+	cd tests/clients/ioredis && npm ci --no-audit --no-fund && npm test
 
 lint:
 	$(CARGO) fmt --all --check
