@@ -18,12 +18,15 @@ test: lint k8s-bins redis-server nftables
 
 ## client-tests: maintained Redis clients in other languages against the debug node
 ## (rueidis' client-side cache: CLIENT TRACKING invalidations; go-redis ReadOnly /
-## RouteRandomly and ioredis scaleReads "slave": replica reads at the replica ports),
-## Go modules from the Go proxy, npm packages from package-lock.json.
+## RouteRandomly, ioredis scaleReads "slave", redis-py ROUND_ROBIN_REPLICAS and
+## read_from_replicas: replica reads at the replica ports), Go modules from the Go
+## proxy, npm packages from package-lock.json, redis-py from PyPI (pinned, in a venv).
 client-tests:
 	cd tests/clients/rueidis && go test -count=1 ./...
 	cd tests/clients/goredis && go test -count=1 ./...
 	cd tests/clients/ioredis && npm ci --no-audit --no-fund && npm test
+	cd tests/clients/redispy && { test -x .venv/bin/python || python3 -m venv .venv; } && \
+	  .venv/bin/pip install -q -r requirements.txt && .venv/bin/python -W ignore::DeprecationWarning -m unittest -v
 
 lint:
 	$(CARGO) fmt --all --check

@@ -59,7 +59,8 @@ pub struct ListedNode {
 /// distinct per pair.
 pub fn replica_id(replica: &str, primary: &str) -> String {
     // FNV-1a, 64 bits, over "replica\0<replica>\0<primary>", three times with different
-    // offsets: 160 bits of output, written as 40 hex digits like a Redis node id.
+    // offsets, each finished with MurmurHash3's fmix64 so ids of similar names differ in
+    // every digit: 160 bits of output, written as 40 hex digits like a Redis node id.
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let hash = |seed: u64| {
         let mut h = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(PRIME);
@@ -72,7 +73,11 @@ pub fn replica_id(replica: &str, primary: &str) -> String {
             h ^= u64::from(*b);
             h = h.wrapping_mul(PRIME);
         }
-        h
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     };
     format!("{:016x}{:016x}{:08x}", hash(1), hash(2), hash(3) >> 32)
 }
@@ -237,6 +242,8 @@ mod tests {
         assert_ne!(id, replica_id("b", "c"));
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(replica_id("ab", "c"), replica_id("a", "bc"));
+        // Similar names give unrelated ids (no long shared prefix).
+        assert_ne!(replica_id("a", "b")[..4], replica_id("a", "c")[..4]);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{CacheCluster, ImagePullPolicy, ProtectionSpec, ServiceType};
-use crate::plan::observed::{ADMIN_PORT, CONTROL_PORT, PROXY_PORT, RESP_PORT};
+use crate::plan::observed::{ADMIN_PORT, CONTROL_PORT, PROXY_PORT, REPLICA_PORT, RESP_PORT};
 
 /// The field manager of every server-side apply.
 pub const MANAGER: &str = "ringcache-operator";
@@ -320,6 +320,7 @@ fn node_container(cc: &CacheCluster, names: &Names) -> Result<Container, Childre
         ports: Some(vec![
             port("redis", RESP_PORT),
             port("proxy", PROXY_PORT),
+            port("replica", REPLICA_PORT),
             port("control", CONTROL_PORT),
             port("admin", ADMIN_PORT),
         ]),
@@ -409,6 +410,7 @@ pub fn headless_service(cc: &CacheCluster) -> Result<Service, ChildrenError> {
             selector: Some(names.selector()),
             ports: Some(vec![
                 service_port("redis", RESP_PORT, "redis"),
+                service_port("replica", REPLICA_PORT, "replica"),
                 service_port("control", CONTROL_PORT, "control"),
             ]),
             ..ServiceSpec::default()
@@ -488,7 +490,8 @@ pub fn network_policy(cc: &CacheCluster, operator: &BTreeMap<String, String>) ->
             ingress: Some(vec![
                 NetworkPolicyIngressRule {
                     from: None,
-                    ports: ports(&[RESP_PORT, PROXY_PORT, ADMIN_PORT]),
+                    // Clients read from replicas at the replica port (CLUSTER SLOTS).
+                    ports: ports(&[RESP_PORT, PROXY_PORT, REPLICA_PORT, ADMIN_PORT]),
                 },
                 NetworkPolicyIngressRule {
                     from: Some(vec![NetworkPolicyPeer {
