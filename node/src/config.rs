@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(parse_replica_port("0"), Ok(ReplicaPort::Port(0)));
         assert_eq!(parse_replica_port("OFF"), Ok(ReplicaPort::Off));
         assert!(parse_replica_port("70000").is_err());
-        let c = Config::try_parse_from(["ringcache-node"]).unwrap();
+        let c = Config::try_parse_from(["ringcache-node"]).expect("defaults parse");
         assert_eq!(c.replica_port, ReplicaPort::Port(6381));
     }
 }
