@@ -309,6 +309,7 @@ mod tests {
             instance: instance.into(),
             resp_addr: "127.0.0.1:1".into(),
             control_addr: "127.0.0.1:2".into(),
+            replica_addr: None,
             zone: None,
         }
     }
