@@ -242,7 +242,7 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     if is(sub, "NODES") {
         let text = match view {
             None => format!("{} :0@0 myself,master - 0 0 0 connected\n", state.node_id),
-            Some(view) => nodes_text(&view.topology, &view.me.id, ctx.client.replica_port),
+            Some(view) => nodes_text(&view.topology, &view.me.id),
         };
         ctx.out.verbatim(&text);
         return Ok(());
@@ -251,23 +251,12 @@ fn cluster(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
 }
 
 /// CLUSTER NODES for `topology` as node `me` sees it: one line per node at its RESP
-/// address, then one per virtual replica at a replica address. `myself` marks the
-/// entry at the address asked: `me`'s RESP address, or on the replica port its first
-/// virtual replica (so `redis-cli --cluster check` shows that address as a replica).
-fn nodes_text(topology: &Topology, me: &str, on_replica_port: bool) -> String {
-    let listed = roles::listed_nodes(topology);
-    let myself_at = on_replica_port
-        .then(|| {
-            listed
-                .iter()
-                .position(|n| n.node_id == me && matches!(n.role, Role::Replica { .. }) && n.endpoint.id != me)
-        })
-        .flatten()
-        .or_else(|| listed.iter().position(|n| n.endpoint.id == me));
+/// address (`myself` on `me`'s), then one per virtual replica at a replica address.
+fn nodes_text(topology: &Topology, me: &str) -> String {
     let mut s = String::new();
-    for (i, n) in listed.iter().enumerate() {
+    for n in roles::listed_nodes(topology) {
         let (_, cport) = split_addr(&n.control_addr);
-        let myself = if Some(i) == myself_at { "myself," } else { "" };
+        let myself = if n.endpoint.id == me { "myself," } else { "" };
         let (flag, master) = match &n.role {
             Role::Primary => ("master", "-"),
             Role::Replica { of } => ("slave", of.as_str()),
@@ -317,7 +306,7 @@ mod tests {
                 },
             ],
         };
-        let text = nodes_text(&t, "a", false);
+        let text = nodes_text(&t, "a");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines,
@@ -333,16 +322,6 @@ mod tests {
                     roles::replica_id("b", "a")
                 ),
             ]
-        );
-        // Asked on a's replica port, `myself` is a's virtual replica.
-        let text = nodes_text(&t, "a", true);
-        let myself: Vec<&str> = text.lines().filter(|l| l.contains("myself")).collect();
-        assert_eq!(
-            myself,
-            vec![format!(
-                "{} 10.0.0.1:6381@7379 myself,slave b 0 0 7 connected",
-                roles::replica_id("a", "b")
-            )]
         );
     }
 }
