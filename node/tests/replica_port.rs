@@ -331,3 +331,26 @@ fn a_cluster_client_reading_from_replicas_reads_at_the_replica_ports() {
         n.shutdown();
     }
 }
+
+/// `redis-cli --cluster check` (Debian's redis-tools, what Redis users run to look at a
+/// cluster) sees every slot covered and two copies of each primary's slots: the
+/// primary and a replica per node that copies some of them (it reported "0 slaves"
+/// before the replica port).
+#[test]
+fn redis_cli_cluster_check_lists_the_replicas() {
+    let (nodes, _topo) = three_nodes();
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "check", &nodes[0].resp_addr.to_string()])
+        .output()
+        .expect("redis-cli runs (make redis-tools installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[OK] All 16384 slots covered."), "{text}");
+    let masters: Vec<&str> = text.lines().filter(|l| l.contains(" slots | ")).collect();
+    assert_eq!(masters.len(), 3, "{text}");
+    for line in masters {
+        assert!(line.trim_end().ends_with("| 2 slaves."), "{line}\n{text}");
+    }
+    for n in nodes {
+        n.shutdown();
+    }
+}
