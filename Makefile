@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: dev test lint build k8s-bins bench bench-cluster bench-quick node redis-tools redis-server nftables clean
+.PHONY: dev test lint build k8s-bins bench bench-cluster bench-quick node redis-tools redis-server nftables maven client-tests clean
 
 ## dev: build, start a real local Kubernetes control plane with the test kubelet and
 ## kube-proxy, install the operator with Helm, apply the sample CacheCluster, wait for
@@ -19,14 +19,16 @@ test: lint k8s-bins redis-server nftables
 ## client-tests: maintained Redis clients in other languages against the debug node
 ## (rueidis' client-side cache: CLIENT TRACKING invalidations; go-redis ReadOnly /
 ## RouteRandomly, ioredis scaleReads "slave", redis-py ROUND_ROBIN_REPLICAS and
-## read_from_replicas: replica reads at the replica ports), Go modules from the Go
-## proxy, npm packages from package-lock.json, redis-py from PyPI (pinned, in a venv).
-client-tests:
+## read_from_replicas, Lettuce ReadFrom.REPLICA: replica reads at the replica ports),
+## Go modules from the Go proxy, npm packages from package-lock.json, redis-py from PyPI
+## (pinned, in a venv), Lettuce and JUnit from Maven (pinned in pom.xml, into ~/.m2).
+client-tests: maven
 	cd tests/clients/rueidis && go test -count=1 ./...
 	cd tests/clients/goredis && go test -count=1 ./...
 	cd tests/clients/ioredis && npm ci --no-audit --no-fund && npm test
 	cd tests/clients/redispy && { test -x .venv/bin/python || python3 -m venv .venv; } && \
 	  .venv/bin/pip install -q -r requirements.txt && .venv/bin/python -W ignore::DeprecationWarning -m unittest -v
+	cd tests/clients/lettuce && mvn -q -B test
 
 lint:
 	$(CARGO) fmt --all --check
@@ -46,6 +48,10 @@ node:
 
 redis-tools:
 	@command -v redis-cli >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools; }
+
+## maven: Debian's Maven (with its Java runtime), which builds and runs the Lettuce client test.
+maven:
+	@command -v mvn >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven; }
 
 ## redis-server: Debian's Redis, the reference node/tests/against_redis.rs compares
 ## replies with (and the benchmarks' baseline).
