@@ -29,7 +29,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{ReplicationError, SlotSet};
 use crate::store::{Changes, Entry, Object, Store, ValueRef};
-use ringcache_core::slot::{key_slot, SLOT_COUNT};
+use ringcache_core::slot::{key_slot, Slot, SLOT_COUNT};
 use ringcache_core::topology::SlotRange;
 
 /// Kind of a stored record.
@@ -508,6 +508,12 @@ fn applies(store: &Store, frame: &Frame<'_>, slots: &SlotSet, now: u64) -> bool 
 
 /// Removes every key of `slots` (before a full copy, and on a replicated flush).
 pub fn clear_slots(store: &Store, slots: &SlotSet, now: u64) {
+    clear_slots_then(store, slots, now, |_, _| {});
+}
+
+/// [`clear_slots`], calling `removed` with each slot's removed keys while its shard
+/// lock is still held (so what it records is in order with the slot's writes).
+pub fn clear_slots_then(store: &Store, slots: &SlotSet, now: u64, mut removed: impl FnMut(Slot, &[Vec<u8>])) {
     for slot in slots.iter() {
         let mut locked = store.lock(slot);
         let mut s = locked.slot();
@@ -516,9 +522,10 @@ pub fn clear_slots(store: &Store, slots: &SlotSet, now: u64) {
         }
         let mut keys: Vec<Vec<u8>> = Vec::with_capacity(s.len());
         s.for_each_key(now, |e| keys.push(e.key().to_vec()));
-        for k in keys {
-            s.remove(&k, now);
+        for k in &keys {
+            s.remove(k, now);
         }
+        removed(slot, &keys);
     }
 }
 

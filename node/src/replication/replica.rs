@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 use ringcache_core::slot::{key_slot, Slot, SLOT_COUNT};
 use ringcache_core::slotset::SlotSet;
 
-use super::record::{apply, clear_slots, write_command, Applied, Frame, Record, Replay};
+use super::record::{apply, clear_slots, clear_slots_then, write_command, Applied, Frame, Record, Replay};
 use super::{LinkProgress, Replication, ReplicationError};
 use crate::access::Access;
 use crate::handover::Handovers;
@@ -482,23 +482,15 @@ fn record_here(store: &Store, state: &Links, key: &[u8], now: u64) {
 /// Deletes every key of the fenced `slots` (a full copy or a flush from the former
 /// primary empties them), with a deletion record each for this node's replicas.
 fn clear_fenced(store: &Store, state: &Links, slots: &SlotSet, now: u64) {
-    for slot in slots.iter() {
-        let mut locked = store.lock(slot);
-        let mut s = locked.slot();
-        if s.is_empty() {
-            continue;
-        }
-        let mut keys: Vec<Vec<u8>> = Vec::with_capacity(s.len());
-        s.for_each_key(now, |e| keys.push(e.key().to_vec()));
+    clear_slots_then(store, slots, now, |slot, keys| {
         let handover = state.handovers.for_slot(slot);
         for k in keys {
-            s.remove(&k, now);
-            state.repl.backlog.append(slot, Record::del(&k));
+            state.repl.backlog.append(slot, Record::del(k));
             if let Some(h) = &handover {
-                h.mark_written(&k);
+                h.mark_written(k);
             }
         }
-    }
+    });
 }
 
 #[cfg(test)]
