@@ -23,6 +23,7 @@ use rand::Rng;
 use super::args::{check_subcommand, int, is, text};
 use super::flag::*;
 use super::{CmdError, CmdResult, CommandSpec, Ctx};
+use crate::resp::Out;
 use crate::store::encoding::string_encoding;
 use crate::store::{clock_of, Entry, Hash, Object, Policy, SlotRef, ValueRef, SHARDS};
 use crate::util::glob::matches;
@@ -437,6 +438,14 @@ pub const OBJECT_SUBCOMMANDS: &[(&str, i32)] = &[
     ("HELP", 2),
 ];
 
+/// A container command's HELP reply: its lines as simple strings, as Redis answers.
+fn help(out: &mut Out, lines: &[&str]) {
+    out.array(lines.len());
+    for line in lines {
+        out.simple(line);
+    }
+}
+
 pub const MEMORY_SUBCOMMANDS: &[(&str, i32)] = &[("USAGE", -3), ("HELP", 2)];
 
 const MEMORY_HELP: &[&str] = &[
@@ -454,10 +463,7 @@ const MEMORY_HELP: &[&str] = &[
 fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     check_subcommand("memory", args, MEMORY_SUBCOMMANDS)?;
     if is(&args[1], "HELP") {
-        ctx.out.array(MEMORY_HELP.len());
-        for line in MEMORY_HELP {
-            ctx.out.simple(line);
-        }
+        help(ctx.out, MEMORY_HELP);
         return Ok(());
     }
     match &args[3..] {
@@ -510,10 +516,7 @@ fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> CmdResult {
     check_subcommand("object", args, OBJECT_SUBCOMMANDS)?;
     let sub = &args[1];
     if is(sub, "HELP") {
-        ctx.out.array(OBJECT_HELP.len());
-        for line in OBJECT_HELP {
-            ctx.out.simple(line);
-        }
+        help(ctx.out, OBJECT_HELP);
         return Ok(());
     }
     let now = ctx.now;
