@@ -551,12 +551,10 @@ fn defaults_come_from_the_node_flags() {
 
 #[test]
 fn a_filter_reaches_its_replica() {
-    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
-    let topo = form(&nodes, 2);
+    let (nodes, topo) = three_nodes();
     let key = "bloom:replicated";
     let owners = topo.owners_of(key_slot(key.as_bytes()));
-    let by_id = |id: &str| nodes.iter().find(|n| n.state.cluster.node_id == id).expect("node");
-    let (primary, replica) = (by_id(&owners[0]), by_id(&owners[1]));
+    let (primary, replica) = (by_id(&nodes, &owners[0]), by_id(&nodes, &owners[1]));
     wait_until("replication links", Duration::from_secs(10), || {
         nodes.iter().all(|n| {
             let st = n.state.replication.status();

@@ -23,8 +23,7 @@ fn a_node_serves_nothing_until_it_has_a_topology() {
 
 #[test]
 fn three_nodes_serve_every_key_through_a_cluster_client() {
-    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
-    let topo = form(&nodes, 2);
+    let (nodes, topo) = three_nodes();
     let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{}/", n.resp_addr)).collect();
     let client = redis::cluster::ClusterClient::new(urls).expect("cluster client");
     let mut con = client.get_connection().expect("connects");

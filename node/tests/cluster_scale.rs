@@ -7,14 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringcache_node::launch::NodeHandle;
 
 const N: usize = 100_000;
 
 #[test]
 fn hundred_thousand_keys_through_a_cluster_client_and_every_proxy_port() {
-    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
-    form(&nodes, 2);
+    let (nodes, _) = three_nodes();
 
     let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{}/", n.resp_addr)).collect();
     let client = redis::cluster::ClusterClient::new(urls).expect("cluster client");

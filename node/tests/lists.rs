@@ -289,8 +289,7 @@ fn a_list_reaches_its_replica() {
     let topo = form(&nodes, 2);
     let key = "feed";
     let owners = topo.owners_of(key_slot(key.as_bytes())).to_vec();
-    let by_id = |id: &str| nodes.iter().find(|n| n.state.cluster.node_id == id).expect("node");
-    let (primary, replica) = (by_id(&owners[0]), by_id(&owners[1]));
+    let (primary, replica) = (by_id(&nodes, &owners[0]), by_id(&nodes, &owners[1]));
     let mut con = client(primary);
     cmd::<i64>(&mut con, &["RPUSH", key, "a", "b", "c", "d"]);
     cmd::<i64>(&mut con, &["LPUSH", key, "first"]);
@@ -346,8 +345,7 @@ fn a_blocked_client_on_a_primary_that_becomes_a_replica_is_redirected_to_the_new
     let key = "waiting";
     let slot = key_slot(key.as_bytes());
     let owners = topo.owners_of(slot).to_vec();
-    let by_id = |id: &str| nodes.iter().find(|n| n.state.cluster.node_id == id).expect("node");
-    let (primary, replica) = (by_id(&owners[0]), by_id(&owners[1]));
+    let (primary, replica) = (by_id(&nodes, &owners[0]), by_id(&nodes, &owners[1]));
     let waiter = in_background(primary, &["BRPOP", key, "0"]);
     wait_until("the client to block", Duration::from_secs(5), || {
         primary.state.blocking.waiting_on(key.as_bytes()) == 1

@@ -15,12 +15,6 @@ use ringcache_core::slot::{key_slot, SLOT_COUNT};
 use ringcache_core::topology::{NodeInfo, Topology};
 use ringcache_node::launch::NodeHandle;
 
-fn three_nodes() -> (Vec<NodeHandle>, Topology) {
-    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
-    let topo = form(&nodes, 2);
-    (nodes, topo)
-}
-
 fn proxy(node: &NodeHandle) -> redis::Connection {
     redis::Client::open(format!("redis://{}/", node.proxy_addr))
         .expect("valid url")
@@ -352,21 +346,14 @@ fn before_auth_the_proxy_port_has_the_same_small_request_limits() {
 /// every write stay on the primary.
 #[test]
 fn hot_key_reads_through_the_proxy_are_spread_over_the_copies() {
-    let nodes: Vec<NodeHandle> = ["a", "b", "c"]
-        .iter()
-        .map(|id| {
-            cluster_node_with(id, |c| {
-                c.hot_key_replica_reads = 50;
-                c.hotkeys_sample = 1;
-            })
-        })
-        .collect();
-    let topo = form(&nodes, 2);
+    let (nodes, topo) = three_nodes_with(|c| {
+        c.hot_key_replica_reads = 50;
+        c.hotkeys_sample = 1;
+    });
     let (hot, cold) = ("{hot}key", "{hot}cold");
     let slot = key_slot(hot.as_bytes());
     let owners = topo.owners_of(slot);
-    let node = |id: &str| nodes.iter().find(|n| n.state.cluster.node_id == id).expect("node");
-    let (primary, replica) = (node(&owners[0]), node(&owners[1]));
+    let (primary, replica) = (by_id(&nodes, &owners[0]), by_id(&nodes, &owners[1]));
     // Enter through the node that holds no copy of the slot: every read is forwarded.
     let entry = nodes
         .iter()

@@ -17,19 +17,6 @@ use ringcache_core::topology::Topology;
 use ringcache_node::config::ReplicaPort;
 use ringcache_node::launch::NodeHandle;
 
-fn three_nodes() -> (Vec<NodeHandle>, Topology) {
-    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node(id)).collect();
-    let topo = form(&nodes, 2);
-    (nodes, topo)
-}
-
-fn by_id<'a>(nodes: &'a [NodeHandle], id: &str) -> &'a NodeHandle {
-    nodes
-        .iter()
-        .find(|n| n.state.cluster.node_id == id)
-        .unwrap_or_else(|| panic!("node {id}"))
-}
-
 fn replica_addr(node: &NodeHandle) -> SocketAddr {
     node.replica_addr.expect("tests run with a replica port")
 }

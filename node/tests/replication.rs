@@ -14,22 +14,8 @@ use redis::Commands;
 use ringcache_core::placement::{next_topology, Member};
 use ringcache_core::slot::key_slot;
 use ringcache_core::topology::{NodeInfo, Topology};
-use ringcache_node::config::Config;
 use ringcache_node::launch::NodeHandle;
 use ringcache_node::store::now_ms;
-
-fn three_nodes(tweak: impl Fn(&mut Config)) -> (Vec<NodeHandle>, Topology) {
-    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node_with(id, &tweak)).collect();
-    let topo = form(&nodes, 2);
-    (nodes, topo)
-}
-
-fn by_id<'a>(nodes: &'a [NodeHandle], id: &str) -> &'a NodeHandle {
-    nodes
-        .iter()
-        .find(|n| n.state.cluster.node_id == id)
-        .expect("node in topology")
-}
 
 fn primary_of<'a>(nodes: &'a [NodeHandle], topo: &Topology, key: &str) -> &'a NodeHandle {
     by_id(nodes, &topo.owners_of(key_slot(key.as_bytes()))[0])
@@ -170,7 +156,7 @@ fn cluster_client(nodes: &[NodeHandle]) -> redis::cluster::ClusterConnection {
 
 #[test]
 fn ten_thousand_keys_reach_their_replicas_and_a_replica_shutdown_loses_nothing() {
-    let (mut nodes, topo) = three_nodes(|_| {});
+    let (mut nodes, topo) = three_nodes();
     let mut con = cluster_client(&nodes);
     let mut want = HashMap::new();
     write_keys(&mut con, "key", 10_000, &mut want);
@@ -247,7 +233,7 @@ fn ten_thousand_keys_reach_their_replicas_and_a_replica_shutdown_loses_nothing()
 
 #[test]
 fn a_short_break_resumes_from_the_offset_and_a_long_one_copies_again() {
-    let (nodes, topo) = three_nodes(|_| {});
+    let (nodes, topo) = three_nodes();
     let mut con = cluster_client(&nodes);
     let mut want = HashMap::new();
     write_keys(&mut con, "early", 600, &mut want);
@@ -360,7 +346,7 @@ fn replicas_added_to_a_cluster_with_data_get_a_full_copy() {
 
 #[test]
 fn flushall_empties_the_primary_slots_everywhere_and_recopies_replicated_ones() {
-    let (nodes, topo) = three_nodes(|_| {});
+    let (nodes, topo) = three_nodes();
     let mut con = cluster_client(&nodes);
     let mut want = HashMap::new();
     write_keys(&mut con, "f", 600, &mut want);
@@ -386,7 +372,7 @@ fn flushall_empties_the_primary_slots_everywhere_and_recopies_replicated_ones() 
 
 #[test]
 fn acknowledged_writes_wait_for_a_replica_or_answer_noreplicas() {
-    let (mut nodes, topo) = three_nodes(|c| {
+    let (mut nodes, topo) = three_nodes_with(|c| {
         c.min_replicas_to_ack = 1;
         c.replica_ack_timeout_ms = 500;
     });
@@ -491,7 +477,7 @@ fn acknowledged_writes_wait_for_a_replica_or_answer_noreplicas() {
 
 #[test]
 fn replicas_authenticate_when_a_password_is_required() {
-    let (nodes, topo) = three_nodes(|c| c.requirepass = Some("s3cret".into()));
+    let (nodes, topo) = three_nodes_with(|c| c.requirepass = Some("s3cret".into()));
     wait_until("replication links", Duration::from_secs(10), || links_up(&nodes));
     let key = "auth:key";
     let mut p = client_with_password(primary_of(&nodes, &topo, key));
@@ -528,7 +514,7 @@ fn internal_commands_refuse_misuse() {
     );
     plain.shutdown();
 
-    let (nodes, _topo) = three_nodes(|_| {});
+    let (nodes, _topo) = three_nodes();
     let a = &nodes[0];
     // Wrong epoch: refused with TRYAGAIN, then the connection closes.
     let out = raw(a, b"RINGCACHE.SYNC b 999 0\r\n", 200);
@@ -555,7 +541,7 @@ fn internal_commands_refuse_misuse() {
 /// the primary's exact bytes either way.
 #[test]
 fn bitmaps_and_sketches_reach_replicas_byte_for_byte() {
-    let (nodes, topo) = three_nodes(|_| {});
+    let (nodes, topo) = three_nodes();
     let keys = [
         "{bits}map",
         "{bits}field",
@@ -716,7 +702,7 @@ fn counter(
 
 #[test]
 fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart() {
-    let (mut nodes, topo) = three_nodes(|_| {});
+    let (mut nodes, topo) = three_nodes();
     let owners = topo.owners_of(key_slot(b"{feed}"));
     let (p_id, r_id) = (owners[0].clone(), owners[1].clone());
     let primary = by_id(&nodes, &p_id);

@@ -263,14 +263,8 @@ fn store_forms_replace_any_type_and_drop_the_ttl() {
 fn sets_reach_the_replica_whatever_the_random_picks() {
     let nodes: Vec<_> = ["a", "b"].iter().map(|id| cluster_node(id)).collect();
     let topo = form(&nodes, 2);
-    let by_id = |id: &str| {
-        nodes
-            .iter()
-            .find(|n| n.state.cluster.node_id == id)
-            .expect("node in topology")
-    };
     let owners = topo.owners_of(key_slot(b"{r}"));
-    let (primary, replica) = (by_id(&owners[0]), by_id(&owners[1]));
+    let (primary, replica) = (by_id(&nodes, &owners[0]), by_id(&nodes, &owners[1]));
     let mut p = client(primary);
     let mut r = client(replica);
     cmd::<()>(&mut r, &["READONLY"]);

@@ -152,6 +152,27 @@ pub fn info(node: &NodeHandle) -> NodeInfo {
     }
 }
 
+/// Nodes "a", "b" and "c" in cluster mode, changed by `tweak`, with two copies of every
+/// slot (epoch 1), and the topology.
+pub fn three_nodes_with(tweak: impl Fn(&mut Config)) -> (Vec<NodeHandle>, Topology) {
+    let nodes: Vec<NodeHandle> = ["a", "b", "c"].iter().map(|id| cluster_node_with(id, &tweak)).collect();
+    let topo = form(&nodes, 2);
+    (nodes, topo)
+}
+
+/// [`three_nodes_with`] with the test defaults.
+pub fn three_nodes() -> (Vec<NodeHandle>, Topology) {
+    three_nodes_with(|_| {})
+}
+
+/// The node of `nodes` with id `id`.
+pub fn by_id<'a>(nodes: &'a [NodeHandle], id: &str) -> &'a NodeHandle {
+    nodes
+        .iter()
+        .find(|n| n.state.cluster.node_id == id)
+        .unwrap_or_else(|| panic!("no node {id}"))
+}
+
 /// Places all slots over `nodes` with `r` copies (epoch 1) and applies it everywhere.
 pub fn form(nodes: &[NodeHandle], r: usize) -> Topology {
     let infos: Vec<NodeInfo> = nodes.iter().map(info).collect();
