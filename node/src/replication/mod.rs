@@ -410,13 +410,13 @@ impl Replication {
         let mut last = 0;
         let mut locked = store.lock(slot);
         let mut s = locked.slot();
-        let mut done: Vec<&Bytes> = Vec::new();
+        // A key named twice (LMOVE k k, SUNIONSTORE k k) is one record. A set, not a
+        // list: an MSET of thousands of keys in one slot stays linear.
+        let mut done: hashbrown::HashSet<&Bytes> = hashbrown::HashSet::new();
         for key in keys {
-            // A key named twice (LMOVE k k, SUNIONSTORE k k) is one record.
-            if done.contains(&key) {
+            if !done.insert(key) {
                 continue;
             }
-            done.push(key);
             last = self.append(slot, record_for(&mut s, key, now, change));
         }
         last
