@@ -473,6 +473,22 @@ def hot_key(i):
     return b"user:%d" % i
 
 
+
+def pipelined_gets(conns, groups, keys, where):
+    """GETs `keys` grouped by port (`groups`: port → indices into `keys`), pipelined on
+    `conns`; returns the values in `keys`' order. An error reply stops the run."""
+    for port, idxs in groups.items():
+        conns[port].s.sendall(b"".join(encode("GET", keys[i]) for i in idxs))
+    out = [None] * len(keys)
+    for port, idxs in groups.items():
+        c = conns[port]
+        for i in idxs:
+            r = c.reply()
+            if isinstance(r, RespError):
+                raise RuntimeError(f"GET {keys[i]!r} on {where} {port}: {r}")
+            out[i] = r
+    return out
+
 class ClusterClient:
     """Routes each key to its slot's primary (or, with `replica_reads`, to the primary or
     a replica of its slot at random, over connections that sent READONLY)."""
@@ -502,16 +518,8 @@ class ClusterClient:
         groups = {}
         for idx, (k, s) in enumerate(zip(keys, slots)):
             groups.setdefault(self.port_of(s), []).append(idx)
+        out = pipelined_gets(self.conns, groups, keys, "port")
         for port, idxs in groups.items():
-            self.conns[port].s.sendall(b"".join(encode("GET", keys[i]) for i in idxs))
-        out = [None] * len(keys)
-        for port, idxs in groups.items():
-            c = self.conns[port]
-            for i in idxs:
-                r = c.reply()
-                if isinstance(r, RespError):
-                    raise RuntimeError(f"GET {keys[i]!r} on port {port}: {r}")
-                out[i] = r
             self.sent[port] += len(idxs)
         return out
 
@@ -533,17 +541,7 @@ class ProxyClient:
         groups = {}
         for idx in range(len(keys)):
             groups.setdefault(self.rnd.choice(self.ports), []).append(idx)
-        for port, idxs in groups.items():
-            self.conns[port].s.sendall(b"".join(encode("GET", keys[i]) for i in idxs))
-        out = [None] * len(keys)
-        for port, idxs in groups.items():
-            c = self.conns[port]
-            for i in idxs:
-                r = c.reply()
-                if isinstance(r, RespError):
-                    raise RuntimeError(f"GET {keys[i]!r} on proxy port {port}: {r}")
-                out[i] = r
-        return out
+        return pipelined_gets(self.conns, groups, keys, "proxy port")
 
     def close(self):
         for c in self.conns.values():
