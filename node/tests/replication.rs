@@ -734,6 +734,8 @@ fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart()
         counter(primary, |c| &c.bytes_shipped),
         counter(primary, |c| &c.commands_shipped),
     );
+    let stats = |n: &NodeHandle| n.store.hits_misses();
+    let before = (stats(primary), stats(by_id(&nodes, &r_id)));
     for _ in 0..100 {
         cmd::<i64>(&mut con, &["LPUSH", "{feed}list", &post]);
     }
@@ -746,6 +748,8 @@ fn collection_writes_ship_as_changes_and_every_type_survives_a_replica_restart()
         post.len()
     );
     wait_until("replicas to catch up", Duration::from_secs(20), || caught_up(&refs));
+    // Writes count no keyspace hit or miss, on the primary or where they are replayed.
+    assert_eq!((stats(primary), stats(by_id(&nodes, &r_id))), before);
     let bad = feed_mismatches(primary, by_id(&nodes, &r_id));
     assert!(bad.is_empty(), "{bad:?}");
     let metrics = http_get(primary.admin_addr, "/metrics");

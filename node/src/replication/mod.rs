@@ -386,7 +386,8 @@ impl Replication {
         }
         let mut locked = store.lock(slot);
         let mut s = locked.slot();
-        s.read_untouched(key, now).and_then(|e| e.changes()).map(|c| c.count)
+        // A write's lookup: no hit or miss counted (the warm-up gate reads hit rates).
+        s.get(key, now).and_then(|e| e.changes()).map(|c| c.count)
     }
 
     /// Primary side, after a write command on `slot` that routing let run here: when

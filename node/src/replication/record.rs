@@ -400,7 +400,8 @@ fn count_of(store: &Store, key: &[u8], now: u64) -> Option<u64> {
     store
         .lock(key_slot(key))
         .slot()
-        .read_untouched(key, now)
+        // A write's lookup: no hit or miss counted.
+        .get(key, now)
         .and_then(|e| e.changes())
         .map(|c| c.count)
 }
